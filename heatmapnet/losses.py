@@ -1,0 +1,228 @@
+"""Heatmap losses: the element-wise formula apart from weighting and reduction (as mmdet does).
+
+Every loss that implies a sigmoid takes logits, never probabilities, and works in log space
+(``logsigmoid``), so loss and gradient stay finite for logits in [-100, 100] without clamping
+the sigmoid. MSE and Adaptive Wing compare the raw output with the target heatmap directly.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+REDUCTIONS = ("none", "mean", "sum")
+
+
+def reduce_loss(loss: torch.Tensor, weight: Optional[torch.Tensor] = None, reduction: str = "mean",
+                avg_factor: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Weight an element-wise loss, then reduce it: ``avg_factor`` (a tensor, so no host sync)
+    replaces the element count as the divisor of a mean."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if weight is not None:
+        loss = loss * weight
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    if avg_factor is None:
+        return loss.mean()
+    return loss.sum() / avg_factor
+
+
+# ----------------------------------------------------------------------------------------------
+# CornerNet's distance-aware (penalty-reduced) focal loss
+# ----------------------------------------------------------------------------------------------
+def distance_aware_focal_loss_elementwise(logits: torch.Tensor, target: torch.Tensor,
+                                          alpha: float = 2.0, beta: float = 4.0) -> torch.Tensor:
+    """-(1-p)^alpha log p where the target is exactly 1, -(1-y)^beta p^alpha log(1-p) elsewhere."""
+    log_p = F.logsigmoid(logits)
+    log_not_p = F.logsigmoid(-logits)
+    positive_loss = -torch.exp(alpha * log_not_p) * log_p
+    negative_loss = -torch.pow(1.0 - target, beta) * torch.exp(alpha * log_p) * log_not_p
+    return torch.where(target == 1, positive_loss, negative_loss)
+
+
+class DistanceAwareFocalLoss(nn.Module):
+    """CornerNet's penalty-reduced focal loss, summed and divided by max(1, positives in the batch).
+
+    ``ignore_mask`` (broadcastable to the logits, True = ignore) removes pixels from both the sum
+    and the count of positives. The divisor stays a tensor: no host synchronisation.
+    """
+
+    def __init__(self, alpha: float = 2.0, beta: float = 4.0):
+        super().__init__()
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor,
+                ignore_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        loss = distance_aware_focal_loss_elementwise(logits, target, self.alpha, self.beta)
+        positive = target == 1
+        keep = None
+        if ignore_mask is not None:
+            keep = (~ignore_mask.bool()).to(loss.dtype)
+            positive = positive & ~ignore_mask.bool()
+        num_positive = positive.sum().clamp_min(1).to(loss.dtype)
+        return reduce_loss(loss, keep, "mean", avg_factor=num_positive)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, beta={self.beta}"
+
+
+# ----------------------------------------------------------------------------------------------
+# RetinaNet's alpha-balanced focal loss
+# ----------------------------------------------------------------------------------------------
+def focal_loss_elementwise(logits: torch.Tensor, target: torch.Tensor, alpha: Optional[float] = 0.25,
+                           gamma: float = 2.0) -> torch.Tensor:
+    """-alpha_t (1 - p_t)^gamma log p_t for targets in [0, 1] (soft targets as torchvision defines).
+
+    Equal in value to ``torchvision.ops.sigmoid_focal_loss``, which is not used because it forms
+    (1 - p_t)^gamma from the sigmoid: for gamma < 1 its gradient is NaN at saturated logits. Here
+    log(1 - p_t) = logaddexp(log t + log(1-p), log(1-t) + log p) keeps everything in log space.
+    """
+    log_p = F.logsigmoid(logits)
+    log_not_p = F.logsigmoid(-logits)
+    cross_entropy = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    if gamma == 0:
+        modulated = cross_entropy
+    else:
+        log_miss = torch.logaddexp(torch.log(target) + log_not_p, torch.log1p(-target) + log_p)
+        modulated = torch.exp(gamma * log_miss) * cross_entropy
+    if alpha is None:
+        return modulated
+    return (alpha * target + (1.0 - alpha) * (1.0 - target)) * modulated
+
+
+class FocalLoss(nn.Module):
+    """RetinaNet's binary focal loss on logits; ``alpha=None`` disables balancing, ``gamma=0``
+    gives (balanced) binary cross-entropy. ``reduction="positives"`` divides the sum by
+    max(1, number of targets equal to 1), as RetinaNet normalises by assigned anchors."""
+
+    def __init__(self, alpha: Optional[float] = 0.25, gamma: float = 2.0, reduction: str = "mean"):
+        super().__init__()
+        if reduction not in REDUCTIONS + ("positives",):
+            raise ValueError(f"reduction must be one of {REDUCTIONS + ('positives',)}, got {reduction!r}")
+        if gamma < 0:
+            raise ValueError(f"gamma must be >= 0, got {gamma}")
+        self.alpha = alpha
+        self.gamma = float(gamma)
+        self.reduction = reduction
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor,
+                weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+        loss = focal_loss_elementwise(logits, target, self.alpha, self.gamma)
+        if self.reduction == "positives":
+            num_positive = (target == 1).sum().clamp_min(1).to(loss.dtype)
+            return reduce_loss(loss, weight, "mean", avg_factor=num_positive)
+        return reduce_loss(loss, weight, self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, gamma={self.gamma}, reduction={self.reduction!r}"
+
+
+# ----------------------------------------------------------------------------------------------
+# The MSE heatmap baseline
+# ----------------------------------------------------------------------------------------------
+MSE_CONVENTIONS = ("mmpose", "hrnet")
+
+
+class HeatmapMSELoss(nn.Module):
+    """HRNet/mmpose heatmap regression loss with per-keypoint target weights (visibility).
+
+    Both conventions average over B*K*H*W. ``"mmpose"`` (mmpose 1.x ``KeypointMSELoss``):
+    mean(w * (pred - target)^2). ``"hrnet"`` (HRNet's ``JointsMSELoss``): 0.5 * mean((w*pred -
+    w*target)^2), i.e. a factor 0.5 and the weights squared. With 0/1 visibility weights the two
+    differ only by the 0.5.
+    """
+
+    def __init__(self, convention: str = "mmpose"):
+        super().__init__()
+        if convention not in MSE_CONVENTIONS:
+            raise ValueError(f"convention must be one of {MSE_CONVENTIONS}, got {convention!r}")
+        self.convention = convention
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor,
+                target_weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+        squared = (pred - target) ** 2
+        if target_weight is None:
+            weight = None
+        else:
+            weight = _per_keypoint_weight(target_weight, pred)
+            if self.convention == "hrnet":
+                weight = weight * weight
+        loss = reduce_loss(squared, weight, "mean")
+        return 0.5 * loss if self.convention == "hrnet" else loss
+
+    def extra_repr(self) -> str:
+        return f"convention={self.convention!r}"
+
+
+def _per_keypoint_weight(target_weight: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+    """(B, K) keypoint weights -> broadcastable to (B, K, H, W) heatmaps."""
+    if target_weight.shape != pred.shape[:2]:
+        raise ValueError(f"target_weight must have shape {tuple(pred.shape[:2])}, got {tuple(target_weight.shape)}")
+    return target_weight.to(pred.dtype)[:, :, None, None]
+
+
+# ----------------------------------------------------------------------------------------------
+# Adaptive Wing loss (Wang, Bo and Fuxin, ICCV 2019)
+# ----------------------------------------------------------------------------------------------
+def adaptive_wing_loss_elementwise(pred: torch.Tensor, target: torch.Tensor, alpha: float = 2.1,
+                                   omega: float = 14.0, epsilon: float = 1.0, theta: float = 0.5) -> torch.Tensor:
+    """omega ln(1 + |d/epsilon|^(alpha-y)) for |d| < theta, else A|d| - C, with A and C chosen so
+    that value and slope are continuous at |d| = theta (d = y - pred, y the target)."""
+    delta = (target - pred).abs()
+    power = alpha - target
+    ratio = theta / epsilon
+    ratio_pow = torch.pow(torch.as_tensor(ratio, dtype=pred.dtype, device=pred.device), power)
+    slope = omega / (1.0 + ratio_pow) * power * ratio_pow / ratio / epsilon
+    offset = theta * slope - omega * torch.log1p(ratio_pow)
+    near = omega * torch.log1p(torch.pow(delta / epsilon, power))
+    far = slope * delta - offset
+    return torch.where(delta < theta, near, far)
+
+
+class AdaptiveWingLoss(nn.Module):
+    """Adaptive Wing loss for heatmap regression, mean over B*K*H*W, with optional (B, K) weights."""
+
+    def __init__(self, alpha: float = 2.1, omega: float = 14.0, epsilon: float = 1.0, theta: float = 0.5):
+        super().__init__()
+        if alpha <= 1 or epsilon <= 0 or theta <= 0:
+            raise ValueError("AdaptiveWingLoss needs alpha > 1 (so alpha - y > 0), epsilon > 0, theta > 0")
+        self.alpha, self.omega, self.epsilon, self.theta = float(alpha), float(omega), float(epsilon), float(theta)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor,
+                target_weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+        loss = adaptive_wing_loss_elementwise(pred, target, self.alpha, self.omega, self.epsilon, self.theta)
+        weight = None if target_weight is None else _per_keypoint_weight(target_weight, pred)
+        return reduce_loss(loss, weight, "mean")
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, omega={self.omega}, epsilon={self.epsilon}, theta={self.theta}"
+
+
+LOSSES = {
+    "focal": DistanceAwareFocalLoss,
+    "retina_focal": FocalLoss,
+    "mse": HeatmapMSELoss,
+    "awing": AdaptiveWingLoss,
+}
+
+# Losses whose inputs are logits, so models trained with them decode sigmoid(output).
+LOGIT_LOSSES = frozenset({"focal", "retina_focal"})
+
+
+def build_loss(name: str, **kwargs) -> nn.Module:
+    """A heatmap loss by its registry name (``focal``, ``retina_focal``, ``mse``, ``awing``)."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}")
+    return LOSSES[name](**kwargs)
+
+
+def prior_bias(probability: float = 0.1) -> float:
+    """RetinaNet's initial bias -log((1 - pi) / pi), so a fresh sigmoid head predicts ``pi``."""
+    return -math.log((1.0 - probability) / probability)
