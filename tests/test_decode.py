@@ -1,0 +1,129 @@
+"""Decoding: argmax, HRNet's quarter offset, DARK, and multi-instance peaks."""
+import math
+
+import pytest
+import torch
+
+from heatmapnet.decode import decode_keypoints, decode_peaks, gaussian_blur
+from heatmapnet.targets import render_heatmaps
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                 reason="CUDA not available"))]
+
+
+def _random_points(n, low, high, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return low + torch.rand(n, 2, generator=generator) * (high - low)
+
+
+def _one_point_per_channel(points, sigma, size, exact_peak):
+    n = points.shape[0]
+    return render_heatmaps(points, torch.arange(n), sigma, n, size, exact_peak=exact_peak)[None]
+
+
+@pytest.mark.parametrize("sigma", [1.0, 1.5, 2.0, 3.0])
+@pytest.mark.parametrize("exact_peak, tolerance", [(False, 0.02), (True, 0.05)])
+def test_dark_recovers_sub_pixel_points_of_rendered_gaussians(sigma, exact_peak, tolerance):
+    points = _random_points(300, 8, 40, seed=int(sigma * 10))
+    maps = _one_point_per_channel(points, sigma, (48, 48), exact_peak)
+    decoded = decode_keypoints(maps, refine="dark")
+    errors = (decoded.coordinates[0] - points).norm(dim=-1)
+    assert errors.max().item() < tolerance
+
+
+def test_argmax_is_off_by_at_most_half_a_pixel_per_axis_and_quarter_halves_it_on_average():
+    points = _random_points(400, 8, 40)
+    maps = _one_point_per_channel(points, 2.0, (48, 48), exact_peak=False)
+    plain = decode_keypoints(maps, refine="none").coordinates[0]
+    quarter = decode_keypoints(maps, refine="quarter").coordinates[0]
+    assert (plain - points).abs().max().item() <= 0.5
+    assert torch.equal(plain, torch.floor(points + 0.5))
+    assert (quarter - points).abs().mean() < 0.75 * (plain - points).abs().mean()
+
+
+def test_quarter_offset_steps_a_quarter_pixel_towards_the_higher_neighbour():
+    maps = torch.zeros(1, 1, 5, 5)
+    maps[0, 0, 2, 2] = 1.0
+    maps[0, 0, 2, 3] = 0.6  # right neighbour higher than left (0) -> x + 0.25
+    maps[0, 0, 1, 2] = 0.3  # upper neighbour higher than lower (0) -> y - 0.25
+    decoded = decode_keypoints(maps, refine="quarter")
+    assert decoded.coordinates[0, 0].tolist() == [2.25, 1.75]
+    assert decoded.scores[0, 0].item() == 1.0
+
+
+def test_dark_offset_is_minus_inverse_hessian_times_gradient_on_a_hand_made_log_quadratic():
+    # log-map L(x, y) = -((x - 2.3)^2 + (y - 1.8)^2) / 2 on a 5x5 grid: peak at (2.3, 1.8)
+    ys, xs = torch.meshgrid(torch.arange(5.0), torch.arange(5.0), indexing="ij")
+    maps = torch.exp(-((xs - 2.3) ** 2 + (ys - 1.8) ** 2) / 2)[None, None]
+    coords = decode_keypoints(maps, refine="dark").coordinates[0, 0]
+    assert coords.tolist() == pytest.approx([2.3, 1.8], abs=1e-5)
+
+
+def test_dark_handles_anisotropic_and_rotated_peaks():
+    # An elongated Gaussian rotated by 30 degrees exercises the cross term of the Hessian.
+    ys, xs = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    c, s = math.cos(math.pi / 6), math.sin(math.pi / 6)
+    u = (xs - 15.4) * c + (ys - 16.3) * s
+    v = -(xs - 15.4) * s + (ys - 16.3) * c
+    maps = torch.exp(-(u ** 2 / (2 * 3.0 ** 2) + v ** 2 / (2 * 1.5 ** 2)))[None, None]
+    coords = decode_keypoints(maps, refine="dark").coordinates[0, 0]
+    assert coords.tolist() == pytest.approx([15.4, 16.3], abs=1e-3)
+
+
+def test_peaks_on_the_border_and_flat_maps_decode_to_finite_points():
+    maps = torch.zeros(1, 3, 8, 8)
+    maps[0, 0, 0, 0] = 1.0
+    maps[0, 0, 0, 1] = 0.5
+    maps[0, 1, 7, 4] = 0.9
+    for refine in ("none", "quarter", "dark"):
+        decoded = decode_keypoints(maps, refine=refine)
+        assert torch.isfinite(decoded.coordinates).all()
+        assert decoded.coordinates[0, 2].tolist() == [0.0, 0.0]  # all-zero channel: first pixel, no shift
+        assert decoded.scores[0, 2].item() == 0.0
+
+
+def test_nan_heatmaps_are_a_clear_error():
+    maps = torch.zeros(1, 1, 4, 4)
+    maps[0, 0, 1, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        decode_keypoints(maps)
+    with pytest.raises(ValueError, match="refine"):
+        decode_keypoints(torch.zeros(1, 1, 4, 4), refine="sixteenth")
+
+
+def test_blur_keeps_the_maximum_and_dark_still_finds_a_blurred_gaussian():
+    points = _random_points(50, 10, 38, seed=3)
+    maps = _one_point_per_channel(points, 2.0, (48, 48), exact_peak=False)
+    blurred = gaussian_blur(maps, 1.0)
+    torch.testing.assert_close(blurred.amax(dim=(2, 3)), maps.amax(dim=(2, 3)))
+    coords = decode_keypoints(maps, refine="dark", blur_sigma=1.0).coordinates[0]
+    assert (coords - points).norm(dim=-1).max().item() < 0.05
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_decoding_is_batched_over_images_and_keypoints(device):
+    points = _random_points(12, 6, 26).view(3, 4, 2)
+    maps = torch.stack([_one_point_per_channel(p, 1.5, (32, 32), False)[0] for p in points]).to(device)
+    decoded = decode_keypoints(maps, refine="dark")
+    assert decoded.coordinates.shape == (3, 4, 2) and decoded.scores.shape == (3, 4)
+    assert decoded.coordinates.device.type == device
+    assert (decoded.coordinates.cpu() - points).norm(dim=-1).max().item() < 0.02
+
+
+def test_multi_instance_peaks_are_suppressed_ranked_and_sub_pixel():
+    points = torch.tensor([[5.3, 6.6], [20.7, 12.2], [11.1, 25.4]])
+    maps = render_heatmaps(points, [0, 0, 1], 1.5, 2, (32, 32), exact_peak=True)
+    maps[0] *= torch.where(torch.arange(32)[None, :] < 12, 0.9, 0.7)  # unequal peak heights
+    peaks = decode_peaks(maps[None], k=3, refine="dark")
+    assert peaks.scores[0].tolist() == pytest.approx([1.0, 0.9, 0.7])
+    assert peaks.classes[0].tolist() == [1, 0, 0]
+    expected = points[[2, 0, 1]]
+    assert (peaks.points[0] - expected).norm(dim=-1).max().item() < 0.05
+
+
+def test_max_pool_suppression_keeps_one_peak_per_gaussian():
+    maps = render_heatmaps(torch.tensor([[8.0, 8.0]]), [0], 2.0, 1, (16, 16))[None]
+    peaks = decode_peaks(maps, k=5, refine="none")
+    # the Gaussian's shoulders are suppressed; what remains is the flat zero background
+    assert peaks.scores[0, 0].item() == 1.0
+    assert peaks.scores[0, 1:].max().item() <= 0.0
