@@ -1,0 +1,172 @@
+"""Records to training batches: top-down crops and multi-instance whole images.
+
+Each sample is a dict of named tensors. Targets are encoded here, in the DataLoader workers, by
+the codec; ``collate_samples`` batches samples whose instance counts differ.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..codec import HeatmapCodec
+from .records import Instance, Record
+from .transforms import (NO_AUGMENTATION, AffineParams, Augmentation, box_to_center_size, crop_matrix,
+                         jitter_colour, letterbox_matrix, to_input_tensor, transform_points, warp_image)
+
+
+def load_image(record: Record) -> np.ndarray:
+    """The record's pixels as uint8 BGR; a missing, unreadable or resized file is an error naming it."""
+    if record.image is not None:
+        return record.image
+    if not os.path.isfile(record.image_path):
+        raise FileNotFoundError(f"image file not found: {record.image_path}")
+    image = cv2.imread(record.image_path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"image file is corrupt or not an image: {record.image_path}")
+    height, width = image.shape[:2]
+    if (width, height) != (record.width, record.height):
+        raise ValueError(f"{record.image_path}: image is {width}x{height} but its annotation says "
+                         f"width={record.width}, height={record.height}")
+    return image
+
+
+class _KeypointDataset(Dataset):
+    def __init__(self, records: Sequence[Record], codec: HeatmapCodec, flip_permutation=None,
+                 augmentation: Augmentation = NO_AUGMENTATION, seed: int = 0):
+        self.records = list(records)
+        self.codec = codec
+        self.flip_permutation = None if flip_permutation is None else np.asarray(flip_permutation)
+        self.augmentation = augmentation
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Augmentation draws depend on (seed, epoch, index): repeatable, and new each epoch."""
+        self.epoch = epoch
+
+    def _rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch, index])
+
+    def _sample_params(self, rng: np.random.Generator) -> AffineParams:
+        params = AffineParams.sample(rng, self.augmentation)
+        if params.flip and self.flip_permutation is None:
+            return AffineParams(params.scale, params.rotation, params.shift, False)
+        return params
+
+    def _mirror_order(self, keypoints: np.ndarray, visible: np.ndarray, params: AffineParams):
+        """After a mirror, the point drawn where 'left' was is the old 'right': swap the pairs."""
+        if not params.flip:
+            return keypoints, visible
+        return keypoints[..., self.flip_permutation, :], visible[..., self.flip_permutation]
+
+    def _finish(self, image, keypoints, visible, boxes, matrix, rng, index, extra):
+        image = jitter_colour(image, rng, self.augmentation)
+        encoded = self.codec.encode(keypoints, visible, boxes)
+        sample = {
+            "image": torch.from_numpy(to_input_tensor(image)),
+            "heatmaps": encoded.heatmaps,
+            "keypoint_weights": encoded.keypoint_weights,
+            "keypoints": torch.from_numpy(keypoints.astype(np.float32)),
+            "visible": torch.from_numpy(visible),
+            "matrix": torch.from_numpy(matrix.astype(np.float64)),
+            "index": torch.tensor(index),
+        }
+        sample.update(extra)
+        return sample
+
+
+class TopDownDataset(_KeypointDataset):
+    """One sample per instance: its box, padded to the input's aspect ratio, cropped by one affine
+    matrix (``matrix`` maps original pixels to input pixels; its inverse maps predictions back)."""
+
+    def __init__(self, records: Sequence[Record], codec: HeatmapCodec, flip_permutation=None,
+                 augmentation: Augmentation = NO_AUGMENTATION, padding: float = 1.25, seed: int = 0):
+        super().__init__(records, codec, flip_permutation, augmentation, seed)
+        self.padding = padding
+        counts = np.array([len(r.instances) for r in self.records], dtype=np.int64)
+        self.record_of_item = np.repeat(np.arange(len(self.records)), counts)
+        self.instance_of_item = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+
+    def __len__(self) -> int:
+        return len(self.record_of_item)
+
+    def __getitem__(self, index: int) -> dict:
+        record = self.records[self.record_of_item[index]]
+        instance: Instance = record.instances[self.instance_of_item[index]]
+        rng = self._rng(index)
+        width, height = self.codec.input_size
+        center, size = box_to_center_size(instance.bbox, width / height, self.padding)
+        params = self._sample_params(rng)
+        matrix = crop_matrix(center, size, (width, height), params)
+        image = warp_image(load_image(record), matrix, (width, height))
+        keypoints, visible = self._mirror_order(transform_points(instance.keypoints, matrix),
+                                                instance.visible.copy(), params)
+        zoom = float(np.hypot(*matrix[:, 0]))
+        boxes = np.array([[0.0, 0.0, instance.bbox[2] * zoom, instance.bbox[3] * zoom]])
+        extra = {"record_index": torch.tensor(int(self.record_of_item[index])),
+                 "instance_index": torch.tensor(int(self.instance_of_item[index]))}
+        sample = self._finish(image, keypoints[None], visible[None], boxes, matrix, rng, index, extra)
+        for key in ("keypoint_weights", "keypoints", "visible"):
+            sample[key] = sample[key][0]
+        return sample
+
+
+class MultiInstanceDataset(_KeypointDataset):
+    """One sample per image (CenterNet style): the whole image letterboxed to the input size, one
+    heatmap channel per keypoint type, each instance's Gaussians sized by its own box."""
+
+    def __init__(self, records: Sequence[Record], codec: HeatmapCodec, num_keypoints: int, flip_permutation=None,
+                 augmentation: Augmentation = NO_AUGMENTATION, seed: int = 0):
+        super().__init__(records, codec, flip_permutation, augmentation, seed)
+        self.num_keypoints = num_keypoints
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict:
+        record = self.records[index]
+        rng = self._rng(index)
+        width, height = self.codec.input_size
+        params = self._sample_params(rng)
+        fit = np.vstack([letterbox_matrix((record.width, record.height), (width, height)), [0, 0, 1]])
+        centre = np.array([(width - 1) / 2.0, (height - 1) / 2.0])
+        around_centre = crop_matrix(centre, np.array([width, height], dtype=np.float64), (width, height), params)
+        matrix = (np.vstack([around_centre, [0, 0, 1]]) @ fit)[:2]
+        image = warp_image(load_image(record), matrix, (width, height))
+        keypoints = np.stack([i.keypoints for i in record.instances]) if record.instances \
+            else np.zeros((0, self.num_keypoints, 2))
+        visible = np.stack([i.visible for i in record.instances]) if record.instances \
+            else np.zeros((0, self.num_keypoints), bool)
+        if keypoints.shape[1] != self.num_keypoints:
+            raise ValueError(f"{record.image_path}: instances have {keypoints.shape[1]} keypoints, "
+                             f"expected {self.num_keypoints}")
+        keypoints, visible = self._mirror_order(transform_points(keypoints, matrix), visible, params)
+        zoom = float(np.hypot(*matrix[:, 0]))
+        boxes = np.array([i.bbox for i in record.instances], dtype=np.float64).reshape(-1, 4) * zoom
+        extra = {"record_index": torch.tensor(index), "boxes": torch.from_numpy(boxes.astype(np.float32)),
+                 "num_instances": torch.tensor(len(record.instances))}
+        return self._finish(image, keypoints, visible, boxes, matrix, rng, index, extra)
+
+
+def collate_samples(samples: Sequence[dict]) -> dict:
+    """Stack same-shaped fields; pad per-instance fields (keypoints, visible, boxes, ...) along their
+    first axis with zeros, so a batch may mix images with different numbers of people (each
+    multi-instance sample carries its own ``num_instances``)."""
+    batch = {}
+    for key in samples[0]:
+        values = [s[key] for s in samples]
+        shapes = {tuple(v.shape) for v in values}
+        if len(shapes) == 1:
+            batch[key] = torch.stack(values)
+            continue
+        longest = max(v.shape[0] for v in values)
+        padded = values[0].new_zeros((len(values), longest) + tuple(values[0].shape[1:]))
+        for row, value in enumerate(values):
+            padded[row, :value.shape[0]] = value
+        batch[key] = padded
+    return batch
