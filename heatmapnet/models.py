@@ -1,0 +1,121 @@
+"""Heatmap networks: any timm backbone (``features_only``) and a head registry, built by name.
+
+Heads output one channel per keypoint type at stride 4. A head trained with a sigmoid loss
+starts its final bias at RetinaNet's prior -log((1 - pi) / pi), so the first steps are not
+swamped by the background; regression heads start at 0.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional
+
+import timm
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .losses import prior_bias
+
+OUTPUT_STRIDE = 4
+HEADS: Dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_head(name: str):
+    def register(cls):
+        HEADS[name] = cls
+        return cls
+    return register
+
+
+def _conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
+                         nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+
+
+@register_head("deconv")
+class DeconvHead(nn.Module):
+    """SimpleBaseline (Xiao et al., 2018): transposed convolutions from the deepest feature up to
+    stride 4, then a 1x1 classifier."""
+
+    def __init__(self, in_channels, in_strides, num_keypoints: int, channels: int = 128):
+        super().__init__()
+        layers, stride, width = [], in_strides[-1], in_channels[-1]
+        while stride > OUTPUT_STRIDE:
+            layers += [nn.ConvTranspose2d(width, channels, 4, stride=2, padding=1, bias=False),
+                       nn.BatchNorm2d(channels), nn.ReLU(inplace=True)]
+            stride, width = stride // 2, channels
+        self.upsample = nn.Sequential(*layers)
+        self.classifier = nn.Conv2d(width, num_keypoints, 1)
+
+    def forward(self, features):
+        return self.classifier(self.upsample(features[-1]))
+
+
+@register_head("fpn")
+class FPNHead(nn.Module):
+    """A light feature-pyramid merge: 1x1 laterals from stride 4 up, top-down nearest upsampling
+    and addition, a 3x3 smoothing block at stride 4, then a 1x1 classifier."""
+
+    def __init__(self, in_channels, in_strides, num_keypoints: int, channels: int = 64):
+        super().__init__()
+        self.laterals = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in in_channels)
+        self.smooth = _conv_bn_relu(channels, channels)
+        self.classifier = nn.Conv2d(channels, num_keypoints, 1)
+
+    def forward(self, features):
+        merged = self.laterals[-1](features[-1])
+        for lateral, feature in zip(reversed(self.laterals[:-1]), reversed(features[:-1])):
+            merged = lateral(feature) + F.interpolate(merged, size=feature.shape[-2:], mode="nearest")
+        return self.classifier(self.smooth(merged))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = "resnet18"
+    head: str = "fpn"
+    head_channels: int = 64
+    num_keypoints: int = 17
+    pretrained_path: Optional[str] = None  # a local timm checkpoint; nothing is downloaded
+    sigmoid_prior: Optional[float] = None  # set (e.g. 0.1) for heads trained with a sigmoid loss
+
+
+class HeatmapModel(nn.Module):
+    """timm backbone + heatmap head: images (B, 3, H, W) -> heatmaps (B, K, H/4, W/4)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        if config.head not in HEADS:
+            raise ValueError(f"unknown head {config.head!r}; choose one of {sorted(HEADS)}")
+        self.config = config
+        self.backbone = _create_backbone(config.backbone, config.pretrained_path)
+        strides = self.backbone.feature_info.reduction()
+        keep = [i for i, s in enumerate(strides) if s >= OUTPUT_STRIDE]
+        if not keep or strides[keep[0]] != OUTPUT_STRIDE:
+            raise ValueError(f"backbone {config.backbone!r} has no stride-{OUTPUT_STRIDE} feature (strides {strides})")
+        self.feature_indices = keep
+        channels = [self.backbone.feature_info.channels()[i] for i in keep]
+        self.head = HEADS[config.head](channels, [strides[i] for i in keep], config.num_keypoints,
+                                       config.head_channels)
+        classifier = self.head.classifier
+        nn.init.normal_(classifier.weight, std=0.001)
+        nn.init.constant_(classifier.bias, 0.0 if config.sigmoid_prior is None else prior_bias(config.sigmoid_prior))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        features = self.backbone(images)
+        return self.head([features[i] for i in self.feature_indices])
+
+
+def _create_backbone(name: str, pretrained_path: Optional[str]) -> nn.Module:
+    if name not in timm.list_models():
+        raise ValueError(f"unknown timm model {name!r} (see timm.list_models())")
+    if pretrained_path is None:
+        return timm.create_model(name, features_only=True, pretrained=False)
+    if not os.path.isfile(pretrained_path):
+        raise FileNotFoundError(f"model.pretrained_path: weight file not found: {pretrained_path}")
+    return timm.create_model(name, features_only=True, pretrained=True,
+                             pretrained_cfg_overlay={"file": os.path.abspath(pretrained_path)})
+
+
+def build_model(**kwargs) -> HeatmapModel:
+    return HeatmapModel(ModelConfig(**kwargs))
