@@ -22,7 +22,7 @@ setup(
         "opencv-python-headless>=4.8",
         "numpy>=1.24",
         "scipy>=1.10",
-        "omegaconf>=2.3",
+        "omegaconf>=2.4",
         "pycocotools>=2.0.7",
         "tqdm>=4.60",
         "matplotlib>=3.7",

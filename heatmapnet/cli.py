@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 
 from .codec import HeatmapCodec
+from .config import DEFAULT_CONFIG, ConfigError
 from .decode import REFINEMENTS
 from .targets import FixedSigma, RadiusSigma
 
@@ -42,9 +46,72 @@ def _round_trip_errors(codec: HeatmapCodec, keypoints, visible, boxes) -> torch.
     return (decoded.coordinates - keypoints).norm(dim=-1)
 
 
+def run_train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .engine import train_from_config
+
+    config = load_config(args.config, args.set)
+    out = args.out or os.path.join("runs", Path(args.config or DEFAULT_CONFIG).stem)
+    summary = train_from_config(config, out, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(summary, indent=2))
+        print(f"run written to {out}")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .predict import evaluate_checkpoint
+
+    config = load_config(args.config, args.set)
+    summary = evaluate_checkpoint(config, args.checkpoint, args.out)
+    print(json.dumps(summary["metrics"], indent=2))
+    print(f"metrics.json and predictions.json written to {args.out}")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from .predict import predict_images
+
+    boxes = json.loads(Path(args.boxes).read_text(encoding="utf-8")) if args.boxes else None
+    results = predict_images(args.checkpoint, args.images, boxes, args.device)
+    text = json.dumps(results, indent=1)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"keypoints of {len(results)} images written to {args.out}")
+    else:
+        print(text)
+    return 0
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser, config_required: bool) -> None:
+    parser.add_argument("config", nargs=None if config_required else "?",
+                        help="a YAML file or a name in configs/" + ("" if config_required else
+                                                                    f" (default: {DEFAULT_CONFIG})"))
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="dotted overrides, e.g. train.steps=200 loss.name=mse")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="heatmapnet", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="train a model; writes the run, checkpoints and metrics.json")
+    _add_config_arguments(train, config_required=False)
+    train.add_argument("--out", help="run directory (default: runs/CONFIG_NAME)")
+    train.add_argument("--resume", metavar="CHECKPOINT", help="continue from a last.pt exactly where it stopped")
+    train.set_defaults(handler=run_train)
+    evaluate = commands.add_parser("eval", help="evaluate a checkpoint; writes metrics.json and predictions.json")
+    _add_config_arguments(evaluate, config_required=True)
+    evaluate.add_argument("--checkpoint", required=True)
+    evaluate.add_argument("--out", required=True)
+    evaluate.set_defaults(handler=run_eval)
+    predict = commands.add_parser("predict", help="keypoints for images from a checkpoint, as json")
+    predict.add_argument("images", nargs="+")
+    predict.add_argument("--checkpoint", required=True)
+    predict.add_argument("--boxes", help="json mapping an image path to its [x, y, w, h] boxes (top-down models)")
+    predict.add_argument("--out", help="output json (default: print)")
+    predict.add_argument("--device", default="cpu")
+    predict.set_defaults(handler=run_predict)
     demo = commands.add_parser("demo", help="render targets for random points, decode them, print the error")
     demo.add_argument("--input-size", type=int, default=128)
     demo.add_argument("--stride", type=int, default=4)
@@ -57,7 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except (ConfigError, FileNotFoundError) as error:
+        print(f"heatmapnet {args.command}: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -28,9 +28,14 @@ def register_head(name: str):
     return register
 
 
-def _conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
-                         nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+def make_norm(kind: str, channels: int) -> nn.Module:
+    """BatchNorm, or GroupNorm where batch statistics must not depend on how a batch is split
+    (DDP on CPU has no SyncBatchNorm)."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(min(32, channels // 4) or 1, channels)
+    raise ValueError(f"unknown head_norm {kind!r}; choose batch or group")
 
 
 @register_head("deconv")
@@ -38,12 +43,12 @@ class DeconvHead(nn.Module):
     """SimpleBaseline (Xiao et al., 2018): transposed convolutions from the deepest feature up to
     stride 4, then a 1x1 classifier."""
 
-    def __init__(self, in_channels, in_strides, num_keypoints: int, channels: int = 128):
+    def __init__(self, in_channels, in_strides, num_keypoints: int, channels: int = 128, norm: str = "batch"):
         super().__init__()
         layers, stride, width = [], in_strides[-1], in_channels[-1]
         while stride > OUTPUT_STRIDE:
             layers += [nn.ConvTranspose2d(width, channels, 4, stride=2, padding=1, bias=False),
-                       nn.BatchNorm2d(channels), nn.ReLU(inplace=True)]
+                       make_norm(norm, channels), nn.ReLU(inplace=True)]
             stride, width = stride // 2, channels
         self.upsample = nn.Sequential(*layers)
         self.classifier = nn.Conv2d(width, num_keypoints, 1)
@@ -57,10 +62,11 @@ class FPNHead(nn.Module):
     """A light feature-pyramid merge: 1x1 laterals from stride 4 up, top-down nearest upsampling
     and addition, a 3x3 smoothing block at stride 4, then a 1x1 classifier."""
 
-    def __init__(self, in_channels, in_strides, num_keypoints: int, channels: int = 64):
+    def __init__(self, in_channels, in_strides, num_keypoints: int, channels: int = 64, norm: str = "batch"):
         super().__init__()
         self.laterals = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in in_channels)
-        self.smooth = _conv_bn_relu(channels, channels)
+        self.smooth = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+                                    make_norm(norm, channels), nn.ReLU(inplace=True))
         self.classifier = nn.Conv2d(channels, num_keypoints, 1)
 
     def forward(self, features):
@@ -75,6 +81,7 @@ class ModelConfig:
     backbone: str = "resnet18"
     head: str = "fpn"
     head_channels: int = 64
+    head_norm: str = "batch"  # batch | group
     num_keypoints: int = 17
     pretrained_path: Optional[str] = None  # a local timm checkpoint; nothing is downloaded
     sigmoid_prior: Optional[float] = None  # set (e.g. 0.1) for heads trained with a sigmoid loss
@@ -96,7 +103,7 @@ class HeatmapModel(nn.Module):
         self.feature_indices = keep
         channels = [self.backbone.feature_info.channels()[i] for i in keep]
         self.head = HEADS[config.head](channels, [strides[i] for i in keep], config.num_keypoints,
-                                       config.head_channels)
+                                       config.head_channels, config.head_norm)
         classifier = self.head.classifier
         nn.init.normal_(classifier.weight, std=0.001)
         nn.init.constant_(classifier.bias, 0.0 if config.sigmoid_prior is None else prior_bias(config.sigmoid_prior))

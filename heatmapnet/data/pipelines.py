@@ -38,7 +38,7 @@ def load_image(record: Record) -> np.ndarray:
 class _KeypointDataset(Dataset):
     def __init__(self, records: Sequence[Record], codec: HeatmapCodec, flip_permutation=None,
                  augmentation: Augmentation = NO_AUGMENTATION, seed: int = 0):
-        self.records = list(records)
+        self.records = records  # any random-access sequence (synthetic sets generate on access)
         self.codec = codec
         self.flip_permutation = None if flip_permutation is None else np.asarray(flip_permutation)
         self.augmentation = augmentation
@@ -49,8 +49,12 @@ class _KeypointDataset(Dataset):
         """Augmentation draws depend on (seed, epoch, index): repeatable, and new each epoch."""
         self.epoch = epoch
 
-    def _rng(self, index: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, self.epoch, index])
+    def __getitem__(self, key) -> dict:
+        """``key`` is an index (augmented for ``self.epoch``) or an ``(index, epoch)`` pair, as the
+        training loop's step sampler yields, so a sample never depends on worker state."""
+        index, epoch = key if isinstance(key, tuple) else (key, self.epoch)
+        index = int(index)
+        return self._make_sample(index, np.random.default_rng([self.seed, int(epoch), index]))
 
     def _sample_params(self, rng: np.random.Generator) -> AffineParams:
         params = AffineParams.sample(rng, self.augmentation)
@@ -85,20 +89,21 @@ class TopDownDataset(_KeypointDataset):
     matrix (``matrix`` maps original pixels to input pixels; its inverse maps predictions back)."""
 
     def __init__(self, records: Sequence[Record], codec: HeatmapCodec, flip_permutation=None,
-                 augmentation: Augmentation = NO_AUGMENTATION, padding: float = 1.25, seed: int = 0):
+                 augmentation: Augmentation = NO_AUGMENTATION, padding: float = 1.25, seed: int = 0,
+                 instance_counts: Optional[np.ndarray] = None):
         super().__init__(records, codec, flip_permutation, augmentation, seed)
         self.padding = padding
-        counts = np.array([len(r.instances) for r in self.records], dtype=np.int64)
+        counts = np.asarray(instance_counts if instance_counts is not None
+                            else [len(r.instances) for r in self.records], dtype=np.int64)
         self.record_of_item = np.repeat(np.arange(len(self.records)), counts)
         self.instance_of_item = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
 
     def __len__(self) -> int:
         return len(self.record_of_item)
 
-    def __getitem__(self, index: int) -> dict:
+    def _make_sample(self, index: int, rng: np.random.Generator) -> dict:
         record = self.records[self.record_of_item[index]]
         instance: Instance = record.instances[self.instance_of_item[index]]
-        rng = self._rng(index)
         width, height = self.codec.input_size
         center, size = box_to_center_size(instance.bbox, width / height, self.padding)
         params = self._sample_params(rng)
@@ -128,9 +133,8 @@ class MultiInstanceDataset(_KeypointDataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> dict:
+    def _make_sample(self, index: int, rng: np.random.Generator) -> dict:
         record = self.records[index]
-        rng = self._rng(index)
         width, height = self.codec.input_size
         params = self._sample_params(rng)
         fit = np.vstack([letterbox_matrix((record.width, record.height), (width, height)), [0, 0, 1]])

@@ -1,0 +1,192 @@
+"""Run configuration: a typed schema, YAML files in ``configs/`` and dotted overrides.
+
+The schema is a tree of dataclasses turned into an OmegaConf structured config in struct mode,
+so a misspelt key in a file or on the command line is an error that lists the valid keys.
+Each part of the program receives only its own section (``cfg.model``, ``cfg.train``, ...).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional, Sequence, Union
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+_REPO = Path(__file__).resolve().parent.parent
+CONFIG_DIR = _REPO / "configs"
+DEFAULT_CONFIG = "synthetic_faces"
+
+
+def data_root() -> Path:
+    """Where real data lives: ``$HEATMAPNET_DATA``, else ``../shared/data`` beside the checkout.
+    Configs refer to it as ``${data_root:}``."""
+    return Path(os.environ.get("HEATMAPNET_DATA") or _REPO.parent / "shared" / "data")
+
+
+OmegaConf.register_resolver("data_root", lambda: str(data_root()), replace=True)
+
+
+@dataclass
+class ModelSection:
+    backbone: str = "mobilenetv3_large_075"
+    head: str = "fpn"
+    head_channels: int = 64
+    head_norm: str = "batch"  # batch | group (GroupNorm: results independent of the DDP split)
+    pretrained_path: Optional[str] = None  # a local timm weight file; nothing is downloaded
+
+
+@dataclass
+class SplitSection:
+    """Where one split comes from: a synthetic generator or files in a reader's format."""
+
+    source: str = "files"  # files | synthetic_faces | synthetic_faces5 | synthetic_people
+    format: Optional[str] = None  # reader format; None guesses it from ann_file
+    ann_file: Optional[str] = None
+    img_dir: Optional[str] = None
+    subset: Optional[str] = None  # a Python slice of the records, e.g. "0:2500" or "2500:"
+    num_samples: int = 0  # synthetic sources only
+    seed: int = 0  # synthetic sources only
+
+
+@dataclass
+class AugmentationSection:
+    scale: float = 0.25
+    rotation: float = 30.0
+    rotation_probability: float = 0.6
+    translation: float = 0.1
+    flip_probability: float = 0.5
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+
+
+@dataclass
+class DataSection:
+    scheme: str = "ibug68"  # a file of datasets/ (or a path); "coco" takes it from the json
+    mode: str = "topdown"  # topdown (one crop per instance) | multi (whole image, many instances)
+    input_size: List[int] = field(default_factory=lambda: [128, 128])  # width, height
+    padding: float = 1.25  # top-down box padding
+    num_workers: int = 2
+    skip_invalid: bool = False  # skip (and report) bad samples instead of stopping
+    augmentation: AugmentationSection = field(default_factory=AugmentationSection)
+    train: SplitSection = field(default_factory=SplitSection)
+    val: SplitSection = field(default_factory=SplitSection)
+
+
+@dataclass
+class TargetSection:
+    stride: int = 4
+    sigma_policy: str = "auto"  # auto (fixed for regression losses, radius for focal) | fixed | radius | oks
+    sigma: float = 2.0  # fixed policy
+    min_overlap: float = 0.7  # radius policy
+    radius_formula: str = "exact"  # radius policy: exact | centernet
+    oks_scale: float = 1.0  # oks policy
+    exact_peak: Optional[bool] = None  # None: True for focal losses, False for regression losses
+
+
+@dataclass
+class LossSection:
+    name: str = "focal"  # focal | mse | awing | retina_focal
+    alpha: float = 2.0  # focal
+    beta: float = 4.0  # focal
+    mse_convention: str = "mmpose"
+
+
+@dataclass
+class TrainSection:
+    steps: int = 1500
+    batch_size: int = 32  # global batch, split over DDP ranks
+    optimizer: str = "adamw"  # adam | adamw
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    clip_grad: float = 5.0  # max gradient norm; 0 disables
+    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    eval_every: int = 500
+    log_every: int = 20
+    checkpoint_every: int = 500
+    seed: int = 0
+    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+
+
+@dataclass
+class EvalSection:
+    refine: str = "dark"  # none | quarter | dark
+    blur_sigma: Optional[float] = None  # DARK's modulation of predicted maps
+    flip_test: bool = False
+    batch_size: int = 64
+    pck_threshold: float = 0.2
+    failure_threshold: float = 0.1
+    detection_distance: float = 0.1  # multi-instance AP: a match within this fraction of the box size
+    max_instances: int = 20  # multi-instance decoding: peaks kept per keypoint type
+
+
+@dataclass
+class RunConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    target: TargetSection = field(default_factory=TargetSection)
+    loss: LossSection = field(default_factory=LossSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the schema."""
+
+
+def resolve_config_path(name_or_path: Optional[str]) -> Path:
+    """A path as given, or a name of ``configs/`` (``ytf68`` -> ``configs/ytf68.yaml``)."""
+    name_or_path = name_or_path or DEFAULT_CONFIG
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    named = CONFIG_DIR / f"{name_or_path}.yaml"
+    if named.is_file():
+        return named
+    available = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    raise ConfigError(f"config {name_or_path!r} is neither a file nor one of configs/: {available}")
+
+
+def _valid_keys(schema: DictConfig, dotted: str) -> List[str]:
+    node = schema
+    for part in dotted.split(".")[:-1]:
+        if isinstance(node, DictConfig) and part in node:
+            node = node[part]
+        else:
+            break
+    return sorted(node.keys()) if isinstance(node, DictConfig) else []
+
+
+def _merge(base: DictConfig, other, where: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(base, other)
+    except (ConfigAttributeError, ConfigKeyError) as error:
+        key = getattr(error, "full_key", None) or str(error)
+        valid = _valid_keys(base, key)
+        raise ConfigError(f"{where}: unknown config key {key!r}; valid keys here: {valid}") from None
+    except ValidationError as error:
+        raise ConfigError(f"{where}: {str(error.msg).splitlines()[0]} (key {error.full_key!r})") from None
+
+
+def load_config(name_or_path: Optional[str] = None, overrides: Sequence[str] = ()) -> DictConfig:
+    """Schema <- YAML file <- ``key.sub=value`` overrides, validated and resolved."""
+    config = OmegaConf.structured(RunConfig)
+    OmegaConf.set_struct(config, True)
+    path = resolve_config_path(name_or_path)
+    config = _merge(config, OmegaConf.load(path), str(path))
+    for override in overrides:
+        if "=" not in override:
+            raise ConfigError(f"override {override!r} must look like key.sub=value")
+        config = _merge(config, OmegaConf.from_dotlist([override]), f"override {override!r}")
+    try:
+        OmegaConf.resolve(config)
+    except Exception as error:  # an interpolation that cannot be resolved names its key
+        raise ConfigError(f"{path}: {error}") from None
+    return config
+
+
+def save_config(config: DictConfig, path: Union[str, Path]) -> None:
+    Path(path).write_text(OmegaConf.to_yaml(config), encoding="utf-8")

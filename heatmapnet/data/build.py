@@ -1,0 +1,79 @@
+"""Config sections to records, keypoint schemes and torch datasets."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..codec import HeatmapCodec
+from ..metadata import KeypointScheme, load_scheme, scheme_from_coco_category
+from .pipelines import MultiInstanceDataset, TopDownDataset
+from .readers import read
+from .readers.coco import load_json
+from .transforms import NO_AUGMENTATION, Augmentation
+
+SYNTHETIC_SOURCES = ("synthetic_faces", "synthetic_faces5", "synthetic_people")
+
+
+def _subset(records: Sequence, subset: Optional[str]):
+    if not subset:
+        return records
+    parts = subset.split(":")
+    if len(parts) != 2:
+        raise ValueError(f"data subset {subset!r} must be a slice 'start:stop'")
+    start, stop = (int(p) if p.strip() else None for p in parts)
+    return records[slice(start, stop)]
+
+
+def read_split(split, skip_invalid: bool = False, name: str = "data.train"):
+    """The records of one split section, ``cfg.data.train`` or ``cfg.data.val`` (``name``)."""
+    if split.source in SYNTHETIC_SOURCES:
+        from .synthetic import SyntheticFaces, SyntheticPeople  # generated on demand, sample by sample
+
+        if split.num_samples <= 0:
+            raise ValueError(f"{name}.num_samples must be > 0 for source {split.source}")
+        if split.subset:
+            raise ValueError(f"{name}.subset applies to files; synthetic splits differ by seed and num_samples")
+        if split.source == "synthetic_people":
+            return SyntheticPeople(split.num_samples, seed=split.seed)
+        return SyntheticFaces(split.num_samples, seed=split.seed,
+                              num_keypoints=5 if split.source == "synthetic_faces5" else 68)
+    if split.source != "files":
+        raise ValueError(f"unknown {name}.source {split.source!r}; choose files or one of {SYNTHETIC_SOURCES}")
+    _require_ann_file(split, name)
+    options = {"skip_invalid": skip_invalid}
+    if split.img_dir:
+        options["image_root"] = split.img_dir
+    return _subset(read(split.ann_file, format=split.format, **options), split.subset)
+
+
+def _require_ann_file(split, name: str) -> None:
+    if not split.ann_file:
+        raise ValueError(f"{name}.ann_file is not set (e.g. --set {name}.ann_file=PATH)")
+
+
+def resolve_scheme(data_section, split, name: str = "data.train") -> KeypointScheme:
+    """``data.scheme`` by name or path; ``coco`` takes names and skeleton from the json itself."""
+    if data_section.scheme != "coco":
+        return load_scheme(data_section.scheme)
+    _require_ann_file(split, name)
+    categories = [c for c in load_json(split.ann_file).get("categories", []) if c.get("keypoints")]
+    if len(categories) != 1:
+        raise ValueError(f"{split.ann_file}: data.scheme=coco needs exactly one category with keypoints, "
+                         f"found {len(categories)}")
+    return scheme_from_coco_category(categories[0])
+
+
+def build_dataset(data_section, split, records, codec: HeatmapCodec, scheme: KeypointScheme, train: bool,
+                  seed: int = 0):
+    """A top-down or multi-instance torch dataset over the ``records`` of ``split``."""
+    augmentation = Augmentation(**data_section.augmentation) if train else NO_AUGMENTATION
+    if data_section.mode == "topdown":
+        # a synthetic face image holds one face: no need to generate every image to count them
+        one_face = split.source in ("synthetic_faces", "synthetic_faces5")
+        counts = np.ones(len(records), np.int64) if one_face else None
+        return TopDownDataset(records, codec, scheme.flip_permutation, augmentation, data_section.padding, seed,
+                              instance_counts=counts)
+    if data_section.mode == "multi":
+        return MultiInstanceDataset(records, codec, scheme.num_keypoints, scheme.flip_permutation, augmentation, seed)
+    raise ValueError(f"unknown data.mode {data_section.mode!r}; choose topdown or multi")

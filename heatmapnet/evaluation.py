@@ -1,0 +1,264 @@
+"""Prediction over a dataset and the field's metrics, all in original image coordinates.
+
+Faces: NME (inter-ocular, from the scheme's metadata), failure rate and AUC at 0.1. Pose
+(top-down): PCK (torso-normalised where the scheme names a torso, else box size) and OKS AP/AR
+through pycocotools with the scheme's sigmas. Multi-instance maps: per-keypoint-type detection
+AP with a distance threshold relative to each person's size.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from . import metrics
+from .codec import HeatmapCodec
+from .data.pipelines import MultiInstanceDataset, collate_samples
+from .distributed import DistInfo, gather_objects
+from .metadata import KeypointScheme
+
+
+@dataclass
+class TopDownPredictions:
+    record_index: np.ndarray  # (N,)
+    instance_index: np.ndarray  # (N,)
+    keypoints: np.ndarray  # (N, K, 2) original image pixels
+    scores: np.ndarray  # (N, K)
+
+
+@dataclass
+class PeakPredictions:
+    record_index: np.ndarray  # (M,) one row per peak
+    keypoint_type: np.ndarray  # (M,)
+    points: np.ndarray  # (M, 2) original image pixels
+    scores: np.ndarray  # (M,)
+
+
+def invert_affine_batch(matrices: torch.Tensor) -> torch.Tensor:
+    """(B, 2, 3) affine matrices -> their inverses, (B, 2, 3)."""
+    linear_inverse = torch.linalg.inv(matrices[:, :, :2])
+    return torch.cat([linear_inverse, -(linear_inverse @ matrices[:, :, 2:])], dim=2)
+
+
+def apply_affine_batch(points: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
+    """(B, ..., 2) points through (B, 2, 3) matrices."""
+    flat = points.reshape(points.shape[0], -1, 2)
+    moved = flat @ matrices[:, :, :2].transpose(1, 2) + matrices[:, None, :, 2]
+    return moved.reshape(points.shape)
+
+
+def heatmap_probabilities(model, images: torch.Tensor, logits: bool, flip_permutation=None) -> torch.Tensor:
+    """The model's maps as probabilities (sigmoid of logits for focal heads), optionally averaged
+    with the maps of the mirrored image, mirrored back with left/right channels swapped."""
+    def forward(x):
+        out = model(x).float()
+        return torch.sigmoid(out) if logits else out
+
+    maps = forward(images)
+    if flip_permutation is None:
+        return maps
+    mirrored = forward(torch.flip(images, dims=[3])).flip(dims=[3])[:, torch.as_tensor(flip_permutation)]
+    return (maps + mirrored) / 2.0
+
+
+@torch.no_grad()
+def predict_dataset(model, dataset, codec: HeatmapCodec, logits: bool, eval_section, dist: DistInfo,
+                    flip_permutation=None, num_workers: int = 0, max_peaks: int = 100):
+    """Every sample of ``dataset`` (this rank's share, then gathered on all ranks)."""
+    indices = list(range(dist.rank, len(dataset), dist.world_size))
+    loader = DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=eval_section.batch_size,
+                        num_workers=num_workers, collate_fn=collate_samples)
+    was_training = model.training
+    model.eval()
+    device = dist.device
+    parts = []
+    flip = flip_permutation if eval_section.flip_test else None
+    for batch in loader:
+        maps = heatmap_probabilities(model, batch["image"].to(device), logits, flip)
+        back = invert_affine_batch(batch["matrix"].to(device, torch.float64))
+        if isinstance(dataset, MultiInstanceDataset):  # every peak of every type
+            peaks = codec.decode_instances(maps, k=max_peaks)
+            points = apply_affine_batch(peaks.points.double(), back).cpu().numpy()
+            record = batch["record_index"][:, None].expand(peaks.scores.shape).numpy()
+            parts.append(PeakPredictions(record.reshape(-1), peaks.classes.cpu().numpy().reshape(-1),
+                                         points.reshape(-1, 2), peaks.scores.cpu().numpy().reshape(-1)))
+        else:
+            decoded = codec.decode(maps)
+            points = apply_affine_batch(decoded.coordinates.double(), back).cpu().numpy()
+            parts.append(TopDownPredictions(batch["record_index"].numpy(), batch["instance_index"].numpy(),
+                                            points, decoded.scores.cpu().numpy()))
+    model.train(was_training)
+    parts = [p for rank_parts in gather_objects(parts, dist) for p in rank_parts]
+    kind = PeakPredictions if isinstance(dataset, MultiInstanceDataset) else TopDownPredictions
+    fields = kind.__dataclass_fields__
+    if not parts:
+        raise ValueError("evaluation dataset is empty")
+    return kind(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in fields})
+
+
+# ----------------------------------------------------------------------------------------------
+# metrics from predictions
+# ----------------------------------------------------------------------------------------------
+def _ground_truth(records, predictions: TopDownPredictions):
+    instances = [records[r].instances[i] for r, i in zip(predictions.record_index, predictions.instance_index)]
+    gt = np.stack([inst.keypoints for inst in instances])
+    visible = np.stack([inst.visible for inst in instances])
+    boxes = np.stack([inst.bbox for inst in instances])
+    return gt, visible, boxes
+
+
+def is_face_scheme(scheme: KeypointScheme) -> bool:
+    return scheme.interocular is not None
+
+
+def face_metrics(records, predictions: TopDownPredictions, scheme: KeypointScheme, eval_section) -> dict:
+    gt, visible, _ = _ground_truth(records, predictions)
+    nme_values = metrics.nme(predictions.keypoints, gt, norm_indices=scheme.interocular, visible=visible)
+    threshold = eval_section.failure_threshold
+    return {"nme": float(nme_values.mean()), f"failure_rate@{threshold:g}": metrics.failure_rate(nme_values, threshold),
+            f"auc@{threshold:g}": metrics.auc(nme_values, threshold), "num_samples": int(len(nme_values))}
+
+
+def pose_metrics(records, predictions: TopDownPredictions, scheme: KeypointScheme, eval_section) -> dict:
+    gt, visible, boxes = _ground_truth(records, predictions)
+    threshold = eval_section.pck_threshold
+    if scheme.torso is not None:
+        normaliser, name = metrics.torso_size(gt, scheme.torso, visible), "torso"
+    else:
+        normaliser, name = metrics.bbox_size(boxes), "bbox"
+    pck = metrics.pck(predictions.keypoints, gt, visible, normaliser, threshold, invalid="skip")
+    result = {f"pck@{threshold:g}": pck.overall, "pck_normaliser": name, "pck_skipped_instances": pck.num_skipped,
+              "num_instances": int(len(gt))}
+    result.update(oks_average_precision(records, predictions, scheme))
+    return result
+
+
+def oks_average_precision(records, predictions: TopDownPredictions, scheme: KeypointScheme) -> dict:
+    """COCO keypoint AP/AR through pycocotools, with the scheme's OKS sigmas."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    images, annotations = [], []
+    used = sorted(set(int(r) for r in predictions.record_index))
+    for record_index in used:
+        record = records[record_index]
+        images.append({"id": record_index, "width": record.width, "height": record.height})
+        for instance in record.instances:
+            flags = np.where(instance.visible, 2, 0)
+            triples = np.concatenate([np.where(instance.visible[:, None], instance.keypoints, 0.0),
+                                      flags[:, None]], axis=1)
+            x, y, w, h = (float(v) for v in instance.bbox)
+            area = float(instance.extra.get("area", w * h))
+            annotations.append({"id": len(annotations) + 1, "image_id": record_index, "category_id": 1,
+                                "keypoints": triples.reshape(-1).tolist(), "num_keypoints": int(instance.visible.sum()),
+                                "bbox": [x, y, w, h], "area": area, "iscrowd": 0})
+    if not any(a["num_keypoints"] for a in annotations):
+        return {}
+    ground_truth = COCO()
+    ground_truth.dataset = {"images": images, "annotations": annotations,
+                            "categories": [{"id": 1, "name": "object", "keypoints": list(scheme.keypoint_names)}]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        ground_truth.createIndex()
+        detections = ground_truth.loadRes(coco_results(records, predictions, use_record_index=True))
+        evaluator = COCOeval(ground_truth, detections, "keypoints")
+        evaluator.params.kpt_oks_sigmas = np.asarray(scheme.oks_sigmas, dtype=np.float64)
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    names = ["oks_ap", "oks_ap50", "oks_ap75", "oks_ap_medium", "oks_ap_large",
+             "oks_ar", "oks_ar50", "oks_ar75", "oks_ar_medium", "oks_ar_large"]
+    return {name: float(value) for name, value in zip(names, evaluator.stats)}
+
+
+def coco_results(records, predictions: TopDownPredictions, use_record_index: bool = False) -> List[dict]:
+    """COCO keypoint results: one entry per instance, ``keypoints`` as x, y, score triples."""
+    results = []
+    for row in range(len(predictions.record_index)):
+        record = records[int(predictions.record_index[row])]
+        image_id = int(predictions.record_index[row]) if use_record_index or record.image_id is None \
+            else int(record.image_id)
+        triples = np.concatenate([predictions.keypoints[row], predictions.scores[row][:, None]], axis=1)
+        results.append({"image_id": image_id, "category_id": 1, "keypoints": triples.reshape(-1).round(3).tolist(),
+                        "score": float(predictions.scores[row].mean()), "image_path": record.image_path})
+    return results
+
+
+def peak_results(records, predictions: PeakPredictions, min_score: float = 0.05) -> List[dict]:
+    keep = predictions.scores >= min_score
+    return [{"image_id": int(records[int(r)].image_id if records[int(r)].image_id is not None else r),
+             "image_path": records[int(r)].image_path, "keypoint_type": int(k),
+             "x": round(float(p[0]), 3), "y": round(float(p[1]), 3), "score": float(s)}
+            for r, k, p, s in zip(predictions.record_index[keep], predictions.keypoint_type[keep],
+                                  predictions.points[keep], predictions.scores[keep])]
+
+
+def keypoint_detection_ap(records, predictions: PeakPredictions, scheme: KeypointScheme,
+                          distance: float = 0.1) -> dict:
+    """Per keypoint type, peaks ranked by score are matched greedily to unmatched visible ground
+    truth of that type in the same image within ``distance * sqrt(w * h)`` of its person's box;
+    AP is the area under the interpolated precision-recall curve (all points, as VOC 2010+)."""
+    per_type = []
+    images = sorted(set(int(r) for r in predictions.record_index))
+    for k in range(scheme.num_keypoints):
+        gt_points, gt_radius, gt_image = [], [], []
+        for r in images:
+            for inst in records[r].instances:
+                if inst.visible[k]:
+                    gt_points.append(inst.keypoints[k])
+                    gt_radius.append(distance * np.sqrt(max(inst.bbox[2] * inst.bbox[3], 1e-12)))
+                    gt_image.append(r)
+        mine = predictions.keypoint_type == k
+        if not gt_points:
+            continue
+        per_type.append(_average_precision(np.asarray(gt_points), np.asarray(gt_radius), np.asarray(gt_image),
+                                           predictions.points[mine], predictions.scores[mine],
+                                           predictions.record_index[mine]))
+    if not per_type:
+        return {}
+    return {"keypoint_ap": float(np.mean(per_type)), "keypoint_ap_per_type": [float(v) for v in per_type]}
+
+
+def _average_precision(gt_points, gt_radius, gt_image, points, scores, image) -> float:
+    order = np.argsort(-scores, kind="stable")
+    matched = np.zeros(len(gt_points), bool)
+    hits = np.zeros(len(order), bool)
+    for rank, det in enumerate(order):  # greedy matching is sequential by definition
+        candidates = np.flatnonzero((gt_image == image[det]) & ~matched)
+        if candidates.size == 0:
+            continue
+        d = np.linalg.norm(gt_points[candidates] - points[det], axis=1) / gt_radius[candidates]
+        best = int(np.argmin(d))
+        if d[best] <= 1.0:
+            matched[candidates[best]] = True
+            hits[rank] = True
+    true_positives = np.cumsum(hits)
+    recall = true_positives / len(gt_points)
+    precision = true_positives / np.arange(1, len(order) + 1)
+    envelope = np.maximum.accumulate(precision[::-1])[::-1] if len(precision) else precision
+    recall_steps = np.diff(np.concatenate([[0.0], recall]))
+    return float(np.sum(recall_steps * envelope))
+
+
+def evaluate_predictions(records, predictions, scheme: KeypointScheme, eval_section) -> dict:
+    """The task's metrics, chosen by the prediction kind and the scheme."""
+    if isinstance(predictions, PeakPredictions):
+        return keypoint_detection_ap(records, predictions, scheme, eval_section.detection_distance)
+    if is_face_scheme(scheme):
+        return face_metrics(records, predictions, scheme, eval_section)
+    return pose_metrics(records, predictions, scheme, eval_section)
+
+
+def primary_metric(result: dict) -> tuple:
+    """(name, value, higher_is_better) of the number a run is selected by."""
+    for name, higher in (("nme", False), ("keypoint_ap", True)):
+        if name in result:
+            return name, result[name], higher
+    pck_name = next((k for k in result if k.startswith("pck@")), None)
+    if pck_name is None:
+        raise ValueError(f"no primary metric among {sorted(result)}")
+    return pck_name, result[pck_name], True
