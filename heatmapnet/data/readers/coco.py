@@ -1,0 +1,239 @@
+"""COCO keypoints json (any keypoint scheme; also mmpose's COCO-layout face/body files).
+
+Conventions:
+
+* Coordinates: COCO keypoint (x, y) are taken as 0-based pixel-centre coordinates, unchanged, as
+  mmpose and pycocotools-based pipelines do. (COCO's boxes and polygons are continuous
+  coordinates whose origin is the image corner, i.e. half a pixel off; the half pixel is ignored
+  for boxes too.)
+* Visibility: v = 0 "not labelled" -> ``visible=False``; v = 1 (labelled, occluded) and v = 2
+  (labelled, visible) -> ``visible=True``, meaning "the coordinates are meaningful". The raw flags
+  are kept in ``extra["coco_visibility"]``.
+* Instances that COCO's evaluation ignores (``iscrowd=1``, or ``num_keypoints == 0``) are not
+  training targets. By default they are dropped; with ``include_ignored=True`` they are kept
+  with ``extra["ignore"] = True`` (and ``extra["iscrowd"]``). Images left with no instance are
+  dropped unless ``keep_empty=True``.
+* ``bbox`` is the annotation's own ``[x, y, w, h]``; files without one (e.g. MPII-TRB) get the tight
+  box of the visible points.
+* Records carry ``image_id``; each instance's ``extra`` has ``annotation_id`` and ``category_id``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from ._common import (DEFAULT_MAX_OUTSIDE, InvalidAnnotationError, MissingImageError, Problems, check_size,
+                      image_sizes, join_image, make_instance, make_record, resolve_image_root, size_or_raise)
+
+#: COCO-WholeBody part fields, in mmpose's 133-point order (body, feet, face, left hand, right hand).
+WHOLEBODY_FIELDS = ("keypoints", "foot_kpts", "face_kpts", "lefthand_kpts", "righthand_kpts")
+
+
+def load_json(path: Union[str, Path]) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"annotation file not found: {path}")
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON: {exc}") from None
+
+
+def is_coco(data: Any) -> bool:
+    return isinstance(data, dict) and "images" in data and "annotations" in data
+
+
+def _coco_image_roots(path: Path, image_root) -> list[Path]:
+    if image_root is not None:
+        return [Path(image_root)]
+    folder = path.parent
+    split = path.stem.split("_")[-1]  # person_keypoints_val2017 -> val2017
+    return [folder, folder.parent / split, folder.parent / "images" / split, folder.parent / "images",
+            folder / "images", folder / split]
+
+
+def read_coco(
+    path: Union[str, Path],
+    *,
+    image_root: Optional[Union[str, Path]] = None,
+    category_id: Optional[int] = None,
+    num_keypoints: Optional[int] = None,
+    include_ignored: bool = False,
+    keep_empty: bool = False,
+    wholebody: bool = False,
+    check_images: bool = True,
+    max_outside: Optional[float] = DEFAULT_MAX_OUTSIDE,
+    skip_invalid: bool = False,
+    _data: Any = None,
+):
+    """Read a COCO keypoints json into records, one per image (see the module doc).
+
+    Args:
+        image_root: folder the ``file_name`` entries are relative to. Default: the first of the
+            json's folder, ``../<split>`` (``person_keypoints_val2017.json`` -> ``../val2017``),
+            ``../images/<split>``, ``../images``, ``./images`` in which the first image exists.
+        category_id: which category to read. Default: the only category that lists keypoint
+            names, else the only category.
+        num_keypoints: expected points per instance. Default: the category's number of names, or
+            (when it lists none, as mmpose's face files) the first annotation's. Passing it
+            overrides the category's list (for files whose category metadata is wrong).
+        include_ignored / keep_empty: see the module doc.
+        wholebody: read COCO-WholeBody's 133 points (body, foot, face, hands, in mmpose order)
+            instead of the 17 body ones.
+        check_images: a missing image file is an error (``MissingImageError``). Sizes come from the
+            json, or from the image header where the json has none.
+        max_outside, skip_invalid: see :func:`heatmapnet.data.read`.
+    """
+    path = Path(path)
+    data = load_json(path) if _data is None else _data
+    src = str(path)
+    if not isinstance(data, dict):
+        raise ValueError(f"{src}: expected a COCO json object with 'images' and 'annotations', "
+                         f"got a {type(data).__name__}")
+    for fld in ("images", "annotations"):
+        if fld not in data:
+            raise ValueError(f"{src}: missing top-level field {fld!r} (not a COCO annotation file?)")
+        if not isinstance(data[fld], list):
+            raise ValueError(f"{src}: field {fld!r} must be a list")
+    categories = data.get("categories") or []
+
+    # -------------------------------------------------------------- category and K
+    if category_id is None:
+        with_names = [c for c in categories if c.get("keypoints")]
+        if len(with_names) == 1:
+            category = with_names[0]
+        elif len(with_names) == 0 and len(categories) == 1:
+            category = categories[0]
+        elif not categories:
+            category = None
+        else:
+            ids = [c.get("id") for c in (with_names or categories)]
+            raise ValueError(f"{src}: several categories {ids}; pass category_id= to pick one")
+    else:
+        matches = [c for c in categories if c.get("id") == category_id]
+        if not matches:
+            raise ValueError(f"{src}: field 'categories': no category with id {category_id} "
+                             f"(ids: {[c.get('id') for c in categories]})")
+        category = matches[0]
+    cat_id = None if category is None else category.get("id")
+    names = [] if category is None else list(category.get("keypoints") or [])
+    expected = num_keypoints
+    if expected is None and names and not wholebody:
+        expected = len(names)
+    if wholebody and expected is None:
+        expected = 133
+
+    problems = Problems(skip_invalid, src)
+
+    # -------------------------------------------------------------- images
+    images = {}
+    order = []
+    for n, img in enumerate(data["images"]):
+        where = f"{src}, images[{n}]"
+        if not isinstance(img, dict) or "id" not in img:
+            problems.add(InvalidAnnotationError(where, "id", "image entry has no 'id'"))
+            continue
+        if "file_name" not in img:
+            problems.add(InvalidAnnotationError(f"{where} (image id {img['id']})", "file_name", "missing"))
+            continue
+        images[img["id"]] = img
+        order.append(img["id"])
+    root = resolve_image_root(_coco_image_roots(path, image_root),
+                              [images[i]["file_name"] for i in order[:3]])
+
+    # -------------------------------------------------------------- annotations
+    per_image: dict = {i: [] for i in order}
+    first_k = expected
+    for n, ann in enumerate(data["annotations"]):
+        ann_label = ann.get("id", f"#{n}") if isinstance(ann, dict) else f"#{n}"
+        where = f"{src}, annotation id {ann_label}"
+        if not isinstance(ann, dict):
+            problems.add(InvalidAnnotationError(where, "annotations", "entry is not an object"))
+            continue
+        if cat_id is not None and "category_id" in ann and ann["category_id"] != cat_id:
+            continue
+        if "image_id" not in ann:
+            problems.add(InvalidAnnotationError(where, "image_id", "missing"))
+            continue
+        if ann["image_id"] not in images:
+            problems.add(InvalidAnnotationError(where, "image_id", f"no image with id {ann['image_id']!r}"))
+            continue
+        per_image[ann["image_id"]].append((n, where, ann))
+
+    # -------------------------------------------------------------- sizes (json, else header)
+    need_header = [i for i in order if not ("width" in images[i] and "height" in images[i])]
+    header = dict(zip(need_header, image_sizes([join_image(root, images[i]["file_name"]) for i in need_header])))
+
+    def build_annotation(where, ann, width, height):
+        nonlocal first_k
+        fields = WHOLEBODY_FIELDS if wholebody else ("keypoints",)
+        parts = []
+        for fld in fields:
+            if fld not in ann:
+                raise InvalidAnnotationError(where, fld, "missing")
+            value = ann[fld]
+            if not isinstance(value, list):
+                raise InvalidAnnotationError(where, fld, f"expected a flat list of x, y, v, got {type(value).__name__}")
+            if len(value) % 3:
+                raise InvalidAnnotationError(where, fld, f"length {len(value)} is not a multiple of 3 (x, y, v)")
+            parts.append(value)
+        try:
+            raw = np.array([x for p in parts for x in p], dtype=np.float64).reshape(-1, 3)
+        except (TypeError, ValueError):
+            raise InvalidAnnotationError(where, "keypoints", "non-numeric values") from None
+        k = raw.shape[0]
+        if first_k is None:
+            first_k = k
+        if k != first_k:
+            hint = (f" (the category lists {len(names)} names; pass num_keypoints={k} if the file's "
+                    "category metadata is wrong)") if names and num_keypoints is None else ""
+            raise InvalidAnnotationError(where, "keypoints", f"wrong number of points: {k}, expected {first_k}{hint}")
+        v = raw[:, 2]
+        v = np.where(np.isfinite(v), v, 0).astype(np.int64)
+        visible = v > 0
+        iscrowd = int(ann.get("iscrowd", 0) or 0)
+        labelled = int(ann["num_keypoints"]) if "num_keypoints" in ann else int(visible.sum())
+        ignore = bool(iscrowd) or labelled == 0
+        if ignore and not include_ignored:
+            return None
+        extra = {"annotation_id": ann.get("id"), "category_id": ann.get("category_id"),
+                 "coco_visibility": v, "iscrowd": iscrowd}
+        if "area" in ann:
+            extra["area"] = ann["area"]
+        if ignore:
+            extra["ignore"] = True
+        return make_instance(raw[:, :2], visible, width, height, where, bbox=ann.get("bbox"), extra=extra,
+                             max_outside=max_outside, require_visible=not ignore)
+
+    records = []
+    for image_key in order:
+        img = images[image_key]
+        image_path = join_image(root, img["file_name"])
+        img_where = f"{src}, image id {image_key} ({img['file_name']})"
+
+        def build_image():
+            if image_key in header:
+                width, height = size_or_raise(header[image_key], img_where, image_path)
+            else:
+                width, height = check_size(img["width"], img["height"], img_where)
+                if check_images and not os.path.isfile(image_path):
+                    raise MissingImageError(img_where, image_path)
+            return width, height
+
+        size = problems.call(build_image)
+        if size is None:
+            continue
+        instances = []
+        for n, where, ann in per_image[image_key]:
+            inst = problems.call(build_annotation, where, ann, *size)
+            if inst is not None:
+                instances.append(inst)
+        if not instances and not keep_empty:
+            continue
+        records.append(make_record(image_path, size[0], size[1], instances, image_id=image_key))
+    return problems.finish(records)
