@@ -1,0 +1,109 @@
+"""Evaluation: metrics from predictions against hand-computed values, flip test, affine inverses."""
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from heatmapnet.config import EvalSection
+from heatmapnet.data.records import Instance, Record
+from heatmapnet.data.transforms import AffineParams, crop_matrix, invert_matrix
+from heatmapnet.evaluation import (PeakPredictions, TopDownPredictions, apply_affine_batch, evaluate_predictions,
+                                   heatmap_probabilities, invert_affine_batch, keypoint_detection_ap, primary_metric)
+from heatmapnet.metadata import load_scheme
+
+EVAL = OmegaConf.structured(EvalSection)
+
+
+def _person(nose_xy, box):
+    """A 5-point instance whose only labelled point (type 0) is at ``nose_xy``."""
+    points = np.zeros((5, 2))
+    points[0] = nose_xy
+    return Instance(points, [True, False, False, False, False], box)
+
+
+def test_detection_ap_matches_a_hand_worked_precision_recall_curve():
+    # One keypoint type, two people (boxes 100 x 100 -> match radius 0.1 * 100 = 10 px).
+    # Ranked detections: hit (P 1, R .5), miss (P .5, R .5), hit (P 2/3, R 1).
+    # Interpolated precision [1, 2/3, 2/3]; AP = 0.5 * 1 + 0 * 2/3 + 0.5 * 2/3 = 0.8333
+    people = [_person([50.0, 50.0], [0, 0, 100, 100]), _person([150.0, 50.0], [100, 0, 100, 100])]
+    records = [Record("a.jpg", 300, 100, people)]
+    scheme = load_scheme("mtfl5")
+    predictions = PeakPredictions(np.zeros(3, int), np.zeros(3, int),
+                                  np.array([[52.0, 51.0], [250.0, 50.0], [143.0, 50.0]]), np.array([0.9, 0.8, 0.7]))
+    result = keypoint_detection_ap(records, predictions, scheme, distance=0.1)
+    assert result["keypoint_ap"] == pytest.approx(0.5 + 0.5 * 2 / 3)
+    assert result["keypoint_ap_per_type"] == [pytest.approx(0.5 + 0.5 * 2 / 3)]
+
+
+def test_a_detection_cannot_match_a_person_twice_or_beyond_the_radius():
+    people = [_person([50.0, 50.0], [0, 0, 100, 100])]
+    records = [Record("a.jpg", 100, 100, people)]
+    predictions = PeakPredictions(np.zeros(2, int), np.zeros(2, int), np.array([[50.0, 50.0], [51.0, 50.0]]),
+                                  np.array([0.9, 0.8]))
+    # the second detection is a duplicate: precision [1, 0.5], recall [1, 1] -> AP 1
+    assert keypoint_detection_ap(records, predictions, load_scheme("mtfl5"))["keypoint_ap"] == pytest.approx(1.0)
+    far = PeakPredictions(np.zeros(1, int), np.zeros(1, int), np.array([[61.0, 50.0]]), np.array([0.9]))
+    assert keypoint_detection_ap(records, far, load_scheme("mtfl5"))["keypoint_ap"] == 0.0
+
+
+def _face_records(n=4):
+    rng = np.random.default_rng(0)
+    shapes = rng.uniform(20, 60, size=(n, 5, 2))
+    shapes[:, 0] = [30.0, 30.0]  # left eye
+    shapes[:, 1] = [50.0, 30.0]  # right eye: inter-ocular distance 20
+    return [Record(f"{i}.jpg", 80, 80, [Instance(s, np.ones(5, bool), [20, 20, 40, 40])]) for i, s in enumerate(shapes)]
+
+
+def test_face_metrics_normalise_by_the_schemes_interocular_points():
+    records = _face_records()
+    gt = np.stack([r.instances[0].keypoints for r in records])
+    shifted = gt + np.array([[0.0, 0.0], [0.0, 1.0], [0.0, 3.0], [0.0, 5.0]])[:, None, :]  # errors 0,1,3,5 px
+    predictions = TopDownPredictions(np.arange(4), np.zeros(4, int), shifted, np.ones((4, 5)))
+    result = evaluate_predictions(records, predictions, load_scheme("mtfl5"), EVAL)
+    # NME = error / 20: 0, 0.05, 0.15, 0.25 -> mean 0.1125; failures (> 0.1): 2 of 4;
+    # AUC@0.1 = mean(max(0, 1 - e / 0.1)) = (1 + 0.5 + 0 + 0) / 4 = 0.375
+    assert result["nme"] == pytest.approx(0.1125)
+    assert result["failure_rate@0.1"] == pytest.approx(0.5)
+    assert result["auc@0.1"] == pytest.approx(0.375)
+    assert primary_metric(result) == ("nme", pytest.approx(0.1125), False)
+
+
+def test_pose_metrics_give_full_pck_and_oks_ap_for_perfect_predictions():
+    scheme = load_scheme("lsp14")
+    rng = np.random.default_rng(1)
+    records = []
+    for i in range(3):
+        joints = rng.uniform(20, 120, size=(14, 2))
+        records.append(Record(f"{i}.jpg", 150, 150, [Instance(joints, np.ones(14, bool), [15, 15, 110, 110])]))
+    gt = np.stack([r.instances[0].keypoints for r in records])
+    predictions = TopDownPredictions(np.arange(3), np.zeros(3, int), gt.copy(), np.ones((3, 14)))
+    result = evaluate_predictions(records, predictions, scheme, EVAL)
+    assert result["pck@0.2"] == 1.0 and result["pck_normaliser"] == "torso"
+    assert result["oks_ap"] == pytest.approx(1.0)
+    off = TopDownPredictions(np.arange(3), np.zeros(3, int), gt + 200.0, np.ones((3, 14)))
+    worse = evaluate_predictions(records, off, scheme, EVAL)
+    assert worse["pck@0.2"] == 0.0 and worse["oks_ap"] == pytest.approx(0.0)
+
+
+def test_batched_affine_inverse_matches_opencv():
+    matrices = np.stack([crop_matrix([50.0, 60.0], [80.0, 100.0], (64, 64), AffineParams(1.1, 20.0, (0.1, 0.0), True)),
+                         crop_matrix([10.0, 20.0], [30.0, 30.0], (64, 64))])
+    inverse = invert_affine_batch(torch.tensor(matrices)).numpy()
+    np.testing.assert_allclose(inverse, np.stack([invert_matrix(m) for m in matrices]), atol=1e-10)
+    points = torch.tensor([[[1.0, 2.0], [30.0, 40.0]], [[5.0, 5.0], [0.0, 0.0]]], dtype=torch.float64)
+    back = apply_affine_batch(apply_affine_batch(points, torch.tensor(matrices)), torch.tensor(inverse))
+    torch.testing.assert_close(back, points)
+
+
+def test_flip_test_mirrors_the_prediction_back_and_swaps_left_and_right_channels():
+    images = torch.randn(2, 3, 8, 8)
+
+    def model(x):  # "predicts" its first two input channels as heatmaps
+        return x[:, :2]
+
+    averaged = heatmap_probabilities(model, images, logits=False, flip_permutation=[1, 0])
+    # flip(model(flip(x))) = x[:, :2]; swapped: channel 0 gets channel 1 -> mean of the two
+    torch.testing.assert_close(averaged[:, 0], (images[:, 0] + images[:, 1]) / 2)
+    torch.testing.assert_close(averaged[:, 1], (images[:, 1] + images[:, 0]) / 2)
+    plain = heatmap_probabilities(model, images, logits=True)
+    torch.testing.assert_close(plain, torch.sigmoid(images[:, :2]))
