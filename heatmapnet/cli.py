@@ -14,6 +14,7 @@ from .codec import HeatmapCodec
 from .config import DEFAULT_CONFIG, ConfigError
 from .decode import REFINEMENTS
 from .targets import FixedSigma, RadiusSigma
+from .viz import add_viz_parser
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", help="output json (default: print)")
     predict.add_argument("--device", default="cpu")
     predict.set_defaults(handler=run_predict)
+    add_viz_parser(commands)
     demo = commands.add_parser("demo", help="render targets for random points, decode them, print the error")
     demo.add_argument("--input-size", type=int, default=128)
     demo.add_argument("--stride", type=int, default=4)

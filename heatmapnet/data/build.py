@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-import numpy as np
-
 from ..codec import HeatmapCodec
 from ..metadata import KeypointScheme, load_scheme, scheme_from_coco_category
 from .pipelines import MultiInstanceDataset, TopDownDataset
@@ -69,9 +67,8 @@ def build_dataset(data_section, split, records, codec: HeatmapCodec, scheme: Key
     """A top-down or multi-instance torch dataset over the ``records`` of ``split``."""
     augmentation = Augmentation(**data_section.augmentation) if train else NO_AUGMENTATION
     if data_section.mode == "topdown":
-        # a synthetic face image holds one face: no need to generate every image to count them
-        one_face = split.source in ("synthetic_faces", "synthetic_faces5")
-        counts = np.ones(len(records), np.int64) if one_face else None
+        # generated sets count their instances without drawing every image
+        counts = records.instance_counts() if hasattr(records, "instance_counts") else None
         return TopDownDataset(records, codec, scheme.flip_permutation, augmentation, data_section.padding, seed,
                               instance_counts=counts)
     if data_section.mode == "multi":
