@@ -46,11 +46,102 @@ def distance_aware_focal_loss_elementwise(logits: torch.Tensor, target: torch.Te
     return torch.where(target == 1, positive_loss, negative_loss)
 
 
+# Elements per chunk of the fused loss: on CPU a chunk's dozen temporaries stay in the L2 cache;
+# on CUDA chunks only bound the temporaries' memory, so they are large enough to fill the device.
+_FOCAL_CHUNK = {"cpu": 1 << 15, "cuda": 1 << 22}
+_FUSED_DTYPES = (torch.float32, torch.float64)
+
+
+def _power(base: torch.Tensor, exponent: float) -> torch.Tensor:
+    """``base ** exponent``; small integer exponents by repeated squaring (a few multiplications,
+    where the general ``pow`` kernel costs an exp and a log per element)."""
+    if exponent != int(exponent) or not 0 < exponent <= 16:
+        return base.pow(exponent)
+    exponent = int(exponent)
+    result, square = None, base
+    while exponent:
+        if exponent & 1:
+            if result is None:
+                result = square.clone() if square is base else square
+            else:
+                result.mul_(square)
+        exponent >>= 1
+        if exponent:
+            square = square * square
+    return result
+
+
+def _focal_chunk(x: torch.Tensor, y: torch.Tensor, keep: Optional[torch.Tensor], alpha: float, beta: float,
+                 grad_out: Optional[torch.Tensor]):
+    """Loss sum and positive count of one flat chunk; writes d(sum)/dx into ``grad_out`` if given.
+
+    Both branches are one formula in z = -x at positives, x elsewhere: with q = sigmoid(z) and
+    m = 1 at positives, (1 - y)^beta elsewhere, the loss is m q^alpha softplus(z) (q = 1 - p and
+    softplus(z) = -log p at a positive; q = p and softplus(z) = -log(1 - p) elsewhere), and
+    dL/dz = m q^alpha (alpha (1 - q) softplus(z) + q), dL/dx = sign(z / x) dL/dz.
+    """
+    positive = y == 1
+    if keep is not None:
+        positive &= keep
+    sign = torch.where(positive, -1.0, 1.0)
+    z = x * sign
+    q = torch.sigmoid(z)
+    softplus = F.softplus(z)
+    weight = _power(torch.rsub(y, 1.0), beta).masked_fill_(positive, 1.0)
+    if keep is not None:
+        weight.mul_(keep)
+    weight.mul_(_power(q, alpha))
+    if grad_out is not None:
+        slope = torch.addcmul(q, torch.rsub(q, 1.0), softplus, value=alpha)
+        torch.mul(slope.mul_(weight), sign, out=grad_out)
+    return weight.mul_(softplus).sum(), torch.count_nonzero(positive)
+
+
+class _FusedDistanceAwareFocal(torch.autograd.Function):
+    """Sum / max(1, positives) of CornerNet's loss in one chunked sweep, gradient in closed form.
+
+    The sweep writes the unscaled gradient while the chunk is in cache, so the only full-size
+    tensor saved for backward is that gradient: no sigmoid, log or mask tensors of the input's
+    size are kept, and backward is a single scaling by grad_output / max(1, positives).
+    """
+
+    @staticmethod
+    def forward(ctx, logits, target, keep, alpha, beta, with_grad):
+        """``with_grad``: grad mode was on outside (inside forward it is always off) and the logits
+        require a gradient; only then is the gradient computed."""
+        x = logits.reshape(-1)
+        y = target.reshape(-1)
+        keep = None if keep is None else keep.reshape(-1)
+        grad = torch.empty_like(x) if with_grad else None
+        step = _FOCAL_CHUNK.get(x.device.type, _FOCAL_CHUNK["cuda"])
+        losses, counts = [], []
+        for start in range(0, x.numel(), step):
+            part = slice(start, start + step)
+            loss, count = _focal_chunk(x[part], y[part], None if keep is None else keep[part], alpha, beta,
+                                       None if grad is None else grad[part])
+            losses.append(loss)
+            counts.append(count)
+        total = torch.stack(losses).sum(dtype=torch.float64) if losses else x.new_zeros((), dtype=torch.float64)
+        divisor = (torch.stack(counts).sum() if counts else torch.zeros((), dtype=torch.long, device=x.device))
+        divisor = divisor.clamp_min(1).to(x.dtype)
+        ctx.save_for_backward(grad, divisor)
+        ctx.shape = logits.shape
+        return (total.to(x.dtype) / divisor)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grad, divisor = ctx.saved_tensors
+        return (grad * (grad_output / divisor)).view(ctx.shape), None, None, None, None, None
+
+
 class DistanceAwareFocalLoss(nn.Module):
     """CornerNet's penalty-reduced focal loss, summed and divided by max(1, positives in the batch).
 
     ``ignore_mask`` (broadcastable to the logits, True = ignore) removes pixels from both the sum
-    and the count of positives. The divisor stays a tensor: no host synchronisation.
+    and the count of positives. The divisor stays a tensor: no host synchronisation. Same-shaped
+    float32/float64 inputs take a fused, chunked path with a closed-form gradient (a fraction of
+    the time and memory of autograd through the element-wise formula); anything else (broadcast
+    targets, half precision) uses :func:`distance_aware_focal_loss_elementwise` directly.
     """
 
     def __init__(self, alpha: float = 2.0, beta: float = 4.0):
@@ -60,6 +151,14 @@ class DistanceAwareFocalLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor,
                 ignore_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if (logits.dtype in _FUSED_DTYPES and target.shape == logits.shape and target.device == logits.device
+                and not target.requires_grad):
+            keep = None
+            if ignore_mask is not None:
+                keep = (~ignore_mask.bool()).expand(logits.shape).contiguous()
+            with_grad = torch.is_grad_enabled() and logits.requires_grad
+            return _FusedDistanceAwareFocal.apply(logits.contiguous(), target.to(logits.dtype).contiguous(), keep,
+                                                  self.alpha, self.beta, with_grad)
         loss = distance_aware_focal_loss_elementwise(logits, target, self.alpha, self.beta)
         positive = target == 1
         keep = None

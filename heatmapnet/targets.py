@@ -6,7 +6,6 @@ A map of size (H, W) therefore covers x in [-0.5, W - 0.5) and y in [-0.5, H - 0
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence, Union
 
@@ -164,17 +163,37 @@ def _as_float_tensor(value, name, device=None, dtype=torch.float32):
     return tensor
 
 
+def _zeros(numel: int, device: torch.device) -> torch.Tensor:
+    """A flat float32 zero tensor. On CPU it comes from calloc, whose fresh pages the kernel zeroes
+    lazily, so the pages no Gaussian touches are never written (``torch.zeros`` writes them all)."""
+    if device.type == "cpu":
+        return torch.from_numpy(np.zeros(numel, dtype=np.float32))
+    return torch.zeros(numel, dtype=torch.float32, device=device)
+
+
+def _window_groups(reach: torch.Tensor):
+    """Half-widths for groups of points: each distinct reach, merged upwards while the merged
+    window has at most 1.3x the pixels, so few groups form and no point pays a much wider window."""
+    halves = sorted(set(reach.tolist()))
+    caps = []
+    for half in reversed(halves):
+        if not caps or (2 * caps[-1] + 1) ** 2 > 1.3 * (2 * half + 1) ** 2:
+            caps.append(half)
+    return caps[::-1]
+
+
 def splat_gaussians(points: torch.Tensor, channels: torch.Tensor, sigmas: torch.Tensor,
                     draw: torch.Tensor, num_channels: int, size, exact_peak: bool = True) -> torch.Tensor:
     """Draw every point's truncated Gaussian into ``num_channels`` maps at once, max-combined.
 
     ``points`` (N, 2) heatmap pixels, ``channels`` (N,) the flat output channel of each point,
-    ``sigmas`` (N,), ``draw`` (N,) bool. Each point writes only its (2*ceil(3 sigma)+1)^2 window,
-    gathered for all points together and reduced into the output by ``scatter_reduce(amax)``.
+    ``sigmas`` (N,), ``draw`` (N,) bool. Each point writes only its window of half-width
+    ceil(3 sigma + 0.5) around its nearest pixel (points are grouped by that width), computed as
+    the outer product of two 1-D Gaussians and reduced into the output by ``scatter_reduce(amax)``.
     """
     height, width = int(size[0]), int(size[1])
     device = points.device
-    out = torch.zeros(num_channels * height * width, dtype=torch.float32, device=device)
+    out = _zeros(num_channels * height * width, device)
     if points.shape[0] == 0:
         return out.view(num_channels, height, width)
 
@@ -185,26 +204,39 @@ def splat_gaussians(points: torch.Tensor, channels: torch.Tensor, sigmas: torch.
     if points.shape[0] == 0:
         return out.view(num_channels, height, width)
 
-    half = int(math.ceil(TRUNCATE_SIGMAS * float(sigmas.max()))) + 1
-    half = min(half, max(height, width))
-    offsets = torch.arange(-half, half + 1, device=device, dtype=torch.float32)
+    # every pixel within 3 sigma of the point lies within 3 sigma + 0.5 of its nearest pixel
+    reach = torch.ceil(TRUNCATE_SIGMAS * sigmas + 0.5).long().clamp_max(max(height, width))
+    caps = _window_groups(reach)
+    group_of = torch.bucketize(reach, torch.tensor(caps, device=device))
+    for index, half in enumerate(caps):
+        members = group_of == index if len(caps) > 1 else slice(None)
+        _splat_window(out, points[members], channels[members], sigmas[members], centre[members], half,
+                      height, width, exact_peak)
+    return out.view(num_channels, height, width)
+
+
+def _splat_window(out, points, channels, sigmas, centre, half: int, height: int, width: int,
+                  exact_peak: bool) -> None:
+    """Max-combine the (2 half + 1)^2 windows of one group of points into the flat ``out``."""
+    offsets = torch.arange(-half, half + 1, device=points.device, dtype=torch.float32)
     xs = centre[:, 0, None] + offsets[None, :]  # (N, S) candidate columns
     ys = centre[:, 1, None] + offsets[None, :]  # (N, S) candidate rows
     dx2 = (xs - points[:, 0, None]) ** 2
     dy2 = (ys - points[:, 1, None]) ** 2
-    d2 = dy2[:, :, None] + dx2[:, None, :]  # (N, S, S)
-    two_var = 2.0 * sigmas[:, None, None] ** 2
-    values = torch.exp(-d2 / two_var)
-    keep = d2 <= (TRUNCATE_SIGMAS ** 2) * sigmas[:, None, None] ** 2
-    keep &= ((ys >= 0) & (ys <= height - 1))[:, :, None] & ((xs >= 0) & (xs <= width - 1))[:, None, :]
+    variance = sigmas[:, None] ** 2
+    zero = torch.zeros((), device=points.device)
+    # exp(-(dx^2 + dy^2) / 2 sigma^2) = exp(-dx^2 / 2 sigma^2) exp(-dy^2 / 2 sigma^2); off-map rows
+    # and columns are zeroed in the factors, so their clamped indices add nothing to the maximum
+    gx = torch.where((xs >= 0) & (xs <= width - 1), torch.exp(dx2 / (-2.0 * variance)), zero)
+    gy = torch.where((ys >= 0) & (ys <= height - 1), torch.exp(dy2 / (-2.0 * variance)), zero)
+    values = gy[:, :, None] * gx[:, None, :]  # (N, S, S)
+    d2 = dy2[:, :, None] + dx2[:, None, :]
+    values.masked_fill_(d2 > (TRUNCATE_SIGMAS ** 2) * variance[:, :, None], 0.0)
     if exact_peak:
         values[:, half, half] = 1.0
-    values = torch.where(keep, values, torch.zeros((), device=device))
-
-    flat_index = (channels[:, None, None] * height + ys.clamp(0, height - 1).long()[:, :, None]) * width \
-        + xs.clamp(0, width - 1).long()[:, None, :]
+    rows = channels[:, None] * height + ys.clamp(0, height - 1).long()
+    flat_index = rows[:, :, None] * width + xs.clamp(0, width - 1).long()[:, None, :]
     out.scatter_reduce_(0, flat_index.reshape(-1), values.reshape(-1), reduce="amax", include_self=True)
-    return out.view(num_channels, height, width)
 
 
 def render_heatmaps(points, labels, sigmas, num_classes: int, size, weights=None,

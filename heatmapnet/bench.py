@@ -1,0 +1,623 @@
+"""``heatmapnet bench``: our fast paths timed beside baselines written in the reference code's style.
+
+Every case runs both implementations in one process on the same inputs: a warm-up, then the
+median of ``--repeats`` runs, and separately each one's peak memory, so the reported ratios
+(ours / baseline) are measured side by side rather than quoted from elsewhere. The baselines are
+written here from the published algorithms' descriptions (CenterNet's per-object drawing loop and
+focal loss, HRNet's and mmpose's per-keypoint decoding loops); they are what the fast paths are
+checked against in ``tests/test_bench.py``.
+
+Peak memory. On CUDA: ``torch.cuda.max_memory_allocated`` above the level before the call. On
+CPU, torch has no peak counter, so two exact ledgers are combined: the profiler's memory events
+(``profile_memory=True``: every allocation and free of torch's CPU allocator, whose running sum is
+the live tensor bytes; its maximum is the peak) and ``tracemalloc`` (numpy reports its array
+buffers to it). The sum of the two peaks is exact when only one of them allocates and an upper
+bound otherwise. Inputs made before the call are not counted; outputs alive at its end are.
+
+CPU timings use one intra-op thread unless ``--threads`` says otherwise: the numpy baselines are
+single-threaded, and on a shared machine multi-threaded timings of small ops are erratic.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import math
+import os
+import statistics
+import sys
+import time
+import tracemalloc
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import cv2
+import numpy as np
+import torch
+
+from .decode import decode_keypoints
+from .losses import DistanceAwareFocalLoss
+from .targets import TRUNCATE_SIGMAS, RadiusSigma, render_heatmaps_batched
+
+CASES = ("targets", "focal_loss", "decode_quarter", "decode_dark", "data_loader", "train_step")
+
+
+@dataclass(frozen=True)
+class Settings:
+    device: torch.device
+    repeats: int = 5
+    quick: bool = False
+    train_threads: int = 0  # CPU threads of a training step (0: the ones torch has); a trainer uses them all
+
+
+# ----------------------------------------------------------------------------------------------
+# measuring
+# ----------------------------------------------------------------------------------------------
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_ms(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
+    """Median wall time of ``fn`` in milliseconds over ``repeats`` runs, after one warm-up run."""
+    fn()
+    times = []
+    for _ in range(max(1, repeats)):
+        _synchronize(device)
+        start = time.perf_counter()
+        fn()
+        _synchronize(device)
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2: the profiler's C++ side logs every start and stop there."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def peak_bytes(fn: Callable[[], object], device: torch.device) -> int:
+    """Peak bytes allocated while ``fn`` runs, above the level before it (see the module docstring)."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return int(torch.cuda.max_memory_allocated(device) - before)
+    from torch.profiler import ProfilerActivity, profile
+
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        tracemalloc.start()  # inside the profiler, so that its own bookkeeping is not counted
+        try:
+            fn()
+            _, numpy_peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    live = torch_peak = 0
+    for event in sorted(events, key=lambda e: e.start_ns()):
+        live += event.nbytes()
+        torch_peak = max(torch_peak, live)
+    return int(torch_peak + numpy_peak)
+
+
+def _ratio(ours: Optional[float], baseline: Optional[float]) -> Optional[float]:
+    if ours is None or not baseline:
+        return None
+    return ours / baseline
+
+
+def _result(name: str, device: torch.device, goal: str, ours_ms=None, baseline_ms=None, ours_bytes=None,
+            baseline_bytes=None, met=None, skipped: Optional[str] = None, **details) -> dict:
+    return {"name": name, "device": device.type, "time_ratio": _ratio(ours_ms, baseline_ms),
+            "memory_ratio": _ratio(ours_bytes, baseline_bytes), "goal": goal,
+            "met": None if skipped else bool(met), "skipped": skipped, "ours_ms": ours_ms,
+            "baseline_ms": baseline_ms,
+            "ours_peak_mb": None if ours_bytes is None else ours_bytes / 2 ** 20,
+            "baseline_peak_mb": None if baseline_bytes is None else baseline_bytes / 2 ** 20, **details}
+
+
+# ----------------------------------------------------------------------------------------------
+# 1. targets: CenterNet's per-object drawing loop
+# ----------------------------------------------------------------------------------------------
+def crowd_scene(batch: int, people: int, keypoints: int, size: int, seed: int = 0):
+    """COCO-like keypoints in heatmap pixels: ``people`` boxes per image of varied size, each with
+    ``keypoints`` points inside it. Returns points (B, P, K, 2) float32 and per-person sigmas
+    (B, P) from CornerNet's radius of the box (:class:`heatmapnet.targets.RadiusSigma`)."""
+    rng = np.random.default_rng(seed)
+    widths = rng.uniform(size / 20, size / 2.5, (batch, people))
+    heights = np.minimum(widths * rng.uniform(1.0, 2.5, (batch, people)), size * 0.9)
+    corners = rng.uniform(0, 1, (batch, people, 2)) * (size - np.stack([widths, heights], -1))
+    inside = rng.uniform(0, 1, (batch, people, keypoints, 2))
+    points = corners[:, :, None, :] + inside * np.stack([widths, heights], -1)[:, :, None, :]
+    sizes = torch.tensor(np.stack([widths, heights], -1).reshape(-1, 2), dtype=torch.float32)
+    sigmas = RadiusSigma()(sizes, 1).reshape(batch, people)
+    return points.astype(np.float32), sigmas.numpy()
+
+
+def centernet_style_targets(points: np.ndarray, sigmas: np.ndarray, num_keypoints: int, size,
+                            exact_peak: bool = True) -> np.ndarray:
+    """Baseline: CenterNet's drawing loop. For each image, person and keypoint: build the Gaussian
+    window around the keypoint, then ``np.maximum`` it into the slice of that keypoint's map.
+
+    It evaluates heatmapnet's target definition, so its maps equal ``render_heatmaps_batched``'s:
+    the Gaussian is centred on the sub-pixel point and cut at 3 sigma, and with ``exact_peak`` the
+    nearest pixel is set to 1. CenterNet's own ``draw_umich_gaussian`` differs in what it draws,
+    not in the work per keypoint: it truncates the centre to an integer pixel (so its peak is 1 by
+    construction and the point is biased by up to a pixel) and fills the whole square of
+    half-width int(radius), corners included, zeroing values below eps * max.
+    """
+    batch, people = points.shape[:2]
+    height, width = int(size[0]), int(size[1])
+    heatmaps = np.zeros((batch, num_keypoints, height, width), dtype=np.float32)
+    for b in range(batch):
+        for person in range(people):
+            sigma = float(sigmas[b, person])
+            reach = int(math.ceil(TRUNCATE_SIGMAS * sigma + 0.5))
+            for k in range(num_keypoints):
+                x, y = float(points[b, person, k, 0]), float(points[b, person, k, 1])
+                cx, cy = math.floor(x + 0.5), math.floor(y + 0.5)
+                if not (0 <= cx < width and 0 <= cy < height) or sigma <= 0:
+                    continue
+                left, right = max(0, cx - reach), min(width, cx + reach + 1)
+                top, bottom = max(0, cy - reach), min(height, cy + reach + 1)
+                dx2 = (np.arange(left, right, dtype=np.float32) - np.float32(x)) ** 2
+                dy2 = (np.arange(top, bottom, dtype=np.float32) - np.float32(y)) ** 2
+                d2 = dy2[:, None] + dx2[None, :]
+                gaussian = np.exp(-d2 / np.float32(2 * sigma * sigma))
+                gaussian[d2 > np.float32(TRUNCATE_SIGMAS ** 2 * sigma * sigma)] = 0
+                if exact_peak:
+                    gaussian[cy - top, cx - left] = 1.0
+                window = heatmaps[b, k, top:bottom, left:right]
+                np.maximum(window, gaussian, out=window)
+    return heatmaps
+
+
+def bench_targets(settings: Settings) -> dict:
+    """Goal: >= 20x faster than the loop, and within 3x of allocating and writing the output once."""
+    batch, people, keypoints, size = (4, 3, 17, 32) if settings.quick else (32, 10, 17, 128)
+    points, sigmas = crowd_scene(batch, people, keypoints, size)
+    device = settings.device
+    flat_points = torch.tensor(points.reshape(batch, -1, 2), device=device)
+    labels = torch.arange(keypoints, device=device).repeat(people).expand(batch, -1)
+    flat_sigmas = torch.tensor(np.repeat(sigmas, keypoints, axis=1), device=device)
+    shape = (batch, keypoints, size, size)
+
+    def ours():
+        return render_heatmaps_batched(flat_points, labels, flat_sigmas, keypoints, (size, size))
+
+    def baseline():
+        return torch.from_numpy(centernet_style_targets(points, sigmas, keypoints, (size, size))).to(device)
+
+    def floor():
+        return torch.empty(shape, device=device).fill_(0.0)
+
+    difference = float((ours().cpu() - baseline().cpu()).abs().max())
+    ours_ms, baseline_ms = median_ms(ours, settings.repeats, device), median_ms(baseline, settings.repeats, device)
+    floor_ms = median_ms(floor, settings.repeats, device)
+    met = ours_ms * 20 <= baseline_ms and ours_ms <= 3 * floor_ms
+    return _result("targets", device, "time_ratio <= 0.05 and ours_ms <= 3 x floor_ms", ours_ms, baseline_ms,
+                   peak_bytes(ours, device), peak_bytes(baseline, device), met,
+                   floor_ms=floor_ms, floor_ratio=ours_ms / floor_ms, baseline_to_floor=baseline_ms / floor_ms,
+                   max_abs_difference=difference, shape=list(shape), points=batch * people * keypoints)
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. the distance-aware focal loss: CenterNet's form in plain PyTorch
+# ----------------------------------------------------------------------------------------------
+def centernet_focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 2.0,
+                         beta: float = 4.0) -> torch.Tensor:
+    """Baseline: CenterNet's focal loss. The sigmoid clamped to [1e-4, 1 - 1e-4], float masks of
+    positives (target == 1) and negatives (target < 1), masked products, sums divided by the number
+    of positives (at least 1). Equal to ours while every logit lies within +-9.21 (the clamp)."""
+    prediction = torch.clamp(logits.sigmoid(), min=1e-4, max=1 - 1e-4)
+    positives = target.eq(1).float()
+    negatives = target.lt(1).float()
+    negative_weights = torch.pow(1 - target, beta)
+    positive_loss = torch.log(prediction) * torch.pow(1 - prediction, alpha) * positives
+    negative_loss = torch.log(1 - prediction) * torch.pow(prediction, alpha) * negative_weights * negatives
+    num_positive = positives.sum()
+    return -(positive_loss.sum() + negative_loss.sum()) / num_positive.clamp_min(1)
+
+
+def focal_inputs(shape, device: torch.device, seed: int = 0):
+    """Logits of a network early in training (around the prior bias, within +-9) and CenterNet
+    targets: a few Gaussians per channel with exact 1.0 peaks."""
+    batch, channels, height, width = shape
+    generator = torch.Generator().manual_seed(seed)
+    logits = (torch.randn(shape, generator=generator) * 2.0 - 2.0).clamp(-9.0, 9.0)
+    per_image = 3 * channels
+    points = torch.rand(batch, per_image, 2, generator=generator) * torch.tensor([width - 1.0, height - 1.0])
+    labels = torch.randint(0, channels, (batch, per_image), generator=generator)
+    sigmas = 0.75 + 2.0 * torch.rand(batch, per_image, generator=generator)
+    target = render_heatmaps_batched(points, labels, sigmas, channels, (height, width))
+    return logits.to(device), target.to(device)
+
+
+def bench_focal_loss(settings: Settings) -> dict:
+    """Goal: forward + backward in <= 0.25x the time and peak memory, value equal to 1e-5 relative."""
+    shape = (2, 4, 32, 32) if settings.quick else (16, 80, 128, 128)
+    device = settings.device
+    logits, target = focal_inputs(shape, device)
+    ours_loss = DistanceAwareFocalLoss()
+
+    def run(loss_fn):
+        def step():
+            leaf = logits.detach().requires_grad_()
+            loss = loss_fn(leaf, target)
+            loss.backward()
+            return loss.detach(), leaf.grad
+        return step
+
+    ours, baseline = run(ours_loss), run(centernet_focal_loss)
+    ours_value, ours_grad = ours()
+    base_value, base_grad = baseline()
+    relative = abs(float(ours_value) - float(base_value)) / abs(float(base_value))
+    grad_difference = float((ours_grad - base_grad).abs().max() / base_grad.abs().max())
+    del ours_grad, base_grad
+    ours_ms, baseline_ms = median_ms(ours, settings.repeats, device), median_ms(baseline, settings.repeats, device)
+    ours_bytes, baseline_bytes = peak_bytes(ours, device), peak_bytes(baseline, device)
+    met = ours_ms <= 0.25 * baseline_ms and ours_bytes <= 0.25 * baseline_bytes and relative <= 1e-5
+    return _result("focal_loss", device, "time_ratio <= 0.25, memory_ratio <= 0.25, value to 1e-5 relative",
+                   ours_ms, baseline_ms, ours_bytes, baseline_bytes, met, value_relative_difference=relative,
+                   grad_max_difference_relative=grad_difference, shape=list(shape))
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. decoding: HRNet's and mmpose's per-keypoint loops
+# ----------------------------------------------------------------------------------------------
+def _argmax_numpy(heatmaps: np.ndarray):
+    """Vectorised argmax as HRNet's get_max_preds does it: (B, K, 2) float coordinates, scores."""
+    batch, keypoints, _, width = heatmaps.shape
+    flat = heatmaps.reshape(batch, keypoints, -1)
+    index = flat.argmax(axis=2)
+    scores = np.take_along_axis(flat, index[..., None], axis=2)[..., 0]
+    return np.stack([index % width, index // width], axis=-1).astype(np.float32), scores
+
+
+def hrnet_quarter_decode(heatmaps: np.ndarray) -> np.ndarray:
+    """Baseline: HRNet's decoding. Argmax, then for each keypoint in a Python loop a quarter-pixel
+    step towards the higher neighbour on each axis, where HRNet allows it (1 < px < W - 1 and
+    1 < py < H - 1: unlike ours it also skips peaks in the second row or column)."""
+    coords, _ = _argmax_numpy(heatmaps)
+    batch, keypoints, height, width = heatmaps.shape
+    for n in range(batch):
+        for k in range(keypoints):
+            heatmap = heatmaps[n][k]
+            px, py = int(math.floor(coords[n][k][0] + 0.5)), int(math.floor(coords[n][k][1] + 0.5))
+            if 1 < px < width - 1 and 1 < py < height - 1:
+                diff = np.array([heatmap[py][px + 1] - heatmap[py][px - 1],
+                                 heatmap[py + 1][px] - heatmap[py - 1][px]])
+                coords[n][k] += np.sign(diff) * 0.25
+    return coords
+
+
+def mmpose_blur(heatmaps: np.ndarray, kernel: int = 11) -> np.ndarray:
+    """mmpose's DARK modulation: per map, zero-pad, ``cv2.GaussianBlur`` (kernel 11: sigma 2),
+    crop and rescale to the map's original maximum."""
+    border = (kernel - 1) // 2
+    batch, keypoints, height, width = heatmaps.shape
+    blurred = heatmaps.copy()
+    for n in range(batch):
+        for k in range(keypoints):
+            original_max = blurred[n, k].max()
+            padded = np.zeros((height + 2 * border, width + 2 * border), dtype=np.float32)
+            padded[border:-border, border:-border] = blurred[n, k]
+            padded = cv2.GaussianBlur(padded, (kernel, kernel), 0)
+            blurred[n, k] = padded[border:-border, border:-border]
+            blurred[n, k] *= original_max / np.max(blurred[n, k])
+    return blurred
+
+
+def mmpose_dark_decode(heatmaps: np.ndarray, blur_kernel: Optional[int] = 11) -> np.ndarray:
+    """Baseline: mmpose's DARK. Argmax; blur (``blur_kernel`` None skips it); log of the map
+    floored at 1e-10; then per keypoint a Taylor step -H^-1 g with finite differences: central
+    gradient, Hessian diagonal with a stride-2 stencil through the centre, mixed term from the
+    diagonals, applied where 1 < px < W - 2 and 1 < py < H - 2 and H is invertible."""
+    coords, _ = _argmax_numpy(heatmaps)
+    maps = heatmaps if blur_kernel is None else mmpose_blur(heatmaps, blur_kernel)
+    maps = np.log(np.maximum(maps, 1e-10))
+    batch, keypoints, height, width = heatmaps.shape
+    for n in range(batch):
+        for k in range(keypoints):
+            hm = maps[n][k]
+            px, py = int(coords[n][k][0]), int(coords[n][k][1])
+            if 1 < px < width - 2 and 1 < py < height - 2:
+                dx = 0.5 * (hm[py][px + 1] - hm[py][px - 1])
+                dy = 0.5 * (hm[py + 1][px] - hm[py - 1][px])
+                dxx = 0.25 * (hm[py][px + 2] - 2 * hm[py][px] + hm[py][px - 2])
+                dxy = 0.25 * (hm[py + 1][px + 1] - hm[py - 1][px + 1] - hm[py + 1][px - 1] + hm[py - 1][px - 1])
+                dyy = 0.25 * (hm[py + 2][px] - 2 * hm[py][px] + hm[py - 2][px])
+                if dxx * dyy - dxy ** 2 != 0:
+                    hessian = np.array([[dxx, dxy], [dxy, dyy]])
+                    derivative = np.array([dx, dy])
+                    coords[n][k] -= np.linalg.inv(hessian) @ derivative
+    return coords
+
+
+def decode_inputs(shape, seed: int = 0):
+    """Network-like heatmaps: one Gaussian (sigma 2) per map at a random sub-pixel point at least
+    3 pixels from the border, plus a faint uniform background. Returns maps and the points."""
+    batch, keypoints, height, width = shape
+    generator = torch.Generator().manual_seed(seed)
+    points = 3 + torch.rand(batch, keypoints, 2, generator=generator) * torch.tensor([width - 7.0, height - 7.0])
+    labels = torch.arange(keypoints).expand(batch, -1)
+    maps = render_heatmaps_batched(points, labels, 2.0, keypoints, (height, width), exact_peak=False)
+    maps = maps + 0.01 * torch.rand(shape, generator=generator)
+    return maps, points
+
+
+def _bench_decode(settings: Settings, refine: str) -> dict:
+    shape = (2, 68, 32, 32) if settings.quick else (32, 68, 64, 64)
+    device = settings.device
+    maps, _ = decode_inputs(shape)
+    maps_numpy, maps_device = maps.numpy(), maps.to(device)
+    if refine == "quarter":
+        def ours():
+            return decode_keypoints(maps_device, refine="quarter").coordinates
+
+        def baseline():
+            return hrnet_quarter_decode(maps_numpy)
+        name, note = "decode_quarter", "same algorithm: coordinates should agree exactly"
+    else:
+        def ours():
+            return decode_keypoints(maps_device, refine="dark", blur_sigma=2.0).coordinates
+
+        def baseline():
+            return mmpose_dark_decode(maps_numpy, blur_kernel=11)
+        name, note = "decode_dark", ("blur differs (zero vs replicate padding, 11 vs 13 taps) and so does the "
+                                     "curvature stencil; without blur both are exact on clean Gaussians")
+
+    def floor():  # one read of every map: any decoder's minimum work
+        return maps_device.reshape(shape[0] * shape[1], -1).amax(dim=1)
+
+    difference = float((ours().cpu() - torch.from_numpy(baseline())).abs().max())
+    ours_ms, baseline_ms = median_ms(ours, settings.repeats, device), median_ms(baseline, settings.repeats, device)
+    floor_ms = median_ms(floor, settings.repeats, device)
+    return _result(name, device, "time_ratio <= 0.02", ours_ms, baseline_ms, peak_bytes(ours, device),
+                   peak_bytes(baseline, device), ours_ms * 50 <= baseline_ms, max_coordinate_difference=difference,
+                   agreement=note, floor_ms=floor_ms, baseline_to_floor=baseline_ms / floor_ms, shape=list(shape))
+
+
+def bench_decode_quarter(settings: Settings) -> dict:
+    """Goal: >= 50x faster than HRNet's loop; same coordinates."""
+    return _bench_decode(settings, "quarter")
+
+
+def bench_decode_dark(settings: Settings) -> dict:
+    """Goal: >= 50x faster than mmpose's DARK loop."""
+    return _bench_decode(settings, "dark")
+
+
+# ----------------------------------------------------------------------------------------------
+# 4. the data pipeline against a training step; 5. a training step with each loss
+# ----------------------------------------------------------------------------------------------
+def _training_parts(device: torch.device, loss_fn):
+    """The default config's model, optimiser and a ``step(images, heatmaps, weights)`` as the
+    trainer runs it (bf16 autocast on CUDA, gradient clipping, AdamW)."""
+    from .config import load_config
+    from .engine import build_model_from_config, heatmap_loss, uses_logits
+
+    config = load_config(None)
+    model = build_model_from_config(config.model, 68, uses_logits(config.loss)).to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
+    amp = bool(config.train.amp) and device.type == "cuda"
+
+    def step(images, heatmaps, weights):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            output = model(images)
+        loss = heatmap_loss(loss_fn, config.loss.name, output.float(), {"heatmaps": heatmaps,
+                                                                         "keypoint_weights": weights})
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.clip_grad)
+        optimizer.step()
+
+    return config, step
+
+
+def _synthetic_batch(config, batch: int, device: torch.device):
+    width, height = config.data.input_size
+    stride = config.target.stride
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(batch, 3, height, width, generator=generator)
+    points = torch.rand(batch, 68, 2, generator=generator) * torch.tensor([width / stride - 1, height / stride - 1])
+    heatmaps = render_heatmaps_batched(points, torch.arange(68).expand(batch, -1), 1.0, 68,
+                                       (height // stride, width // stride))
+    return images.to(device), heatmaps.to(device), torch.ones(batch, 68, device=device)
+
+
+def _real_split():
+    """The ytf68 training split (else lsp_extended) under the data root, or None."""
+    from .config import data_root
+
+    root = data_root()
+    if (root / "ytf68" / "train").is_dir():
+        return "ytf68"
+    if (root / "lsp_extended" / "joints.mat").is_file():
+        return "lsp"
+    return None
+
+
+def bench_data_loader(settings: Settings) -> dict:
+    """Goal: the loader (JPEG decode, affine, targets; 2 workers) delivers at least the images/s
+    of a training step of the default model at batch 32, i.e. the loader is not the bottleneck."""
+    from torch.utils.data import DataLoader
+
+    from .config import data_root, load_config
+    from .data.build import build_dataset, read_split, resolve_scheme
+    from .data.pipelines import collate_samples
+    from .engine import build_codec, build_loss_from_config
+
+    device = settings.device
+    goal = "time_ratio <= 1 (loader images/s >= training images/s)"
+    config_name = _real_split()
+    if config_name is None:
+        return _result("data_loader", device, goal, skipped=f"no ytf68 or lsp_extended under {data_root()} "
+                                                            "(set HEATMAPNET_DATA)")
+    batch, batches = (4, 2) if settings.quick else (32, 8)
+    config = load_config(config_name)
+    scheme = resolve_scheme(config.data, config.data.train)
+    codec = build_codec(config, scheme)
+    records = read_split(config.data.train)
+    dataset = build_dataset(config.data, config.data.train, records, codec, scheme, train=True)
+    order = np.random.default_rng(0).permutation(len(dataset))[: batch * (batches + 1)].reshape(-1, batch)
+    loader = DataLoader(dataset, batch_sampler=order.tolist(), num_workers=2, collate_fn=collate_samples)
+    iterator = iter(loader)
+    next(iterator)  # worker start-up is not throughput
+    start = time.perf_counter()
+    for _ in iterator:
+        pass
+    loader_s_per_image = (time.perf_counter() - start) / (batch * batches)
+
+    default, step = _training_parts(device, build_loss_from_config(load_config(None).loss))
+    images, heatmaps, weights = _synthetic_batch(default, batch, device)
+    timing_threads = torch.get_num_threads()
+    torch.set_num_threads(settings.train_threads or timing_threads)
+    try:
+        step_ms = median_ms(lambda: step(images, heatmaps, weights), max(1, settings.repeats // 2), device)
+    finally:
+        torch.set_num_threads(timing_threads)
+    train_s_per_image = step_ms / 1e3 / batch
+    return _result("data_loader", device, goal, loader_s_per_image * 1e3 * batch, step_ms, None, None,
+                   loader_s_per_image <= train_s_per_image, dataset=config_name, batch=batch, workers=2,
+                   loader_images_per_s=1 / loader_s_per_image, train_images_per_s=1 / train_s_per_image,
+                   note="ours_ms = loader time per batch, baseline_ms = training step per batch")
+
+
+def bench_train_step(settings: Settings) -> dict:
+    """A full training step of the default model at batch 32 with our focal loss against the same
+    step with CenterNet's: throughput and peak memory. CUDA only: on CPU a step of the default model
+    is measured by the data_loader case, and this comparison would take minutes."""
+    device = settings.device
+    goal = "time_ratio < 1 and memory_ratio < 1 (informational)"
+    if device.type != "cuda":
+        return _result("train_step", device, goal, skipped="runs on CUDA only (use --device cuda on a GPU machine)")
+    batch = 8 if settings.quick else 32
+    config, ours = _training_parts(device, DistanceAwareFocalLoss())
+    _, baseline = _training_parts(device, lambda output, target, ignore: centernet_focal_loss(output, target))
+    images, heatmaps, weights = _synthetic_batch(config, batch, device)
+    ours_ms = median_ms(lambda: ours(images, heatmaps, weights), settings.repeats, device)
+    baseline_ms = median_ms(lambda: baseline(images, heatmaps, weights), settings.repeats, device)
+    ours_bytes = peak_bytes(lambda: ours(images, heatmaps, weights), device)
+    baseline_bytes = peak_bytes(lambda: baseline(images, heatmaps, weights), device)
+    return _result("train_step", device, goal, ours_ms, baseline_ms, ours_bytes, baseline_bytes,
+                   ours_ms < baseline_ms and ours_bytes < baseline_bytes, batch=batch,
+                   images_per_s=batch / ours_ms * 1e3, baseline_images_per_s=batch / baseline_ms * 1e3)
+
+
+BENCHMARKS = {"targets": bench_targets, "focal_loss": bench_focal_loss, "decode_quarter": bench_decode_quarter,
+              "decode_dark": bench_decode_dark, "data_loader": bench_data_loader, "train_step": bench_train_step}
+
+
+# ----------------------------------------------------------------------------------------------
+# running and reporting
+# ----------------------------------------------------------------------------------------------
+def run_benchmarks(cases=CASES, devices=("cpu",), repeats: int = 5, quick: bool = False, train_threads: int = 0,
+                   log: Optional[Callable[[str], None]] = None) -> list:
+    """Run ``cases`` on each of ``devices``; one result dict per case and device. A device that is
+    not available yields one skipped entry with the reason. ``train_threads``: see Settings."""
+    results = []
+    for device_name in devices:
+        if device_name == "cuda" and not torch.cuda.is_available():
+            results.append(_result("cuda", torch.device("cuda"), "the same table on CUDA",
+                                   skipped="torch.cuda.is_available() is False on this machine"))
+            continue
+        settings = Settings(torch.device(device_name), repeats, quick, train_threads)
+        for name in cases:
+            if log:
+                log(f"running {name} on {device_name} ...")
+            results.append(BENCHMARKS[name](settings))
+    return results
+
+
+def _format(value, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    return f"{value:.{digits}g}" if abs(value) < 1e4 else f"{value:.0f}"
+
+
+def format_table(results: list) -> str:
+    """The results as a fixed-width table, skipped cases with their reason."""
+    header = f"{'case':<16}{'device':<8}{'ours ms':>10}{'base ms':>10}{'time':>9}{'memory':>9}  {'met':<5}goal"
+    lines = [header, "-" * len(header)]
+    for r in results:
+        if r["skipped"]:
+            lines.append(f"{r['name']:<16}{r['device']:<8}skipped: {r['skipped']}")
+            continue
+        lines.append(f"{r['name']:<16}{r['device']:<8}{_format(r['ours_ms']):>10}{_format(r['baseline_ms']):>10}"
+                     f"{_format(r['time_ratio']):>9}{_format(r['memory_ratio']):>9}  {_format(r['met']):<5}"
+                     f"{r['goal']}")
+    return "\n".join(lines)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """The ``heatmapnet bench`` command: run, print the table, optionally write the json."""
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("heatmapnet bench: --device cuda, but torch.cuda.is_available() is False", file=sys.stderr)
+        return 2
+    devices = (args.device,) if args.device else ("cpu", "cuda")
+    machine_threads = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        results = run_benchmarks(args.cases, devices, args.repeats, args.quick, machine_threads,
+                                 log=lambda line: print(line, file=sys.stderr, flush=True))
+    finally:
+        torch.set_num_threads(machine_threads)
+    print(format_table(results))
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"cases": results, "torch": torch.__version__, "threads": args.threads or machine_threads,
+                   "repeats": args.repeats, "quick": args.quick}
+        path.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+        print(f"results written to {path}")
+    return 0
+
+
+def add_bench_parser(subparsers) -> argparse.ArgumentParser:
+    """Registers ``heatmapnet bench`` on an ``add_subparsers()`` object; returns its parser."""
+    bench = subparsers.add_parser(
+        "bench", help="time our targets, loss and decoding beside reference-style baselines",
+        description="Each case runs our implementation beside a baseline written in the reference code's "
+                    "style in this process (median of --repeats runs after a warm-up) and reports the time "
+                    "and peak-memory ratios, ours / baseline, against the case's goal.")
+    bench.add_argument("--json", metavar="PATH", help="also write the results as json")
+    bench.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES), metavar="NAME",
+                       help=f"cases to run (default: all of {', '.join(CASES)})")
+    bench.add_argument("--repeats", type=int, default=5, help="timed runs per implementation (median)")
+    bench.add_argument("--quick", action="store_true", help="small sizes: a smoke run of every code path")
+    bench.add_argument("--device", choices=("cpu", "cuda"),
+                       help="run on one device (default: cpu, then cuda where available)")
+    bench.add_argument("--threads", type=int, default=1,
+                       help="torch CPU threads while timing (default 1, as the numpy baselines; 0 keeps torch's)")
+    bench.set_defaults(handler=run_bench)
+    return bench
+
+
+def main(argv=None) -> int:
+    """``tools/benchmark.py`` and ``python -m heatmapnet.bench``: the same as ``heatmapnet bench``."""
+    parser = argparse.ArgumentParser(prog="benchmark")
+    add_bench_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
