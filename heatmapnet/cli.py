@@ -10,9 +10,11 @@ from typing import Optional, Sequence
 
 import torch
 
+from .ablate import add_ablate_parser
 from .codec import HeatmapCodec
 from .config import DEFAULT_CONFIG, ConfigError
 from .decode import REFINEMENTS
+from .bench import add_bench_parser
 from .targets import FixedSigma, RadiusSigma
 from .viz import add_viz_parser
 
@@ -114,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", default="cpu")
     predict.set_defaults(handler=run_predict)
     add_viz_parser(commands)
+    add_ablate_parser(commands)
+    add_bench_parser(commands)
     demo = commands.add_parser("demo", help="render targets for random points, decode them, print the error")
     demo.add_argument("--input-size", type=int, default=128)
     demo.add_argument("--stride", type=int, default=4)

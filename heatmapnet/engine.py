@@ -233,8 +233,10 @@ class Trainer:
         _restore_rng_states(state["rng"])
 
     # -- evaluation --------------------------------------------------------------------------
-    def evaluate(self) -> dict:
-        predictions = predict_dataset(self.model, self.data.val_set, self.codec, self.logits, self.config.eval,
+    def evaluate(self, codec: Optional[HeatmapCodec] = None) -> dict:
+        """The validation metrics, decoded with ``codec`` (default: the run's own, e.g. another
+        ``refine`` to compare sub-pixel decoders on the same weights)."""
+        predictions = predict_dataset(self.model, self.data.val_set, codec or self.codec, self.logits, self.config.eval,
                                       self.dist, self.data.scheme.flip_permutation,
                                       max_peaks=self.config.eval.max_instances * self.data.scheme.num_keypoints)
         return evaluate_predictions(self.data.val_records, predictions, self.data.scheme, self.config.eval)

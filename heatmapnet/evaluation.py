@@ -204,10 +204,11 @@ def keypoint_detection_ap(records, predictions: PeakPredictions, scheme: Keypoin
     AP is the area under the interpolated precision-recall curve (all points, as VOC 2010+)."""
     per_type = []
     images = sorted(set(int(r) for r in predictions.record_index))
+    instances = {r: records[r].instances for r in images}  # once: generated records draw on every access
     for k in range(scheme.num_keypoints):
         gt_points, gt_radius, gt_image = [], [], []
         for r in images:
-            for inst in records[r].instances:
+            for inst in instances[r]:
                 if inst.visible[k]:
                     gt_points.append(inst.keypoints[k])
                     gt_radius.append(distance * np.sqrt(max(inst.bbox[2] * inst.bbox[3], 1e-12)))
