@@ -650,8 +650,8 @@ def add_ablate_parser(subparsers) -> argparse.ArgumentParser:
                         help=f"arms to compare (default: {' '.join(DEFAULT_ARMS)}; valid: {', '.join(ARMS)})")
     parser.add_argument("--seeds", type=int, help="seeds per arm (default: 3, with --quick 2)")
     parser.add_argument("--quick", action="store_true",
-                        help="a small input, backbone and step budget, 2 seeds, a 2-rate sweep (about 3 minutes "
-                             "for the default on 2 CPU cores; the full default takes about 15)")
+                        help="a small input, backbone and step budget, 2 seeds, a 2-rate sweep (about 2-3 minutes "
+                             "for the default on 2 CPU cores; the full default takes about 10-15)")
     parser.add_argument("--rates", nargs="+", type=float, metavar="LR",
                         help="the learning rates to sweep (default: the config's train.lr times the budget's factors)")
     parser.add_argument("--threshold", nargs="+", default=[], metavar="METRIC=VALUE",
