@@ -190,8 +190,12 @@ def coco_results(records, predictions: TopDownPredictions, use_record_index: boo
 
 def peak_results(records, predictions: PeakPredictions, min_score: float = 0.05) -> List[dict]:
     keep = predictions.scores >= min_score
-    return [{"image_id": int(records[int(r)].image_id if records[int(r)].image_id is not None else r),
-             "image_path": records[int(r)].image_path, "keypoint_type": int(k),
+    images = {}  # each record read once: generated records draw their image on every access
+    for r in sorted(set(int(r) for r in predictions.record_index[keep])):
+        record = records[r]
+        images[r] = {"image_id": int(record.image_id if record.image_id is not None else r),
+                     "image_path": record.image_path}
+    return [{**images[int(r)], "keypoint_type": int(k),
              "x": round(float(p[0]), 3), "y": round(float(p[1]), 3), "score": float(s)}
             for r, k, p, s in zip(predictions.record_index[keep], predictions.keypoint_type[keep],
                                   predictions.points[keep], predictions.scores[keep])]

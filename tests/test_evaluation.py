@@ -8,7 +8,8 @@ from heatmapnet.config import EvalSection
 from heatmapnet.data.records import Instance, Record
 from heatmapnet.data.transforms import AffineParams, crop_matrix, invert_matrix
 from heatmapnet.evaluation import (PeakPredictions, TopDownPredictions, apply_affine_batch, evaluate_predictions,
-                                   heatmap_probabilities, invert_affine_batch, keypoint_detection_ap, primary_metric)
+                                   heatmap_probabilities, invert_affine_batch, keypoint_detection_ap, peak_results,
+                                   primary_metric)
 from heatmapnet.metadata import load_scheme
 
 EVAL = OmegaConf.structured(EvalSection)
@@ -107,3 +108,24 @@ def test_flip_test_mirrors_the_prediction_back_and_swaps_left_and_right_channels
     torch.testing.assert_close(averaged[:, 1], (images[:, 1] + images[:, 0]) / 2)
     plain = heatmap_probabilities(model, images, logits=True)
     torch.testing.assert_close(plain, torch.sigmoid(images[:, :2]))
+
+
+class _CountingRecords(list):
+    """Records that count their reads, as generated records (which draw on access) would cost."""
+
+    reads = 0
+
+    def __getitem__(self, index):
+        self.reads += 1
+        return super().__getitem__(index)
+
+
+def test_peak_results_name_each_peaks_image_and_read_each_record_once():
+    records = _CountingRecords([Record("a.jpg", 10, 10, [], image_id=7), Record("b.jpg", 10, 10, [])])
+    predictions = PeakPredictions(np.array([0, 0, 1, 1, 0]), np.array([2, 3, 0, 1, 4]),
+                                  np.array([[1.23456, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0], [9.0, 9.0]]),
+                                  np.array([0.9, 0.5, 0.7, 0.01, 0.3]))
+    results = peak_results(records, predictions, min_score=0.05)
+    assert [(r["image_id"], r["image_path"], r["keypoint_type"], r["x"], r["score"]) for r in results] == [
+        (7, "a.jpg", 2, 1.235, 0.9), (7, "a.jpg", 3, 3.0, 0.5), (1, "b.jpg", 0, 5.0, 0.7), (7, "a.jpg", 4, 9.0, 0.3)]
+    assert records.reads == 2
