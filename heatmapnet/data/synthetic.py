@@ -173,8 +173,9 @@ def _face_template() -> np.ndarray:
 
 
 _FACE = _face_template()
-_FOREHEAD = np.stack([0.5 * np.cos(np.linspace(0, -np.pi, 9)), -0.1 + 0.55 * np.sin(np.linspace(0, -np.pi, 9)),
-                      0.05 - 0.35 * np.abs(np.cos(np.linspace(0, -np.pi, 9)))], 1)  # right temple over to left
+_FOREHEAD_ANGLES = np.linspace(0, -np.pi, 9)  # the arc over the brows, image-right temple to image-left
+_FOREHEAD = np.stack([0.5 * np.cos(_FOREHEAD_ANGLES), -0.1 + 0.55 * np.sin(_FOREHEAD_ANGLES),
+                      0.05 - 0.35 * np.abs(np.cos(_FOREHEAD_ANGLES))], 1)
 
 
 def _face_shape(rng: np.random.Generator) -> np.ndarray:
