@@ -58,6 +58,7 @@ class Budget:
     val_samples: Optional[int]  # validation samples evaluated (None: the whole split)
     name: str = "custom"
     overrides: Dict[str, Dict[str, object]] = field(default_factory=dict)  # data.mode -> overrides
+    extend_sweep: int = 0  # extra rates (x2 or /2) an arm may try while its best one is at the sweep's edge
 
 
 # One torch thread and one loader process: on a shared 2-core machine a second OpenMP thread that
@@ -67,12 +68,14 @@ _SMALL_CPU = {"model.backbone": "mobilenetv3_small_050", "model.head_channels": 
 BUDGETS: Dict[str, Budget] = {
     # both built-in settings, default arms: about 3 minutes on 2 CPU cores
     "quick": Budget(seeds=2, lr_factors=(1.0, 2.5), sweep_fraction=0.5, holdout=48, val_samples=48, name="quick",
+                    extend_sweep=1,
                     overrides={"topdown": {**_SMALL_CPU, "data.input_size": [64, 64], "train.steps": 80,
                                            "train.batch_size": 16, "train.warmup_steps": 8, "train.eval_every": 16},
                                "multi": {**_SMALL_CPU, "data.input_size": [96, 96], "train.steps": 80,
                                          "train.batch_size": 8, "train.warmup_steps": 8, "train.eval_every": 16}}),
     # about 15 minutes: the same sizes, 2.5x the steps, 3 seeds, a 3-rate sweep, more validation samples
     "full": Budget(seeds=3, lr_factors=(1.0, 2.5, 5.0), sweep_fraction=0.4, holdout=64, val_samples=100, name="full",
+                   extend_sweep=2,
                    overrides={"topdown": {**_SMALL_CPU, "data.input_size": [64, 64], "train.steps": 250,
                                           "train.batch_size": 16, "train.warmup_steps": 20, "train.eval_every": 25},
                               "multi": {**_SMALL_CPU, "data.input_size": [96, 96], "train.steps": 250,
@@ -264,6 +267,29 @@ def _sweep(config_name: str, overrides: List[str], rates: Sequence[float], out: 
     return metric, higher, values
 
 
+def _best_rate(values: Dict[float, Optional[float]], higher: bool) -> Optional[float]:
+    finite = {lr: v for lr, v in values.items() if v is not None}
+    return (max if higher else min)(finite, key=finite.get) if finite else None
+
+
+def _sweep_until_bracketed(config_name: str, overrides: List[str], rates: Sequence[float], extra: int, out: Path,
+                           log):
+    """``_sweep``, then while the best rate is the highest (lowest) swept, one more rate twice as
+    high (half as low), at most ``extra`` times: so that no arm keeps a rate only because the
+    grid stopped there. A diverged rate ends the search upwards."""
+    metric, higher, values = _sweep(config_name, overrides, rates, out, log)
+    for _ in range(extra):
+        best = _best_rate(values, higher)
+        if best is None or len(values) < 2 or min(values) < best < max(values):
+            break
+        edge = max(values) if best == max(values) else min(values)
+        candidate = _rate(edge * 2 if best == max(values) else edge / 2)
+        log(f"{out}: best rate {best:g} is at the edge of the sweep; trying {candidate:g}")
+        metric, higher, more = _sweep(config_name, overrides, [candidate], out, log)
+        values.update(more)
+    return metric, higher, dict(sorted(values.items()))
+
+
 def _seed_runs(config_name: str, overrides: List[str], lr: float, seeds: Sequence[int], out: Path, log):
     """One full run per seed: (metric name, higher is better, the arm's per-seed results, the
     first seed's trainer). Each run's final weights are also decoded with every refinement."""
@@ -321,13 +347,13 @@ def run_setting(config_name: str, arms: Sequence[str], budget: Budget, seeds: in
     results, kept = {}, {}
     for arm in arms:
         arm_overrides = budgeted_overrides + dotlist(ARMS[arm]) + list(user_overrides)
-        metric, higher, sweep = _sweep(config_name, arm_overrides + holdout + sweep_run, learning_rates,
-                                       out / name / "sweep" / arm, log)
-        finite = {lr: v for lr, v in sweep.items() if v is not None}
-        if not finite:
-            raise NonFiniteLossError(f"{name}: arm {arm} diverged at every learning rate {learning_rates}; "
+        metric, higher, sweep = _sweep_until_bracketed(config_name, arm_overrides + holdout + sweep_run,
+                                                       learning_rates, 0 if rates else budget.extend_sweep,
+                                                       out / name / "sweep" / arm, log)
+        lr = _best_rate(sweep, higher)
+        if lr is None:
+            raise NonFiniteLossError(f"{name}: arm {arm} diverged at every learning rate {list(sweep)}; "
                                      "try --rates with lower values")
-        lr = (max if higher else min)(finite, key=finite.get)
         metric, higher, runs, kept[arm] = _seed_runs(config_name, arm_overrides + validation, lr,
                                                      [first_seed + k for k in range(seeds)], out / name / arm, log)
         results[arm] = {"overrides": ARMS[arm], "lr": lr,
@@ -353,7 +379,7 @@ def run_setting(config_name: str, arms: Sequence[str], budget: Budget, seeds: in
         "overrides": {"budget": budgeted_overrides, "user": list(user_overrides), "validation": validation,
                       "sweep_holdout": holdout},
         "steps": steps, "eval_every": int(config.train.eval_every), "sweep_steps": sweep_steps,
-        "learning_rates": learning_rates, "seeds": seeds, "refine_default": config.eval.refine,
+        "learning_rates": learning_rates, "sweep_extension": 0 if rates else budget.extend_sweep, "seeds": seeds, "refine_default": config.eval.refine,
         "threshold": {"value": threshold, "rule": rule}, "arms": results, "comparisons": comparisons}
     setting["verdict"] = verdict(setting)
     setting["plots"] = {"curves": plot_curves(setting, out / f"{name}_curves.png"),
@@ -511,14 +537,21 @@ def _setting_report(setting: dict) -> List[str]:
              + (" ".join(setting["overrides"]["validation"]) or "whole split") + "`.", "",
              f"### Learning rate: picked per arm by a {setting['sweep_steps']}-step sweep (seed {first_seed}) on a "
              "split held out of the training data", ""]
-    rates = [f"{r:g}" for r in setting["learning_rates"]]
-    edges = {} if len(rates) < 2 else {min(setting["learning_rates"]): " (lowest swept)",
-                                       max(setting["learning_rates"]): " (highest swept)"}
-    lines += _table(["arm"] + [f"lr {r}" for r in rates] + ["picked"],
-                    [[arm] + [_number(data["sweep"]["values"][r]) if data["sweep"]["values"][r] is not None
-                              else "diverged" for r in rates] + [f"**{data['lr']:g}**{edges.get(data['lr'], '')}"]
-                     for arm, data in arms.items()])
-    if any(data["lr"] in edges for data in arms.values()):
+    swept = {arm: {float(r): v for r, v in data["sweep"]["values"].items()} for arm, data in arms.items()}
+    rates = sorted(set().union(*swept.values()))
+    rows, at_edge = [], False
+    for arm, data in arms.items():
+        values = swept[arm]
+        edge = "" if len(values) < 2 else {min(values): " (lowest swept)", max(values): " (highest swept)"}.get(
+            data["lr"], "")
+        at_edge = at_edge or bool(edge)
+        rows.append([arm] + ["—" if r not in values else "diverged" if values[r] is None else _number(values[r])
+                             for r in rates] + [f"**{data['lr']:g}**{edge}"])
+    lines += _table(["arm"] + [f"lr {r:g}" for r in rates] + ["picked"], rows)
+    lines += ["", f"Swept rates {', '.join(f'{r:g}' for r in setting['learning_rates'])} for every arm"
+              + (f"; an arm whose best rate was at an edge tried up to {setting['sweep_extension']} more beyond it "
+                 "(x2 or /2; — = not tried)." if setting["sweep_extension"] else ".")]
+    if at_edge:
         lines += ["", "A rate at the edge of the sweep may not be the best one: try `--rates` beyond it."]
     lines += ["", f"### Final {metric} on the validation split (decoder: {setting['refine_default']})", ""]
     rows = []

@@ -13,6 +13,7 @@ convention of :mod:`heatmapnet.targets`. Refinements:
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple, Optional
 
@@ -72,53 +73,109 @@ def gaussian_blur(heatmaps: torch.Tensor, sigma: float) -> torch.Tensor:
     return blurred.view(batch, channels, height, width)
 
 
-def _blurred_patches(maps: torch.Tensor, px: torch.Tensor, py: torch.Tensor, peaks: torch.Tensor, sigma: float):
-    """The 3x3 patches of ``gaussian_blur(maps)`` around each map's peak (px, py), in log space.
+def _peak_windows(maps: torch.Tensor, px: torch.Tensor, py: torch.Tensor, reach: int):
+    """(N, S, S) windows of ``maps`` (N, H, W), S = 2 reach + 1, centred on (px, py) where the map
+    allows and moved inwards at its borders, with their top and left lines. Needs H, W >= S."""
+    count, height, width = maps.shape
+    size = 2 * reach + 1
+    top = (py - reach).clamp(0, height - size)
+    left = (px - reach).clamp(0, width - size)
+    every_window = _every_window_numpy if maps.device.type == "cpu" else _every_window_torch
+    return every_window(maps, top, left, size), top, left
 
-    Only the (3 + 2 radius)^2 input pixels under a patch are read (clamped indices are the
-    replicate padding). The blur's rescaling to the original maximum adds one constant to a
-    patch's logs, which DARK's differences cancel; it matters only where a blurred value could
-    fall to the log floor, so maps with a patch value at or below the floor (or a maximum <= 0)
-    are blurred whole, exactly as :func:`gaussian_blur` does. ``peaks``: each map's maximum.
-    Returns the patches, their logs and the in-map masks.
+
+def _every_window_torch(maps: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int) -> torch.Tensor:
+    count, height, width = maps.shape
+    maps = maps.contiguous()
+    view = maps.as_strided((count, height - size + 1, width - size + 1, size, size), maps.stride() + maps.stride()[1:])
+    return view[torch.arange(count, device=maps.device), top, left]
+
+
+def _every_window_numpy(maps: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int) -> torch.Tensor:
+    """As ``_every_window_torch``; numpy copies each window line as a block, about twice as fast."""
+    count, height, width = maps.shape
+    array = np.ascontiguousarray(maps.detach().numpy())
+    view = np.lib.stride_tricks.as_strided(array, (count, height - size + 1, width - size + 1, size, size),
+                                           array.strides + array.strides[1:], writeable=False)
+    return torch.from_numpy(view[np.arange(count), top.numpy(), left.numpy()])
+
+
+class _PatchBlur(NamedTuple):
+    """DARK's blur restricted to the 3x3 patch around a peak, read from the S x S window around it
+    (S = 2 reach + 1): ``weights`` (S*S, 9) maps a centred window to its blurred patch in one
+    product; ``bands[reach + d]`` (S, 3) blurs a window line whose start was moved d lines
+    inwards at the map's border, the edge line standing in for the lines past it (replicate
+    padding)."""
+    reach: int
+    weights: torch.Tensor
+    bands: torch.Tensor
+
+
+@functools.lru_cache(maxsize=16)
+def _patch_blur(sigma: float, dtype: torch.dtype, device: torch.device) -> _PatchBlur:
+    kernel_1d, radius = _blur_kernel(sigma, torch.float64, torch.device("cpu"))
+    reach, taps = radius + _PATCH, 2 * _PATCH + 1
+    size = 2 * reach + 1
+    band = torch.zeros(size, taps, dtype=torch.float64)
+    for column in range(taps):  # column c: the blur centred on padded line c + radius
+        band[column:column + kernel_1d.numel(), column] = kernel_1d
+    lines = torch.arange(size)
+    bands = torch.stack([torch.zeros_like(band).index_add_(0, (lines - shift).clamp(0, size - 1), band)
+                         for shift in range(-reach, reach + 1)])
+    weights = torch.einsum("ra,cb->rcab", band, band).reshape(size * size, taps * taps)
+    return _PatchBlur(reach, weights.to(dtype=dtype, device=device), bands.to(dtype=dtype, device=device))
+
+
+def _blurred_patches(maps: torch.Tensor, px: torch.Tensor, py: torch.Tensor, peaks: torch.Tensor, sigma: float):
+    """The 3x3 patches of ``gaussian_blur(maps)`` around each map's peak (px, py), and in-map masks.
+
+    Only the (3 + 2 radius)^2 pixels of the window around a peak are read and blurred by one
+    matrix product; windows shifted inwards at a map's border are blurred by their own bands.
+    ``gaussian_blur``'s rescaling to the original maximum multiplies a patch by one constant,
+    which DARK's log differences cancel; it matters only where a blurred value could fall to the
+    log floor, so maps with a patch value at or below the floor (or a maximum <= 0), and maps
+    smaller than a window, are blurred whole exactly as :func:`gaussian_blur` does.
+    ``peaks``: each map's maximum.
     """
     count, height, width = maps.shape
-    kernel_1d, radius = _blur_kernel(sigma, maps.dtype, maps.device)
-    span = torch.arange(-_PATCH - radius, _PATCH + radius + 1, device=maps.device)
-    rows = (py[:, None] + span[None, :]).clamp(0, height - 1)
-    cols = (px[:, None] + span[None, :]).clamp(0, width - 1)
-    first_row = torch.arange(count, device=maps.device)[:, None] * height
-    window = torch.take(maps, ((first_row + rows) * width)[:, :, None] + cols[:, None, :])  # (N, S, S)
+    blur = _patch_blur(float(sigma), maps.dtype, maps.device)
     taps = 2 * _PATCH + 1
-    # (S, 3) matrix whose column j holds the kernel at offset j: one conv step per output column
-    band = torch.zeros(span.numel(), taps, dtype=maps.dtype, device=maps.device)
-    for j in range(taps):
-        band[j:j + kernel_1d.numel(), j] = kernel_1d
-    patches = band.t() @ (window @ band)  # (N, 3, 3): columns, then rows, as the two 1-D passes
-    steps = torch.arange(-_PATCH, _PATCH + 1, device=maps.device)
-    row_ok = ((py[:, None] + steps) >= 0) & ((py[:, None] + steps) < height)
-    col_ok = ((px[:, None] + steps) >= 0) & ((px[:, None] + steps) < width)
-    local = (patches.flatten(1) > _LOG_FLOOR).all(dim=1) & (peaks > 0)
-    logs = torch.log(patches.clamp_min(_LOG_FLOOR))
+    if min(height, width) < 2 * blur.reach + 1:
+        patches = torch.empty(count, taps, taps, dtype=maps.dtype, device=maps.device)
+        local = torch.zeros(count, dtype=torch.bool, device=maps.device)
+    else:
+        windows, top, left = _peak_windows(maps, px, py, blur.reach)
+        patches = (windows.reshape(count, -1) @ blur.weights).view(count, taps, taps)
+        shift_y, shift_x = top - (py - blur.reach), left - (px - blur.reach)
+        shifted = ((shift_y != 0) | (shift_x != 0)).nonzero()[:, 0]
+        if shifted.numel():
+            rows, cols = blur.bands[blur.reach + shift_y[shifted]], blur.bands[blur.reach + shift_x[shifted]]
+            patches[shifted] = torch.bmm(rows.transpose(1, 2), torch.bmm(windows[shifted], cols))
+        local = (patches.flatten(1) > _LOG_FLOOR).all(dim=1) & (peaks > 0)
     if not bool(local.all()):
         whole = (~local).nonzero()[:, 0]
         blurred = gaussian_blur(maps[whole][:, None], sigma)[:, 0]
-        exact, _, _ = _gather_patches(blurred, torch.arange(whole.numel(), device=maps.device), px[whole], py[whole])
-        logs[whole] = torch.log(exact.clamp_min(_LOG_FLOOR))
-        patches[whole] = exact
-    return patches, logs, row_ok, col_ok
+        patches[whole] = _gather_patches(blurred, torch.arange(whole.numel(), device=maps.device),
+                                         px[whole], py[whole])[0]
+    return (patches, *_in_map(px, py, height, width))
+
+
+def _in_map(px: torch.Tensor, py: torch.Tensor, height: int, width: int):
+    """Which rows and columns of the 3x3 patches around (px, py) lie inside the map: (N, 3) each."""
+    steps = torch.arange(-_PATCH, _PATCH + 1, device=px.device)
+    rows, cols = py[:, None] + steps, px[:, None] + steps
+    return (rows >= 0) & (rows < height), (cols >= 0) & (cols < width)
 
 
 def _gather_patches(maps: torch.Tensor, map_index: torch.Tensor, px: torch.Tensor, py: torch.Tensor):
     """3x3 patches (N, 3, 3) of ``maps[map_index]`` around integer peaks (N,), and in-map masks."""
     _, height, width = maps.shape
     steps = torch.arange(-_PATCH, _PATCH + 1, device=maps.device)
-    rows = py[:, None] + steps[None, :]
-    cols = px[:, None] + steps[None, :]
-    row_ok = (rows >= 0) & (rows < height)
-    col_ok = (cols >= 0) & (cols < width)
-    patches = maps[map_index[:, None, None], rows.clamp(0, height - 1)[:, :, None], cols.clamp(0, width - 1)[:, None, :]]
-    return patches, row_ok, col_ok
+    rows = (py[:, None] + steps).clamp(0, height - 1)
+    cols = (px[:, None] + steps).clamp(0, width - 1)
+    lines = (map_index[:, None] * height + rows) * width  # flat indices: torch's 3-tensor indexing is ~10x slower
+    patches = maps.reshape(-1).take(lines[:, :, None] + cols[:, None, :])
+    return (patches, *_in_map(px, py, height, width))
 
 
 def _quarter_offsets(patches, row_ok, col_ok):
@@ -130,37 +187,45 @@ def _quarter_offsets(patches, row_ok, col_ok):
     return torch.stack([torch.where(has_x, dx, 0.0), torch.where(has_y, dy, 0.0)], dim=-1)
 
 
-def _dark_offsets(patches, row_ok, col_ok, logs=None):
-    """-H^-1 g of the log-heatmap from the 3x3 neighbourhood, curvature without the centre
-    (``logs``: the patches' logs where they were taken from shifted values, see _blurred_patches)."""
-    c = _PATCH
-    if logs is None:
-        logs = torch.log(patches.clamp_min(_LOG_FLOOR))
+@functools.lru_cache(maxsize=16)
+def _log_stencils(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(9, 7) finite-difference weights on a row-major 3x3 log patch (index 3 (dy + 1) + dx + 1):
+    columns gx, gy, d2/dx2 and d2/dy2 from the eight neighbours, d2/dxdy, and the textbook
+    d2/dx2 and d2/dy2 through the centre.
+
+    For L = a x^2 + b y^2 + e xy + f the diagonals sum to 4(a + b + f) and up + down to 2(b + f),
+    so d2L/dx2 = 2a = diagonals / 2 - (up + down), exactly, without L at the centre."""
+    corners, up, down, left, right, centre = (0, 2, 6, 8), 1, 7, 3, 5, 4
+    weights = torch.zeros(9, 7, dtype=torch.float64)
+    weights[[right, left], 0] = torch.tensor([0.5, -0.5], dtype=torch.float64)
+    weights[[down, up], 1] = torch.tensor([0.5, -0.5], dtype=torch.float64)
+    weights[list(corners), 2] = weights[list(corners), 3] = 0.5
+    weights[[up, down], 2] = weights[[left, right], 3] = -1.0
+    weights[list(corners), 4] = torch.tensor([0.25, -0.25, -0.25, 0.25], dtype=torch.float64)
+    weights[[left, centre, right], 5] = weights[[up, centre, down], 6] = torch.tensor([1.0, -2.0, 1.0],
+                                                                                    dtype=torch.float64)
+    return weights.to(dtype=dtype, device=device)
+
+
+def _dark_offsets(patches, row_ok, col_ok):
+    """-H^-1 g of the log-heatmap from 3x3 patches (N, 3, 3): the curvature from the eight
+    neighbours where all are usable (blind to a centre that ``exact_peak`` forced to 1), else
+    from the cross through the centre, else no offset. Offsets are kept where H is negative
+    definite, clamped to one pixel."""
     usable = (patches > _LOG_FLOOR) & row_ok[:, :, None] & col_ok[:, None, :]
     ring_ok = usable.flatten(1).all(dim=1)  # centre included only as "inside the map"
-    cross_ok = usable[:, c, :].all(dim=1) & usable[:, :, c].all(dim=1)
-    left, right = logs[:, c, c - 1], logs[:, c, c + 1]
-    up, down = logs[:, c - 1, c], logs[:, c + 1, c]
-    diagonals = logs[:, c - 1, c - 1] + logs[:, c - 1, c + 1] + logs[:, c + 1, c - 1] + logs[:, c + 1, c + 1]
-    gx, gy = (right - left) / 2.0, (down - up) / 2.0
-    # For L = a x^2 + b y^2 + e xy + ... the diagonals sum to 4(a + b + f) and up + down = 2(b + f):
-    # d2L/dx2 = 2a = diagonals / 2 - (up + down), exactly, without L at the centre.
-    ring_dxx = diagonals / 2.0 - (up + down)
-    ring_dyy = diagonals / 2.0 - (left + right)
-    centre = logs[:, c, c]
-    textbook_dxx = left - 2.0 * centre + right
-    textbook_dyy = up - 2.0 * centre + down
-    dxx = torch.where(ring_ok, ring_dxx, textbook_dxx)
-    dyy = torch.where(ring_ok, ring_dyy, textbook_dyy)
-    dxy = torch.where(ring_ok, (logs[:, c + 1, c + 1] - logs[:, c + 1, c - 1] - logs[:, c - 1, c + 1]
-                                + logs[:, c - 1, c - 1]) / 4.0, torch.zeros_like(gx))
+    cross_ok = usable[:, _PATCH, :].all(dim=1) & usable[:, :, _PATCH].all(dim=1)
+    logs = torch.log(patches.clamp_min(_LOG_FLOOR)).flatten(1)
+    gx, gy, ring_dxx, ring_dyy, ring_dxy, cross_dxx, cross_dyy = \
+        (logs @ _log_stencils(logs.dtype, logs.device)).unbind(dim=1)
+    dxx = torch.where(ring_ok, ring_dxx, cross_dxx)
+    dyy = torch.where(ring_ok, ring_dyy, cross_dyy)
+    dxy = torch.where(ring_ok, ring_dxy, 0.0)
     det = dxx * dyy - dxy * dxy
     concave = (ring_ok | cross_ok) & (dxx < 0) & (det > 0)
-    safe_det = torch.where(concave, det, torch.ones_like(det))
-    offset_x = -(dyy * gx - dxy * gy) / safe_det
-    offset_y = -(dxx * gy - dxy * gx) / safe_det
-    offsets = torch.stack([offset_x, offset_y], dim=-1).clamp(-1.0, 1.0)
-    return torch.where(concave[:, None], offsets, torch.zeros_like(offsets))
+    safe_det = torch.where(concave, det, 1.0)
+    offsets = torch.stack([dxy * gy - dyy * gx, dxy * gx - dxx * gy], dim=-1) / safe_det[:, None]
+    return torch.where(concave[:, None], offsets.clamp(-1.0, 1.0), 0.0)
 
 
 def _row_maxima(rows: torch.Tensor):
@@ -204,8 +269,8 @@ def decode_keypoints(heatmaps: torch.Tensor, refine: str = "dark",
     px, py = flat_index % width, flat_index // width
     maps = maps.reshape(batch * channels, height, width)
     if blur_sigma and refine == "dark" and px.shape[0]:
-        patches, logs, row_ok, col_ok = _blurred_patches(maps, px, py, scores, blur_sigma)
-        points = torch.stack([px, py], dim=-1).to(maps.dtype) + _dark_offsets(patches, row_ok, col_ok, logs)
+        patches, row_ok, col_ok = _blurred_patches(maps, px, py, scores, blur_sigma)
+        points = torch.stack([px, py], dim=-1).to(maps.dtype) + _dark_offsets(patches, row_ok, col_ok)
     else:
         if blur_sigma:
             maps = gaussian_blur(maps[:, None], blur_sigma)[:, 0]

@@ -6,6 +6,7 @@ import cv2
 import pytest
 import torch
 
+from heatmapnet import ablate as ablate_module
 from heatmapnet.ablate import (ARMS, BUDGETS, Budget, ablate, check_arms, convergence_threshold, dotlist,
                                holdout_overrides, paired_test, steps_to_threshold, summarize, verdict)
 from heatmapnet.cli import build_parser, main
@@ -141,6 +142,32 @@ def test_the_command_line_parses_arms_seeds_and_overrides():
                                       "--set", "data.mode=multi", "--threshold", "nme=0.08"])
     assert (args.config, args.quick, args.arms, args.seeds) == ("ytf68", True, ["focal", "awing"], 4)
     assert args.set == ["data.mode=multi"] and args.threshold == ["nme=0.08"] and args.out == "runs/ablate"
+
+
+def _fake_sweep(metric_of_rate, tried):
+    """A stand-in for the short training runs: the metric (lower is better) as a function of lr."""
+    def sweep(config_name, overrides, rates, out, log):
+        tried.extend(rates)
+        return "nme", False, {lr: metric_of_rate(lr) for lr in rates}
+    return sweep
+
+
+@pytest.mark.parametrize("rates, optimum, diverges_from, tried_after, picked", [
+    ([0.002, 0.005], 0.012, None, [0.01, 0.02], 0.01),  # best at the top edge: doubled until bracketed
+    ([0.002, 0.005], 0.1, None, [0.01, 0.02], 0.02),  # still at the edge when the extra rates run out
+    ([0.002, 0.005], 0.0008, None, [0.001, 0.0005], 0.001),  # bottom edge: halved
+    ([0.002, 0.005, 0.01], 0.004, None, [], 0.005),  # bracketed: nothing more
+    ([0.002, 0.005], 0.1, 0.01, [0.01], 0.005),  # a diverged rate ends the search upwards
+])
+def test_the_sweep_extends_past_an_edge_until_the_best_rate_is_bracketed(monkeypatch, rates, optimum, diverges_from,
+                                                                         tried_after, picked):
+    tried = []
+    metric = lambda lr: None if diverges_from and lr >= diverges_from else abs(math.log(lr / optimum))
+    monkeypatch.setattr(ablate_module, "_sweep", _fake_sweep(metric, tried))
+    _, higher, values = ablate_module._sweep_until_bracketed("c", [], rates, 2, None, log=lambda line: None)
+    assert tried == rates + tried_after
+    assert ablate_module._best_rate(values, higher) == picked
+    assert list(values) == sorted(values)
 
 
 # ----------------------------------------------------------------------------------------------

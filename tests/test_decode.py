@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from heatmapnet.decode import decode_keypoints, decode_peaks, gaussian_blur
+from heatmapnet.decode import (_every_window_numpy, _every_window_torch, decode_keypoints, decode_peaks,
+                               gaussian_blur, refine_peaks)
 from heatmapnet.targets import render_heatmaps
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
@@ -98,6 +99,44 @@ def test_blur_keeps_the_maximum_and_dark_still_finds_a_blurred_gaussian():
     torch.testing.assert_close(blurred.amax(dim=(2, 3)), maps.amax(dim=(2, 3)))
     coords = decode_keypoints(maps, refine="dark", blur_sigma=1.0).coordinates[0]
     assert (coords - points).norm(dim=-1).max().item() < 0.05
+
+
+def _decode_after_a_whole_blur(maps, sigma):
+    batch, channels, height, width = maps.shape
+    index = maps.reshape(batch * channels, -1).max(dim=1).indices
+    blurred = gaussian_blur(maps, sigma).reshape(batch * channels, height, width)
+    return refine_peaks(blurred, index % width, index // width, "dark").view(batch, channels, 2)
+
+
+@pytest.mark.parametrize("sigma", [1.0, 2.0])
+def test_dark_blurring_peak_windows_equals_blurring_whole_maps_at_every_distance_from_the_border(sigma):
+    # peaks at 0..8 pixels from each border, where windows are moved inwards and replicate the edge
+    ys, xs = torch.meshgrid(torch.arange(40.0), torch.arange(36.0), indexing="ij")
+    centres = [(d + 0.3, d + 0.2) for d in range(9)] + [(35 - d - 0.2, 39 - d - 0.4) for d in range(9)] + \
+              [(0.0, 20.3), (35.0, 12.6), (17.2, 0.0), (9.7, 39.0)]
+    maps = torch.stack([torch.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * 1.8 ** 2)) for x, y in centres])[None]
+    maps = maps + 0.02 * torch.rand(maps.shape, generator=torch.Generator().manual_seed(1))
+    ours = decode_keypoints(maps, refine="dark", blur_sigma=sigma).coordinates
+    torch.testing.assert_close(ours, _decode_after_a_whole_blur(maps, sigma), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("size", [(20, 24), (10, 12)], ids=["window-fits", "map-smaller-than-window"])
+def test_dark_blurring_falls_back_to_whole_maps_where_peak_patches_cannot_be_used(size):
+    generator = torch.Generator().manual_seed(8)
+    maps = torch.rand(2, 9, *size, generator=generator) ** 4
+    maps[0, 0] = 0.0  # flat map: no usable patch
+    maps[0, 1] = torch.rand(size, generator=generator) ** 40  # values near the log floor
+    maps[1, 2, 0, 0] = 5.0  # peak in a corner
+    ours = decode_keypoints(maps, refine="dark", blur_sigma=1.5).coordinates
+    torch.testing.assert_close(ours, _decode_after_a_whole_blur(maps, 1.5), atol=1e-4, rtol=0)
+
+
+def test_numpy_and_torch_window_gathers_agree():
+    maps = torch.rand(5, 11, 13)
+    top, left = torch.tensor([0, 1, 2, 3, 4]), torch.tensor([6, 0, 3, 1, 2])
+    windows = _every_window_numpy(maps, top, left, 7)
+    torch.testing.assert_close(windows, _every_window_torch(maps, top, left, 7), rtol=0, atol=0)
+    torch.testing.assert_close(windows[3], maps[3, 3:10, 1:8], rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("device", DEVICES)
