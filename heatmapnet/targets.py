@@ -217,26 +217,69 @@ def splat_gaussians(points: torch.Tensor, channels: torch.Tensor, sigmas: torch.
 
 def _splat_window(out, points, channels, sigmas, centre, half: int, height: int, width: int,
                   exact_peak: bool) -> None:
-    """Max-combine the (2 half + 1)^2 windows of one group of points into the flat ``out``."""
-    offsets = torch.arange(-half, half + 1, device=points.device, dtype=torch.float32)
-    xs = centre[:, 0, None] + offsets[None, :]  # (N, S) candidate columns
-    ys = centre[:, 1, None] + offsets[None, :]  # (N, S) candidate rows
+    """Max-combine the (2 half + 1)^2 windows of one group of points into the flat ``out``.
+
+    A window is centred on its point's nearest pixel and moved inwards where it would cross the
+    map's border (the pixels it then covers beyond 3 sigma get 0), so every index is in the map
+    and distinct within a window."""
+    size = 2 * half + 1
+    if size > min(height, width):  # the map is narrower than a window: draw on a padded map, crop
+        padded = torch.zeros(int(channels.max()) + 1, height + 2 * half, width + 2 * half, device=out.device)
+        _splat_window(padded.view(-1), points + half, channels, sigmas, centre + half, half,
+                      height + 2 * half, width + 2 * half, exact_peak)
+        view = out.view(-1, height, width)[:padded.shape[0]]
+        torch.maximum(view, padded[:, half:half + height, half:half + width], out=view)
+        return
+    left = (centre[:, 0].long() - half).clamp(0, width - size)
+    top = (centre[:, 1].long() - half).clamp(0, height - size)
+    offsets = torch.arange(size, device=points.device)
+    xs, ys = left[:, None] + offsets, top[:, None] + offsets  # (N, S) columns and rows, all on the map
     dx2 = (xs - points[:, 0, None]) ** 2
     dy2 = (ys - points[:, 1, None]) ** 2
     variance = sigmas[:, None] ** 2
-    zero = torch.zeros((), device=points.device)
-    # exp(-(dx^2 + dy^2) / 2 sigma^2) = exp(-dx^2 / 2 sigma^2) exp(-dy^2 / 2 sigma^2); off-map rows
-    # and columns are zeroed in the factors, so their clamped indices add nothing to the maximum
-    gx = torch.where((xs >= 0) & (xs <= width - 1), torch.exp(dx2 / (-2.0 * variance)), zero)
-    gy = torch.where((ys >= 0) & (ys <= height - 1), torch.exp(dy2 / (-2.0 * variance)), zero)
-    values = gy[:, :, None] * gx[:, None, :]  # (N, S, S)
-    d2 = dy2[:, :, None] + dx2[:, None, :]
-    values.masked_fill_(d2 > (TRUNCATE_SIGMAS ** 2) * variance[:, :, None], 0.0)
+    # exp(-(dx^2 + dy^2) / 2 sigma^2) = exp(-dx^2 / 2 sigma^2) exp(-dy^2 / 2 sigma^2)
+    values = torch.exp(dy2 / (-2.0 * variance))[:, :, None] * torch.exp(dx2 / (-2.0 * variance))[:, None, :]
+    values.masked_fill_(dy2[:, :, None] + dx2[:, None, :] > (TRUNCATE_SIGMAS ** 2) * variance[:, :, None], 0.0)
     if exact_peak:
-        values[:, half, half] = 1.0
-    rows = channels[:, None] * height + ys.clamp(0, height - 1).long()
-    flat_index = rows[:, :, None] * width + xs.clamp(0, width - 1).long()[:, None, :]
-    out.scatter_reduce_(0, flat_index.reshape(-1), values.reshape(-1), reduce="amax", include_self=True)
+        values[torch.arange(values.shape[0], device=values.device), centre[:, 1].long() - top,
+               centre[:, 0].long() - left] = 1.0
+    _max_into_windows(out.view(-1, height, width), channels, top, left, values)
+
+
+def _max_into_windows(maps: torch.Tensor, channels, top, left, values) -> None:
+    """maps[c, t:t+S, l:l+S] = max(itself, v) for every window (c, t, l) with values v (N, S, S)."""
+    if maps.device.type == "cpu":
+        _max_into_windows_numpy(maps.numpy(), channels.numpy(), top.numpy(), left.numpy(), values.numpy())
+    else:
+        _max_into_windows_torch(maps, channels, top, left, values)
+
+
+def _max_into_windows_torch(maps: torch.Tensor, channels, top, left, values) -> None:
+    height, width, size = maps.shape[1], maps.shape[2], values.shape[1]
+    offsets = torch.arange(size, device=maps.device)
+    rows = (channels[:, None] * height + top[:, None] + offsets) * width
+    flat_index = rows[:, :, None] + (left[:, None] + offsets)[:, None, :]
+    maps.view(-1).scatter_reduce_(0, flat_index.reshape(-1), values.reshape(-1), reduce="amax", include_self=True)
+
+
+def _max_into_windows_numpy(maps: np.ndarray, channels, top, left, values) -> None:
+    """The CPU path, in rounds that hold at most one window per map: within a round no two windows
+    overlap, so each gathers its block, takes the maximum and writes it back with plain block
+    copies (about 5x faster than torch's element-wise scatter_reduce)."""
+    count, height, width = maps.shape
+    size = values.shape[1]
+    every_window = np.lib.stride_tricks.as_strided(
+        maps, (count, height - size + 1, width - size + 1, size, size), maps.strides + maps.strides[1:])
+    order = np.argsort(channels, kind="stable")
+    sorted_channels = channels[order]
+    run_start = np.flatnonzero(np.r_[True, sorted_channels[1:] != sorted_channels[:-1]])
+    run_length = np.diff(np.r_[run_start, len(order)])
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order)) - np.repeat(run_start, run_length)  # k-th window of its map
+    for round_ in range(int(run_length.max())):
+        members = np.flatnonzero(rank == round_)
+        c, t, l = channels[members], top[members], left[members]
+        every_window[c, t, l] = np.maximum(every_window[c, t, l], values[members])
 
 
 def render_heatmaps(points, labels, sigmas, num_classes: int, size, weights=None,

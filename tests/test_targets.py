@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from heatmapnet.targets import (FixedSigma, OKSSigma, RadiusSigma, build_sigma_policy, gaussian_radius,
+from heatmapnet.targets import (_max_into_windows_numpy, _max_into_windows_torch, FixedSigma, OKSSigma, RadiusSigma, build_sigma_policy, gaussian_radius,
                                 render_heatmaps, render_heatmaps_batched, sigma_from_radius)
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
@@ -172,6 +172,22 @@ def test_windowed_splatting_equals_a_dense_reference(exact_peak):
     maps = render_heatmaps(torch.tensor(points), labels, sigmas, 5, (30, 33), exact_peak=exact_peak)
     expected = _dense_reference(points, labels, sigmas, 5, (30, 33), exact_peak)
     np.testing.assert_allclose(maps.numpy(), expected, atol=1e-6)
+
+
+def test_numpy_rounds_and_torch_scatter_combine_overlapping_windows_alike():
+    generator = torch.Generator().manual_seed(3)
+    channels = torch.tensor([0, 2, 0, 0, 1, 2, 0])  # four overlapping windows in map 0, two in map 2
+    top, left = torch.tensor([0, 3, 1, 2, 4, 3, 0]), torch.tensor([0, 2, 1, 3, 4, 2, 2])
+    values = torch.rand(7, 5, 5, generator=generator)
+    start = torch.rand(3, 9, 10, generator=generator)
+    expected = start.clone()
+    for c, t, l, v in zip(channels.tolist(), top.tolist(), left.tolist(), values):
+        expected[c, t:t + 5, l:l + 5] = torch.maximum(expected[c, t:t + 5, l:l + 5], v)
+    by_rounds, by_scatter = start.clone(), start.clone()
+    _max_into_windows_numpy(by_rounds.numpy(), channels.numpy(), top.numpy(), left.numpy(), values.numpy())
+    _max_into_windows_torch(by_scatter, channels, top, left, values)
+    torch.testing.assert_close(by_rounds, expected, rtol=0, atol=0)
+    torch.testing.assert_close(by_scatter, expected, rtol=0, atol=0)
 
 
 def test_points_beyond_the_border_draw_nothing_and_points_on_it_do():
