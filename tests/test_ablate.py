@@ -234,3 +234,27 @@ def test_the_miniature_ablation_writes_its_report_and_valid_pngs(miniature):
                     "Learning rate"):
         assert heading in report
     assert (out / "synthetic_faces" / "focal" / "seed1" / "metrics.jsonl").is_file()
+
+
+def test_the_quick_mode_runs_end_to_end_from_the_command_line(tmp_path, capsys):
+    """``heatmapnet ablate --quick`` exactly as a user types it: both built-in settings, the quick
+    budget's model, steps, seeds and sweep (about 2-3 minutes on 2 CPU cores)."""
+    out = tmp_path / "quick"
+    threads = torch.get_num_threads()
+    try:
+        assert main(["ablate", "--quick", "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    results = json.loads((out / "results.json").read_text())
+    assert results["budget"]["name"] == "quick" and results["seeds"] == 2
+    report = (out / "report.md").read_text()
+    for setting in results["settings"]:
+        assert setting["steps"] == 80 and setting["verdict"] in report
+        for arm in setting["arms"].values():
+            assert len(arm["final"]) == 2 and arm["lr"] in [float(r) for r in arm["sweep"]["values"]]
+        assert all((out / name).is_file() for name in setting["plots"].values())
+    faces, people = results["settings"]
+    assert (faces["name"], people["name"]) == ("synthetic_faces", "synthetic_people")
+    for arm in faces["arms"].values():  # it trains: every seed's NME falls from the first evaluation to the last
+        assert all(values[-1] < 0.8 * values[0] for values in arm["curves"]["values"])
+    assert "report.md" in capsys.readouterr().out
