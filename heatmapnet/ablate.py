@@ -686,7 +686,8 @@ def add_ablate_parser(subparsers) -> argparse.ArgumentParser:
                         help="a small input, backbone and step budget, 2 seeds, a 2-rate sweep (about 2-3 minutes "
                              "for the default on 2 CPU cores; the full default takes about 10-15)")
     parser.add_argument("--rates", nargs="+", type=float, metavar="LR",
-                        help="the learning rates to sweep (default: the config's train.lr times the budget's factors)")
+                        help="the learning rates to sweep, exactly (default: the config's train.lr times the budget's "
+                             "factors, then x2 or /2 while an arm's best rate is at the edge: up to 2 more, quick 1)")
     parser.add_argument("--threshold", nargs="+", default=[], metavar="METRIC=VALUE",
                         help="the level steps-to-threshold counts to, e.g. nme=0.08 (default: the weakest arm's final "
                              "mean, relaxed by 10%%)")
