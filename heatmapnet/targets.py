@@ -178,7 +178,7 @@ def _zeros(numel: int, device: torch.device) -> torch.Tensor:
 def _window_groups(reach: torch.Tensor):
     """Half-widths for groups of points: each distinct reach, merged upwards while the merged
     window has at most 1.3x the pixels, so few groups form and no point pays a much wider window."""
-    halves = sorted(set(reach.tolist()))
+    halves = torch.unique(reach).tolist()
     caps = []
     for half in reversed(halves):
         if not caps or (2 * caps[-1] + 1) ** 2 > 1.3 * (2 * half + 1) ** 2:
@@ -193,7 +193,7 @@ def splat_gaussians(points: torch.Tensor, channels: torch.Tensor, sigmas: torch.
     ``points`` (N, 2) heatmap pixels, ``channels`` (N,) the flat output channel of each point,
     ``sigmas`` (N,), ``draw`` (N,) bool. Each point writes only its window of half-width
     ceil(3 sigma + 0.5) around its nearest pixel (points are grouped by that width), computed as
-    the outer product of two 1-D Gaussians and reduced into the output by ``scatter_reduce(amax)``.
+    the outer product of two 1-D Gaussians and max-combined into the output.
     """
     height, width = int(size[0]), int(size[1])
     device = points.device
@@ -212,16 +212,37 @@ def splat_gaussians(points: torch.Tensor, channels: torch.Tensor, sigmas: torch.
     reach = torch.ceil(TRUNCATE_SIGMAS * sigmas + 0.5).long().clamp_max(max(height, width))
     caps = _window_groups(reach)
     group_of = torch.bucketize(reach, torch.tensor(caps, device=device))
-    for index, half in enumerate(caps):
-        members = group_of == index if len(caps) > 1 else slice(None)
-        _splat_window(out, points[members], channels[members], sigmas[members], centre[members], half,
-                      height, width, exact_peak)
+    order, rounds = _drawing_order(group_of, channels, len(caps), num_channels)
+    points, channels, sigmas, centre = points[order], channels[order], sigmas[order], centre[order]
+    start = 0
+    for half, group_rounds in zip(caps, rounds):
+        end = start + sum(group_rounds)
+        _splat_window(out, points[start:end], channels[start:end], sigmas[start:end], centre[start:end], half,
+                      height, width, exact_peak, group_rounds)
+        start = end
     return out.view(num_channels, height, width)
 
 
+def _drawing_order(group_of: torch.Tensor, channels: torch.Tensor, groups: int, num_channels: int):
+    """An order of the points by window group, then by round, a point's round being how many points
+    of its group and channel come before it; and each group's round sizes. Each group is then a
+    slice, and each round a slice of it that gives every map at most one window."""
+    key = group_of * num_channels + channels
+    by_key = torch.argsort(key, stable=True)
+    _, counts = torch.unique_consecutive(key[by_key], return_counts=True)
+    first = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+    rank = torch.empty_like(by_key)
+    rank[by_key] = torch.arange(by_key.numel(), device=key.device) - first
+    num_rounds = int(counts.max())
+    slot = group_of * num_rounds + rank
+    sizes = torch.bincount(slot, minlength=groups * num_rounds).view(groups, num_rounds)
+    return torch.argsort(slot, stable=True), [[n for n in row if n] for row in sizes.tolist()]
+
+
 def _splat_window(out, points, channels, sigmas, centre, half: int, height: int, width: int,
-                  exact_peak: bool) -> None:
-    """Max-combine the (2 half + 1)^2 windows of one group of points into the flat ``out``.
+                  exact_peak: bool, rounds: Sequence[int]) -> None:
+    """Max-combine the (2 half + 1)^2 windows of one group of points into the flat ``out``;
+    ``rounds``: sizes of consecutive slices of the points that give each map at most one window.
 
     A window is centred on its point's nearest pixel and moved inwards where it would cross the
     map's border (the pixels it then covers beyond 3 sigma get 0), so every index is in the map
@@ -230,7 +251,7 @@ def _splat_window(out, points, channels, sigmas, centre, half: int, height: int,
     if size > min(height, width):  # the map is narrower than a window: draw on a padded map, crop
         padded = torch.zeros(int(channels.max()) + 1, height + 2 * half, width + 2 * half, device=out.device)
         _splat_window(padded.view(-1), points + half, channels, sigmas, centre + half, half,
-                      height + 2 * half, width + 2 * half, exact_peak)
+                      height + 2 * half, width + 2 * half, exact_peak, rounds)
         view = out.view(-1, height, width)[:padded.shape[0]]
         torch.maximum(view, padded[:, half:half + height, half:half + width], out=view)
         return
@@ -247,13 +268,13 @@ def _splat_window(out, points, channels, sigmas, centre, half: int, height: int,
     if exact_peak:
         values[torch.arange(values.shape[0], device=values.device), centre[:, 1].long() - top,
                centre[:, 0].long() - left] = 1.0
-    _max_into_windows(out.view(-1, height, width), channels, top, left, values)
+    _max_into_windows(out.view(-1, height, width), channels, top, left, values, rounds)
 
 
-def _max_into_windows(maps: torch.Tensor, channels, top, left, values) -> None:
+def _max_into_windows(maps: torch.Tensor, channels, top, left, values, rounds: Sequence[int]) -> None:
     """maps[c, t:t+S, l:l+S] = max(itself, v) for every window (c, t, l) with values v (N, S, S)."""
     if maps.device.type == "cpu":
-        _max_into_windows_numpy(maps.numpy(), channels.numpy(), top.numpy(), left.numpy(), values.numpy())
+        _max_into_windows_numpy(maps.numpy(), channels.numpy(), top.numpy(), left.numpy(), values.numpy(), rounds)
     else:
         _max_into_windows_torch(maps, channels, top, left, values)
 
@@ -266,24 +287,21 @@ def _max_into_windows_torch(maps: torch.Tensor, channels, top, left, values) -> 
     maps.view(-1).scatter_reduce_(0, flat_index.reshape(-1), values.reshape(-1), reduce="amax", include_self=True)
 
 
-def _max_into_windows_numpy(maps: np.ndarray, channels, top, left, values) -> None:
-    """The CPU path, in rounds that hold at most one window per map: within a round no two windows
-    overlap, so each gathers its block, takes the maximum and writes it back with plain block
-    copies (about 5x faster than torch's element-wise scatter_reduce)."""
+def _max_into_windows_numpy(maps: np.ndarray, channels, top, left, values, rounds: Sequence[int]) -> None:
+    """The CPU path, round by round (``rounds``: sizes of consecutive slices that give each map at
+    most one window). Within a round no two windows overlap, so each gathers its block, takes the
+    maximum and writes it back with plain block copies, several times faster than torch's
+    element-wise ``scatter_reduce``."""
     count, height, width = maps.shape
     size = values.shape[1]
     every_window = np.lib.stride_tricks.as_strided(
         maps, (count, height - size + 1, width - size + 1, size, size), maps.strides + maps.strides[1:])
-    order = np.argsort(channels, kind="stable")
-    sorted_channels = channels[order]
-    run_start = np.flatnonzero(np.r_[True, sorted_channels[1:] != sorted_channels[:-1]])
-    run_length = np.diff(np.r_[run_start, len(order)])
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order)) - np.repeat(run_start, run_length)  # k-th window of its map
-    for round_ in range(int(run_length.max())):
-        members = np.flatnonzero(rank == round_)
-        c, t, l = channels[members], top[members], left[members]
-        every_window[c, t, l] = np.maximum(every_window[c, t, l], values[members])
+    start = 0
+    for round_size in rounds:
+        part = slice(start, start + round_size)
+        blocks = (channels[part], top[part], left[part])
+        every_window[blocks] = np.maximum(every_window[blocks], values[part])
+        start += round_size
 
 
 def render_heatmaps(points, labels, sigmas, num_classes: int, size, weights=None,

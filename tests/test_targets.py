@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from heatmapnet.targets import (_max_into_windows_numpy, _max_into_windows_torch, FixedSigma, OKSSigma, RadiusSigma, build_sigma_policy, gaussian_radius,
+from heatmapnet.targets import (_drawing_order, _max_into_windows_numpy, _max_into_windows_torch, FixedSigma, OKSSigma, RadiusSigma, build_sigma_policy, gaussian_radius,
                                 render_heatmaps, render_heatmaps_batched, sigma_from_radius)
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
@@ -183,8 +183,12 @@ def test_numpy_rounds_and_torch_scatter_combine_overlapping_windows_alike():
     expected = start.clone()
     for c, t, l, v in zip(channels.tolist(), top.tolist(), left.tolist(), values):
         expected[c, t:t + 5, l:l + 5] = torch.maximum(expected[c, t:t + 5, l:l + 5], v)
+    order, (rounds,) = _drawing_order(torch.zeros(7, dtype=torch.long), channels, 1, 3)
+    assert rounds == [3, 2, 1, 1]  # maps 0, 1, 2 have 4, 1 and 2 windows: four rounds
+    assert [len(set(channels[order][sum(rounds[:k]):sum(rounds[:k + 1])].tolist())) for k in range(4)] == rounds
     by_rounds, by_scatter = start.clone(), start.clone()
-    _max_into_windows_numpy(by_rounds.numpy(), channels.numpy(), top.numpy(), left.numpy(), values.numpy())
+    _max_into_windows_numpy(by_rounds.numpy(), channels[order].numpy(), top[order].numpy(), left[order].numpy(),
+                            values[order].numpy(), rounds)
     _max_into_windows_torch(by_scatter, channels, top, left, values)
     torch.testing.assert_close(by_rounds, expected, rtol=0, atol=0)
     torch.testing.assert_close(by_scatter, expected, rtol=0, atol=0)
