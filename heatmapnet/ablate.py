@@ -344,12 +344,12 @@ def run_setting(config_name: str, arms: Sequence[str], budget: Budget, seeds: in
     sweep_run = dotlist({"train.steps": sweep_steps, "train.eval_every": sweep_steps, "train.seed": first_seed,
                          "train.warmup_steps": round(config.train.warmup_steps * budget.sweep_fraction)})
 
+    extension = 0 if rates else budget.extend_sweep  # rates given with --rates are swept exactly
     results, kept = {}, {}
     for arm in arms:
         arm_overrides = budgeted_overrides + dotlist(ARMS[arm]) + list(user_overrides)
         metric, higher, sweep = _sweep_until_bracketed(config_name, arm_overrides + holdout + sweep_run,
-                                                       learning_rates, 0 if rates else budget.extend_sweep,
-                                                       out / name / "sweep" / arm, log)
+                                                       learning_rates, extension, out / name / "sweep" / arm, log)
         lr = _best_rate(sweep, higher)
         if lr is None:
             raise NonFiniteLossError(f"{name}: arm {arm} diverged at every learning rate {list(sweep)}; "
@@ -379,7 +379,8 @@ def run_setting(config_name: str, arms: Sequence[str], budget: Budget, seeds: in
         "overrides": {"budget": budgeted_overrides, "user": list(user_overrides), "validation": validation,
                       "sweep_holdout": holdout},
         "steps": steps, "eval_every": int(config.train.eval_every), "sweep_steps": sweep_steps,
-        "learning_rates": learning_rates, "sweep_extension": 0 if rates else budget.extend_sweep, "seeds": seeds, "refine_default": config.eval.refine,
+        "learning_rates": learning_rates, "sweep_extension": extension, "seeds": seeds,
+        "refine_default": config.eval.refine,
         "threshold": {"value": threshold, "rule": rule}, "arms": results, "comparisons": comparisons}
     setting["verdict"] = verdict(setting)
     setting["plots"] = {"curves": plot_curves(setting, out / f"{name}_curves.png"),

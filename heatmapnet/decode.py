@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .windows import window_view_numpy, window_view_torch
+
 REFINEMENTS = ("none", "quarter", "dark")
 _LOG_FLOOR = 1e-10  # log-heatmap floor for DARK: values at or below it carry no shape information
 _PATCH = 1  # neighbours gathered on each side of the argmax
@@ -85,19 +87,14 @@ def _peak_windows(maps: torch.Tensor, px: torch.Tensor, py: torch.Tensor, reach:
 
 
 def _every_window_torch(maps: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int) -> torch.Tensor:
-    count, height, width = maps.shape
-    maps = maps.contiguous()
-    view = maps.as_strided((count, height - size + 1, width - size + 1, size, size), maps.stride() + maps.stride()[1:])
-    return view[torch.arange(count, device=maps.device), top, left]
+    view = window_view_torch(maps.contiguous(), size)
+    return view[torch.arange(maps.shape[0], device=maps.device), top, left]
 
 
 def _every_window_numpy(maps: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int) -> torch.Tensor:
     """As ``_every_window_torch``; numpy copies each window line as a block, about twice as fast."""
-    count, height, width = maps.shape
-    array = np.ascontiguousarray(maps.detach().numpy())
-    view = np.lib.stride_tricks.as_strided(array, (count, height - size + 1, width - size + 1, size, size),
-                                           array.strides + array.strides[1:], writeable=False)
-    return torch.from_numpy(view[np.arange(count), top.numpy(), left.numpy()])
+    view = window_view_numpy(np.ascontiguousarray(maps.detach().numpy()), size)
+    return torch.from_numpy(view[np.arange(maps.shape[0]), top.numpy(), left.numpy()])
 
 
 class _PatchBlur(NamedTuple):

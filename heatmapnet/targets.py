@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .windows import window_view_numpy
+
 ArrayLike = Union[float, np.ndarray, torch.Tensor, Sequence[float]]
 
 TRUNCATE_SIGMAS = 3.0  # each Gaussian is zero beyond this many sigmas from its point
@@ -292,10 +294,7 @@ def _max_into_windows_numpy(maps: np.ndarray, channels, top, left, values, round
     most one window). Within a round no two windows overlap, so each gathers its block, takes the
     maximum and writes it back with plain block copies, several times faster than torch's
     element-wise ``scatter_reduce``."""
-    count, height, width = maps.shape
-    size = values.shape[1]
-    every_window = np.lib.stride_tricks.as_strided(
-        maps, (count, height - size + 1, width - size + 1, size, size), maps.strides + maps.strides[1:])
+    every_window = window_view_numpy(maps, values.shape[1], writeable=True)
     start = 0
     for round_size in rounds:
         part = slice(start, start + round_size)
