@@ -23,6 +23,11 @@ import torch.nn.functional as F
 
 from .windows import window_view_numpy, window_view_torch
 
+try:  # DARK's blur and Taylor step fused per peak in C, built by setup.py where a compiler is found
+    from . import _dark_kernel
+except ImportError:  # decoding takes its PyTorch path, which gives the same values
+    _dark_kernel = None
+
 REFINEMENTS = ("none", "quarter", "dark")
 _LOG_FLOOR = 1e-10  # log-heatmap floor for DARK: values at or below it carry no shape information
 _PATCH = 1  # neighbours gathered on each side of the argmax
@@ -124,21 +129,21 @@ def _patch_blur(sigma: float, dtype: torch.dtype, device: torch.device) -> _Patc
 
 
 def _blurred_patches(maps: torch.Tensor, px: torch.Tensor, py: torch.Tensor, peaks: torch.Tensor, sigma: float):
-    """The 3x3 patches of ``gaussian_blur(maps)`` around each map's peak (px, py), and in-map masks.
+    """The 3x3 patches of ``gaussian_blur(maps)`` around each map's peak (px, py), in-map masks,
+    and the maps whose patches cannot be used (indices), which the caller blurs whole.
 
     Only the (3 + 2 radius)^2 pixels of the window around a peak are read and blurred by one
     matrix product; windows shifted inwards at a map's border are blurred by their own bands.
     ``gaussian_blur``'s rescaling to the original maximum multiplies a patch by one constant,
     which DARK's log differences cancel; it matters only where a blurred value could fall to the
     log floor, so maps with a patch value at or below the floor (or a maximum <= 0), and maps
-    smaller than a window, are blurred whole exactly as :func:`gaussian_blur` does.
-    ``peaks``: each map's maximum.
+    smaller than a window, are left to the whole-map blur. ``peaks``: each map's maximum.
     """
     count, height, width = maps.shape
     blur = _patch_blur(float(sigma), maps.dtype, maps.device)
     taps = 2 * _PATCH + 1
     if min(height, width) < 2 * blur.reach + 1:
-        patches = torch.empty(count, taps, taps, dtype=maps.dtype, device=maps.device)
+        patches = torch.ones(count, taps, taps, dtype=maps.dtype, device=maps.device)
         local = torch.zeros(count, dtype=torch.bool, device=maps.device)
     else:
         windows, top, left = _peak_windows(maps, px, py, blur.reach)
@@ -149,12 +154,43 @@ def _blurred_patches(maps: torch.Tensor, px: torch.Tensor, py: torch.Tensor, pea
             rows, cols = blur.bands[blur.reach + shift_y[shifted]], blur.bands[blur.reach + shift_x[shifted]]
             patches[shifted] = torch.bmm(rows.transpose(1, 2), torch.bmm(windows[shifted], cols))
         local = (patches.flatten(1) > _LOG_FLOOR).all(dim=1) & (peaks > 0)
-    if not bool(local.all()):
-        whole = (~local).nonzero()[:, 0]
+    return (patches, *_in_map(px, py, height, width), (~local).nonzero()[:, 0])
+
+
+@functools.lru_cache(maxsize=16)
+def _blur_kernel_numpy(sigma: float) -> np.ndarray:
+    return _blur_kernel(sigma, torch.float32, torch.device("cpu"))[0].numpy()
+
+
+def _kernel_points(maps: torch.Tensor, flat_index: torch.Tensor, sigma: float):
+    """DARK's points after its blur by the C kernel (CPU), and the maps it leaves to the whole-map
+    blur (indices), under the same rules as :func:`_blurred_patches`."""
+    count, height, width = maps.shape
+    points = np.empty((count, 2), dtype=np.float32)
+    whole = np.empty(count, dtype=np.uint8)
+    _dark_kernel.blurred_dark_points(np.ascontiguousarray(maps.detach().numpy()), height, width,
+                                     np.ascontiguousarray(flat_index.numpy()), _blur_kernel_numpy(sigma), _LOG_FLOOR,
+                                     points, whole)
+    return torch.from_numpy(points), torch.from_numpy(np.flatnonzero(whole))
+
+
+def _blurred_dark_points(maps: torch.Tensor, flat_index: torch.Tensor, scores: torch.Tensor, sigma: float):
+    """Sub-pixel points (N, 2) of DARK after its blur at each float32 map's peak (``maps``
+    (N, H, W); the peak's flat index and value): the C kernel on CPU where it is built, else the
+    windowed PyTorch path; maps either leaves over are blurred whole."""
+    width = maps.shape[2]
+    if _dark_kernel is not None and maps.device.type == "cpu":
+        points, whole = _kernel_points(maps, flat_index, sigma)
+    else:
+        px, py = flat_index % width, flat_index // width
+        patches, row_ok, col_ok, whole = _blurred_patches(maps, px, py, scores, sigma)
+        points = torch.stack([px, py], dim=-1).to(maps.dtype) + _dark_offsets(patches, row_ok, col_ok)
+    if whole.numel():
+        px, py = flat_index[whole] % width, flat_index[whole] // width
         blurred = gaussian_blur(maps[whole][:, None], sigma)[:, 0]
-        patches[whole] = _gather_patches(blurred, torch.arange(whole.numel(), device=maps.device),
-                                         px[whole], py[whole])[0]
-    return (patches, *_in_map(px, py, height, width))
+        patches = _gather_patches(blurred, torch.arange(whole.numel(), device=maps.device), px, py)
+        points[whole] = torch.stack([px, py], dim=-1).to(maps.dtype) + _dark_offsets(*patches)
+    return points
 
 
 def _in_map(px: torch.Tensor, py: torch.Tensor, height: int, width: int):
@@ -230,8 +266,9 @@ def _row_maxima(rows: torch.Tensor):
     On CPU numpy's argmax is one vectorised pass, several times faster than ``torch.max(dim)``."""
     if rows.device.type != "cpu":
         return rows.max(dim=1)
-    index = torch.from_numpy(np.ascontiguousarray(rows.detach().numpy().argmax(axis=1)))
-    return rows.gather(1, index[:, None])[:, 0], index
+    values = rows.detach().numpy()
+    index = values.argmax(axis=1)
+    return torch.from_numpy(values[np.arange(values.shape[0]), index]), torch.from_numpy(index)
 
 
 def refine_peaks(maps: torch.Tensor, px: torch.Tensor, py: torch.Tensor, refine: str,
@@ -263,15 +300,13 @@ def decode_keypoints(heatmaps: torch.Tensor, refine: str = "dark",
     maps = heatmaps.float()
     scores, flat_index = _row_maxima(maps.reshape(batch * channels, -1))
     _check_finite(scores)  # the maximum of a map is NaN exactly when the map holds a NaN
-    px, py = flat_index % width, flat_index // width
     maps = maps.reshape(batch * channels, height, width)
-    if blur_sigma and refine == "dark" and px.shape[0]:
-        patches, row_ok, col_ok = _blurred_patches(maps, px, py, scores, blur_sigma)
-        points = torch.stack([px, py], dim=-1).to(maps.dtype) + _dark_offsets(patches, row_ok, col_ok)
+    if blur_sigma and refine == "dark" and flat_index.shape[0]:
+        points = _blurred_dark_points(maps, flat_index, scores, float(blur_sigma))
     else:
         if blur_sigma:
             maps = gaussian_blur(maps[:, None], blur_sigma)[:, 0]
-        points = refine_peaks(maps, px, py, refine)
+        points = refine_peaks(maps, flat_index % width, flat_index // width, refine)
     return DecodedKeypoints(points.view(batch, channels, 2), scores.view(batch, channels))
 
 

@@ -1,0 +1,240 @@
+/* DARK refinement after DARK's Gaussian blur, fused per peak: the CPU fast path of
+ * heatmapnet.decode, which falls back to its PyTorch path where this module is not built.
+ *
+ * For each map and the flat index of its peak, the blur (separable, replicate borders) is
+ * evaluated only on the 3x3 patch around the peak, from the (2r + 3)^2 pixels it reads; then
+ * offset = -H^-1 g of the log patch with the eight-neighbour curvature of decode._log_stencils,
+ * kept where H is negative definite and clamped to one pixel, as decode._dark_offsets does
+ * where all nine values are usable. A peak on the map's border gets no offset. A peak whose
+ * value is <= 0, or whose blurred patch has a value at or below the log floor, is flagged for
+ * the caller, which blurs that map whole: there the rescaling to the original maximum matters.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+static Py_ssize_t clamp_index(Py_ssize_t value, Py_ssize_t size)
+{
+    return value < 0 ? 0 : (value >= size ? size - 1 : value);
+}
+
+#define CHUNK 16 /* columns blurred together: a row's sums stay in vector registers */
+
+/* Per-call buffers of blurred_patch, for a blur of radius r: padded = 2r + 3 rounded up to CHUNK. */
+typedef struct {
+    int padded;
+    float *by_rows;       /* 3 x padded: the patch's three rows blurred along columns */
+    float *line_copies;   /* (2r + 3) x CHUNK: lines with their columns clamped at a border */
+    const float **lines;  /* 2r + 3: where each line's chunk is read from */
+} Workspace;
+
+/* The blurred 3x3 patch centred on (px, py), from the 2r + 3 lines around it: the three rows
+ * first, over the columns CHUNK at a time, then the three columns. The kernel is symmetric, so
+ * lines (and then columns) at equal distances from the centre are added before one product. */
+static void blurred_patch(const float *restrict map, Py_ssize_t height, Py_ssize_t width, Py_ssize_t px,
+                          Py_ssize_t py, const float *restrict kernel, int radius, Workspace *work,
+                          float patch[3][3])
+{
+    const int span = 2 * radius + 3, padded = work->padded;
+    const Py_ssize_t first_column = px - 1 - radius, first_row = py - 1 - radius;
+    const int columns_inside = first_column >= 0 && first_column + padded <= width;
+    const float **lines = work->lines;
+
+    for (int chunk = 0; chunk < padded; chunk += CHUNK) {
+        for (int t = 0; t < span; t++) {
+            const float *line = map + clamp_index(first_row + t, height) * width;
+            if (columns_inside) {
+                lines[t] = line + first_column + chunk;
+            } else {
+                float *copy = work->line_copies + t * CHUNK;
+                for (int c = 0; c < CHUNK; c++)
+                    copy[c] = line[clamp_index(first_column + chunk + c, width)];
+                lines[t] = copy;
+            }
+        }
+        for (int i = 0; i < 3; i++) {  /* row i of the patch is centred on line i + r */
+            float sums[CHUNK];
+            const float *restrict middle = lines[i + radius];
+            for (int c = 0; c < CHUNK; c++)
+                sums[c] = kernel[radius] * middle[c];
+            for (int tap = 0; tap < radius; tap++) {
+                const float *restrict above = lines[i + tap], *restrict below = lines[i + 2 * radius - tap];
+                for (int c = 0; c < CHUNK; c++)
+                    sums[c] += kernel[tap] * (above[c] + below[c]);
+            }
+            for (int c = 0; c < CHUNK; c++)
+                work->by_rows[i * padded + chunk + c] = sums[c];
+        }
+    }
+    for (int i = 0; i < 3; i++) {  /* columns, four sums at a time (the fourth unused; padded > span) */
+        const float *row = work->by_rows + i * padded;
+        float sums[4];
+        for (int j = 0; j < 4; j++)
+            sums[j] = kernel[radius] * row[radius + j];
+        for (int tap = 0; tap < radius; tap++)
+            for (int j = 0; j < 4; j++)
+                sums[j] += kernel[tap] * (row[tap + j] + row[2 * radius - tap + j]);
+        for (int j = 0; j < 3; j++)
+            patch[i][j] = sums[j];
+    }
+}
+
+/* Asks for the lines the blur around a peak will read, so that they arrive while the previous
+ * peak is computed: the maps are far larger than the cache and each peak reads 2r + 3 lines. */
+static void prefetch_window(const float *map, Py_ssize_t height, Py_ssize_t width, int64_t index, int radius)
+{
+    const Py_ssize_t px = index % width, py = index / width;
+    const Py_ssize_t first_column = clamp_index(px - 1 - radius, width);
+    const Py_ssize_t last_column = clamp_index(px + 1 + radius, width);
+    for (int t = 0; t < 2 * radius + 3; t++) {
+        const float *line = map + clamp_index(py - 1 - radius + t, height) * width;
+        __builtin_prefetch(line + first_column);
+        __builtin_prefetch(line + last_column);
+    }
+}
+
+/* -H^-1 g from a log patch, the curvature from the eight neighbours (exact for a Gaussian);
+ * offset is left as it is where H is not negative definite. */
+static void taylor_offset(const float log_patch[3][3], float *offset)
+{
+    const float corners = log_patch[0][0] + log_patch[0][2] + log_patch[2][0] + log_patch[2][2];
+    const float gx = 0.5f * (log_patch[1][2] - log_patch[1][0]);
+    const float gy = 0.5f * (log_patch[2][1] - log_patch[0][1]);
+    const float dxx = 0.5f * corners - (log_patch[0][1] + log_patch[2][1]);
+    const float dyy = 0.5f * corners - (log_patch[1][0] + log_patch[1][2]);
+    const float dxy = 0.25f * (log_patch[0][0] - log_patch[0][2] - log_patch[2][0] + log_patch[2][2]);
+    const float det = dxx * dyy - dxy * dxy;
+    if (dxx < 0.0f && det > 0.0f) {
+        const float ox = (dxy * gy - dyy * gx) / det, oy = (dxy * gx - dxx * gy) / det;
+        offset[0] = ox < -1.0f ? -1.0f : (ox > 1.0f ? 1.0f : ox);
+        offset[1] = oy < -1.0f ? -1.0f : (oy > 1.0f ? 1.0f : oy);
+    }
+}
+
+static void free_workspace(Workspace *work)
+{
+    free(work->by_rows);
+    free(work->line_copies);
+    free(work->lines);
+}
+
+static int check_buffer(const Py_buffer *buffer, Py_ssize_t items, Py_ssize_t item_size, const char *name)
+{
+    if (buffer->len != items * item_size) {
+        PyErr_Format(PyExc_ValueError, "%s: expected %zd items of %zd bytes, got %zd bytes", name, items,
+                     item_size, buffer->len);
+        return 0;
+    }
+    return 1;
+}
+
+PyDoc_STRVAR(blurred_dark_points_doc,
+"blurred_dark_points(maps, height, width, peak_index, kernel, log_floor, points, fallback)\n\n"
+"maps: float32 (N, height, width) contiguous; peak_index: int64 (N,) flat index of each peak;\n"
+"kernel: float32 odd-length symmetric normalised 1-D Gaussian. Writes the refined points float32 (N, 2),\n"
+"x and y in pixels, and fallback uint8 (N,): 1 where the map must be blurred whole (its point\n"
+"is then the integer peak).");
+
+static PyObject *blurred_dark_points(PyObject *self, PyObject *args)
+{
+    Py_buffer maps, peak_index, kernel, points, fallback;
+    Py_ssize_t height, width;
+    float log_floor;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "y*nny*y*fw*w*", &maps, &height, &width, &peak_index, &kernel, &log_floor,
+                          &points, &fallback))
+        return NULL;
+    const Py_ssize_t count = peak_index.len / (Py_ssize_t)sizeof(int64_t);
+    const Py_ssize_t taps = kernel.len / (Py_ssize_t)sizeof(float);
+    if (height < 1 || width < 1 || taps % 2 != 1) {
+        PyErr_SetString(PyExc_ValueError, "height and width must be >= 1 and the kernel's length odd");
+        goto done;
+    }
+    if (!check_buffer(&maps, count * height * width, sizeof(float), "maps") ||
+        !check_buffer(&peak_index, count, sizeof(int64_t), "peak_index") ||
+        !check_buffer(&points, 2 * count, sizeof(float), "points") ||
+        !check_buffer(&fallback, count, sizeof(uint8_t), "fallback"))
+        goto done;
+    const int radius = (int)(taps / 2);
+    const float *weights = kernel.buf;
+    for (int tap = 0; tap < radius; tap++)
+        if (weights[tap] != weights[taps - 1 - tap]) {
+            PyErr_SetString(PyExc_ValueError, "the kernel must be symmetric");
+            goto done;
+        }
+    const int span = 2 * radius + 3;
+    Workspace work = {(span + CHUNK - 1) / CHUNK * CHUNK, NULL, NULL, NULL};  /* span is odd: padded > span */
+    work.by_rows = malloc(sizeof(float) * 3 * work.padded);
+    work.line_copies = malloc(sizeof(float) * span * CHUNK);
+    work.lines = malloc(sizeof(const float *) * span);
+    if (work.by_rows == NULL || work.line_copies == NULL || work.lines == NULL) {
+        free_workspace(&work);
+        PyErr_NoMemory();
+        goto done;
+    }
+    const float *all_maps = maps.buf;
+    const int64_t *peaks = peak_index.buf;
+    float *out = points.buf;
+    uint8_t *flags = fallback.buf;
+    Py_ssize_t bad_index = -1;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t n = 0; n < count; n++) {
+        const float *map = all_maps + n * height * width;
+        const int64_t index = peaks[n];
+        if (index < 0 || index >= height * width) {
+            bad_index = n;
+            break;
+        }
+        if (n + 1 < count && peaks[n + 1] >= 0 && peaks[n + 1] < height * width)
+            prefetch_window(map + height * width, height, width, peaks[n + 1], radius);
+        const Py_ssize_t px = index % width, py = index / width;
+        float offset[2] = {0.0f, 0.0f};
+        flags[n] = 0;
+        if (px >= 1 && px <= width - 2 && py >= 1 && py <= height - 2) {
+            float patch[3][3];
+            blurred_patch(map, height, width, px, py, weights, radius, &work, patch);
+            int usable = map[index] > 0.0f;
+            for (int i = 0; i < 3; i++)
+                for (int j = 0; j < 3; j++) {
+                    usable &= patch[i][j] > log_floor;
+                    patch[i][j] = logf(patch[i][j]);
+                }
+            if (usable)
+                taylor_offset(patch, offset);
+            else
+                flags[n] = 1;
+        }
+        out[2 * n] = (float)px + offset[0];
+        out[2 * n + 1] = (float)py + offset[1];
+    }
+    Py_END_ALLOW_THREADS
+    free_workspace(&work);
+    if (bad_index >= 0) {
+        PyErr_Format(PyExc_ValueError, "peak_index[%zd] lies outside its %zd x %zd map", bad_index, height, width);
+        goto done;
+    }
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    PyBuffer_Release(&maps);
+    PyBuffer_Release(&peak_index);
+    PyBuffer_Release(&kernel);
+    PyBuffer_Release(&points);
+    PyBuffer_Release(&fallback);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"blurred_dark_points", blurred_dark_points, METH_VARARGS, blurred_dark_points_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_dark_kernel",
+                                    "DARK's blur and Taylor step fused per peak (CPU).", -1, methods};
+
+PyMODINIT_FUNC PyInit__dark_kernel(void)
+{
+    return PyModule_Create(&module);
+}
