@@ -30,9 +30,10 @@ setup(
         "pillow>=9.0",
         "pytest>=7.0",
     ],
-    # DARK decoding's CPU kernel. Optional: without a C compiler the install goes on and decoding
-    # uses its PyTorch path, which gives the same values. Python's own -fwrapv slows its loops by half.
-    ext_modules=[Extension("heatmapnet._dark_kernel", ["heatmapnet/_dark_kernel.c"], optional=True,
+    # CPU kernels for target drawing and DARK decoding. Optional: without a C compiler the install
+    # goes on and heatmapnet uses its PyTorch paths, which give the same values. Python's own
+    # -fwrapv would slow their loops by half.
+    ext_modules=[Extension("heatmapnet._kernels", ["heatmapnet/_kernels.c"], optional=True,
                            extra_compile_args=["-O3", "-fno-wrapv"])],
     entry_points={"console_scripts": ["heatmapnet=heatmapnet.cli:main"]},
 )

@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from .windows import window_view_numpy, window_view_torch
 
 try:  # DARK's blur and Taylor step fused per peak in C, built by setup.py where a compiler is found
-    from . import _dark_kernel
+    from . import _kernels
 except ImportError:  # decoding takes its PyTorch path, which gives the same values
-    _dark_kernel = None
+    _kernels = None
 
 REFINEMENTS = ("none", "quarter", "dark")
 _LOG_FLOOR = 1e-10  # log-heatmap floor for DARK: values at or below it carry no shape information
@@ -168,7 +168,7 @@ def _kernel_points(maps: torch.Tensor, flat_index: torch.Tensor, sigma: float):
     count, height, width = maps.shape
     points = np.empty((count, 2), dtype=np.float32)
     whole = np.empty(count, dtype=np.uint8)
-    _dark_kernel.blurred_dark_points(np.ascontiguousarray(maps.detach().numpy()), height, width,
+    _kernels.blurred_dark_points(np.ascontiguousarray(maps.detach().numpy()), height, width,
                                      np.ascontiguousarray(flat_index.numpy()), _blur_kernel_numpy(sigma), _LOG_FLOOR,
                                      points, whole)
     return torch.from_numpy(points), torch.from_numpy(np.flatnonzero(whole))
@@ -179,7 +179,7 @@ def _blurred_dark_points(maps: torch.Tensor, flat_index: torch.Tensor, scores: t
     (N, H, W); the peak's flat index and value): the C kernel on CPU where it is built, else the
     windowed PyTorch path; maps either leaves over are blurred whole."""
     width = maps.shape[2]
-    if _dark_kernel is not None and maps.device.type == "cpu":
+    if _kernels is not None and maps.device.type == "cpu":
         points, whole = _kernel_points(maps, flat_index, sigma)
     else:
         px, py = flat_index % width, flat_index // width

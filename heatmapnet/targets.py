@@ -16,6 +16,11 @@ import torch.nn.functional as F
 
 from .windows import window_view_numpy
 
+try:  # the CPU kernels, built by setup.py where a C compiler is found
+    from . import _kernels
+except ImportError:  # drawing takes its PyTorch path, which gives the same maps
+    _kernels = None
+
 ArrayLike = Union[float, np.ndarray, torch.Tensor, Sequence[float]]
 
 TRUNCATE_SIGMAS = 3.0  # each Gaussian is zero beyond this many sigmas from its point
@@ -194,13 +199,19 @@ def splat_gaussians(points: torch.Tensor, channels: torch.Tensor, sigmas: torch.
 
     ``points`` (N, 2) heatmap pixels, ``channels`` (N,) the flat output channel of each point,
     ``sigmas`` (N,), ``draw`` (N,) bool. Each point writes only its window of half-width
-    ceil(3 sigma + 0.5) around its nearest pixel (points are grouped by that width), computed as
-    the outer product of two 1-D Gaussians and max-combined into the output.
+    ceil(3 sigma + 0.5) around its nearest pixel, computed as the outer product of two 1-D
+    Gaussians and max-combined into the output: on CPU by the C kernel where it is built, else by
+    PyTorch with points grouped by window width.
     """
     height, width = int(size[0]), int(size[1])
     device = points.device
     out = _zeros(num_channels * height * width, device)
     if points.shape[0] == 0:
+        return out.view(num_channels, height, width)
+    if _kernels is not None and device.type == "cpu":  # one pass over the points, each window written once
+        _kernels.max_gaussians(out.numpy(), height, width, points.contiguous().numpy(), channels.contiguous().numpy(),
+                               sigmas.contiguous().numpy(), draw.contiguous().numpy(), TRUNCATE_SIGMAS,
+                               _VALUE_AT_TRUNCATION, exact_peak)
         return out.view(num_channels, height, width)
 
     centre = torch.floor(points + 0.5)  # the pixel nearest each point

@@ -19,12 +19,12 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.i
 def dark_path(request, monkeypatch):
     """DARK after its blur runs through the C kernel (CPU) or, with the kernel hidden, the PyTorch path."""
     if request.param == "c-kernel":
-        if decode._dark_kernel is None:
+        if decode._kernels is None:
             if shutil.which("cc") is None and shutil.which("gcc") is None:
-                pytest.skip("no C compiler: `pip install -e .` could not build heatmapnet._dark_kernel")
-            pytest.fail("heatmapnet._dark_kernel is not built although a C compiler is here: run `pip install -e .`")
+                pytest.skip("no C compiler: `pip install -e .` could not build heatmapnet._kernels")
+            pytest.fail("heatmapnet._kernels is not built although a C compiler is here: run `pip install -e .`")
     else:
-        monkeypatch.setattr(decode, "_dark_kernel", None)
+        monkeypatch.setattr(decode, "_kernels", None)
     return request.param
 
 
@@ -148,21 +148,21 @@ def test_dark_blurring_falls_back_to_whole_maps_where_peak_patches_cannot_be_use
 
 
 def test_the_c_kernel_and_the_pytorch_path_agree_on_network_like_maps(monkeypatch):
-    if decode._dark_kernel is None:
-        pytest.skip("heatmapnet._dark_kernel is not built (checked by the dark_path tests)")
+    if decode._kernels is None:
+        pytest.skip("heatmapnet._kernels is not built (checked by the dark_path tests)")
     generator = torch.Generator().manual_seed(4)
     points = 1 + torch.rand(3, 17, 2, generator=generator) * torch.tensor([45.0, 61.0])
     maps = torch.stack([_one_point_per_channel(p, 2.5, (64, 48), exact_peak=False)[0] for p in points])
     maps = maps + 0.05 * torch.rand(maps.shape, generator=generator)
     kernel = decode_keypoints(maps, refine="dark", blur_sigma=2.0).coordinates
-    monkeypatch.setattr(decode, "_dark_kernel", None)
+    monkeypatch.setattr(decode, "_kernels", None)
     torch.testing.assert_close(kernel, decode_keypoints(maps, refine="dark", blur_sigma=2.0).coordinates,
                                atol=2e-5, rtol=0)
 
 
 def test_the_c_kernel_flags_maps_it_leaves_to_the_whole_map_blur_and_rejects_bad_input():
-    if decode._dark_kernel is None:
-        pytest.skip("heatmapnet._dark_kernel is not built (checked by the dark_path tests)")
+    if decode._kernels is None:
+        pytest.skip("heatmapnet._kernels is not built (checked by the dark_path tests)")
     maps = torch.rand(3, 20, 20, generator=torch.Generator().manual_seed(2)) ** 2
     maps[1], maps[1, 10, 9] = -1.0, -0.5  # a peak value <= 0 has no log
     maps[2], maps[2, 8, 11] = 0.0, 1e-12  # its blurred values lie at the log floor
@@ -171,13 +171,13 @@ def test_the_c_kernel_flags_maps_it_leaves_to_the_whole_map_blur_and_rejects_bad
     kernel_1d = decode._blur_kernel_numpy(1.5)
     buffers = np.empty((3, 2), np.float32), np.empty(3, np.uint8)
     with pytest.raises(ValueError, match=r"peak_index\[1\] lies outside"):
-        decode._dark_kernel.blurred_dark_points(maps.numpy(), 20, 20, np.array([0, 400, 3]), kernel_1d, 1e-10,
+        decode._kernels.blurred_dark_points(maps.numpy(), 20, 20, np.array([0, 400, 3]), kernel_1d, 1e-10,
                                                 *buffers)
     with pytest.raises(ValueError, match="symmetric"):
-        decode._dark_kernel.blurred_dark_points(maps.numpy(), 20, 20, np.array([0, 1, 3]),
+        decode._kernels.blurred_dark_points(maps.numpy(), 20, 20, np.array([0, 1, 3]),
                                                 np.array([0.2, 0.5, 0.3], np.float32), 1e-10, *buffers)
     with pytest.raises(ValueError, match="maps: expected"):
-        decode._dark_kernel.blurred_dark_points(maps.numpy(), 20, 21, np.array([0, 1, 3]), kernel_1d, 1e-10,
+        decode._kernels.blurred_dark_points(maps.numpy(), 20, 21, np.array([0, 1, 3]), kernel_1d, 1e-10,
                                                 *buffers)
 
 

@@ -1,8 +1,12 @@
-/* DARK refinement after DARK's Gaussian blur, fused per peak: the CPU fast path of
- * heatmapnet.decode, which falls back to its PyTorch path where this module is not built.
+/* CPU kernels of heatmapnet: loops over keypoints that vectorised PyTorch can only run as many
+ * small operations. Where this module is not built, heatmapnet takes its PyTorch paths, which
+ * give the same values (tests check both).
  *
- * For each map and the flat index of its peak, the blur (separable, replicate borders) is
- * evaluated only on the 3x3 patch around the peak, from the (2r + 3)^2 pixels it reads; then
+ * max_gaussians (heatmapnet.targets): each point's truncated Gaussian max-combined into its map.
+ *
+ * blurred_dark_points (heatmapnet.decode): DARK refinement after DARK's Gaussian blur, fused
+ * per peak. For each map and the flat index of its peak, the blur (separable, replicate
+ * borders) is evaluated only on the 3x3 patch around the peak, from the (2r + 3)^2 pixels it reads; then
  * offset = -H^-1 g of the log patch with the eight-neighbour curvature of decode._log_stencils,
  * kept where H is negative definite and clamped to one pixel, as decode._dark_offsets does
  * where all nine values are usable. A peak on the map's border gets no offset. A peak whose
@@ -226,15 +230,107 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(max_gaussians_doc,
+"max_gaussians(maps, height, width, points, channels, sigmas, draw, truncate_sigmas,\n"
+"              value_at_truncation, exact_peak)\n\n"
+"maps: float32 (C, height, width) contiguous, written in place; points: float32 (N, 2) x, y;\n"
+"channels: int64 (N,) in [0, C); sigmas: float32 (N,); draw: bool (N,). Each drawn point whose\n"
+"sigma is > 0 and whose nearest pixel lies in the map max-combines its Gaussian\n"
+"exp(-d^2 / 2 sigma^2), kept where above value_at_truncation, into maps[channel] over the pixels\n"
+"within ceil(truncate_sigmas sigma + 0.5) of that pixel, which exact_peak sets to 1. The\n"
+"arithmetic is heatmapnet.targets' in float32.");
+
+static PyObject *max_gaussians(PyObject *self, PyObject *args)
+{
+    Py_buffer maps, points, channels, sigmas, draw;
+    Py_ssize_t height, width;
+    float truncate_sigmas, value_at_truncation;
+    int exact_peak;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTuple(args, "w*nny*y*y*y*ffp", &maps, &height, &width, &points, &channels, &sigmas, &draw,
+                          &truncate_sigmas, &value_at_truncation, &exact_peak))
+        return NULL;
+    const Py_ssize_t count = channels.len / (Py_ssize_t)sizeof(int64_t);
+    if (height < 1 || width < 1 || maps.len % (height * width * (Py_ssize_t)sizeof(float)) != 0) {
+        PyErr_SetString(PyExc_ValueError, "maps must hold whole float32 maps of height x width >= 1");
+        goto done;
+    }
+    const Py_ssize_t num_maps = maps.len / (height * width * (Py_ssize_t)sizeof(float));
+    if (!check_buffer(&points, 2 * count, sizeof(float), "points") ||
+        !check_buffer(&sigmas, count, sizeof(float), "sigmas") || !check_buffer(&draw, count, 1, "draw"))
+        goto done;
+    float *columns = malloc(sizeof(float) * width);  /* the Gaussian along x, per point */
+    if (columns == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    float *all_maps = maps.buf;
+    const float *xy = points.buf, *sigma_of = sigmas.buf;
+    const int64_t *channel_of = channels.buf;
+    const uint8_t *drawn = draw.buf;
+    Py_ssize_t bad_point = -1;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t n = 0; n < count; n++) {
+        if (channel_of[n] < 0 || channel_of[n] >= num_maps) {
+            bad_point = n;
+            break;
+        }
+        const float x = xy[2 * n], y = xy[2 * n + 1], sigma = sigma_of[n];
+        const float centre_x = floorf(x + 0.5f), centre_y = floorf(y + 0.5f);
+        if (!(drawn[n] && sigma > 0.0f && centre_x >= 0.0f && centre_x <= (float)(width - 1) && centre_y >= 0.0f &&
+              centre_y <= (float)(height - 1)))
+            continue;
+        const float reach_float = ceilf(truncate_sigmas * sigma + 0.5f);
+        const Py_ssize_t reach = reach_float < (float)(height + width) ? (Py_ssize_t)reach_float : height + width;
+        const Py_ssize_t cx = (Py_ssize_t)centre_x, cy = (Py_ssize_t)centre_y;
+        const Py_ssize_t left = cx - reach < 0 ? 0 : cx - reach, right = cx + reach >= width ? width - 1 : cx + reach;
+        const Py_ssize_t top = cy - reach < 0 ? 0 : cy - reach, bottom = cy + reach >= height ? height - 1 : cy + reach;
+        const float scale = -2.0f * (sigma * sigma);  /* exp(-(dx^2 + dy^2) / 2 sigma^2) = exp(dx^2 / scale) exp(dy^2 / scale) */
+        for (Py_ssize_t c = left; c <= right; c++) {
+            const float dx = (float)c - x;
+            columns[c - left] = expf(dx * dx / scale);
+        }
+        float *map = all_maps + channel_of[n] * height * width;
+        for (Py_ssize_t r = top; r <= bottom; r++) {
+            const float dy = (float)r - y, along_y = expf(dy * dy / scale);
+            float *restrict line = map + r * width + left;
+            const float *restrict along_x = columns;
+            for (Py_ssize_t c = 0; c <= right - left; c++) {
+                float value = along_y * along_x[c];
+                value = value > value_at_truncation ? value : 0.0f;
+                line[c] = line[c] > value ? line[c] : value;
+            }
+        }
+        if (exact_peak)
+            map[cy * width + cx] = 1.0f;
+    }
+    Py_END_ALLOW_THREADS
+    free(columns);
+    if (bad_point >= 0) {
+        PyErr_Format(PyExc_ValueError, "channels[%zd] must lie in [0, %zd)", bad_point, num_maps);
+        goto done;
+    }
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    PyBuffer_Release(&maps);
+    PyBuffer_Release(&points);
+    PyBuffer_Release(&channels);
+    PyBuffer_Release(&sigmas);
+    PyBuffer_Release(&draw);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"max_gaussians", max_gaussians, METH_VARARGS, max_gaussians_doc},
     {"blurred_dark_points", blurred_dark_points, METH_VARARGS, blurred_dark_points_doc},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_dark_kernel",
-                                    "DARK's blur and Taylor step fused per peak (CPU).", -1, methods};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels",
+                                    "CPU kernels of heatmapnet: target drawing and DARK decoding.", -1, methods};
 
-PyMODINIT_FUNC PyInit__dark_kernel(void)
+PyMODINIT_FUNC PyInit__kernels(void)
 {
     return PyModule_Create(&module);
 }
