@@ -1,8 +1,12 @@
-"""Shared fixtures. ``shared_data``: the real keypoint data (see /work/shared/data/README.md)."""
+"""Shared fixtures. ``shared_data``: the real keypoint data (see /work/shared/data/README.md);
+``cpu_path``: the C kernels or, with them hidden, the PyTorch paths."""
 import os
+import shutil
 from pathlib import Path
 
 import pytest
+
+from heatmapnet import decode, targets
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -15,3 +19,19 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip("real data not found: set HEATMAPNET_DATA or place it at ../shared/data")
     return path
+
+
+@pytest.fixture(params=["c-kernel", "pytorch"])
+def cpu_path(request, monkeypatch):
+    """Runs a test through the C kernels (heatmapnet._kernels) or, with them hidden, through the
+    PyTorch paths, which must give the same values. The kernels must be built wherever a C
+    compiler is found (``pip install -e .`` builds them)."""
+    if request.param == "c-kernel":
+        if targets._kernels is None:
+            if shutil.which("cc") is None and shutil.which("gcc") is None:
+                pytest.skip("no C compiler: `pip install -e .` could not build heatmapnet._kernels")
+            pytest.fail("heatmapnet._kernels is not built although a C compiler is here: run `pip install -e .`")
+    else:
+        monkeypatch.setattr(targets, "_kernels", None)
+        monkeypatch.setattr(decode, "_kernels", None)
+    return request.param

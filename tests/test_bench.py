@@ -19,7 +19,7 @@ from heatmapnet.targets import _window_groups, render_heatmaps_batched
 # targets
 # ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("exact_peak", [False, True])
-def test_centernet_drawing_loop_and_batched_renderer_draw_the_same_maps(exact_peak):
+def test_centernet_drawing_loop_and_batched_renderer_draw_the_same_maps(exact_peak, cpu_path):
     # The loop evaluates our definition (sub-pixel centre, 3-sigma cut, optional exact peak), so the
     # maps agree everywhere; CenterNet's own drawing would differ by its integer centres and square
     # windows (see centernet_style_targets).

@@ -1,6 +1,5 @@
 """Decoding: argmax, HRNet's quarter offset, DARK, and multi-instance peaks."""
 import math
-import shutil
 
 import numpy as np
 import pytest
@@ -13,19 +12,6 @@ from heatmapnet.targets import render_heatmaps
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
                                                                  reason="CUDA not available"))]
-
-
-@pytest.fixture(params=["c-kernel", "pytorch"])
-def dark_path(request, monkeypatch):
-    """DARK after its blur runs through the C kernel (CPU) or, with the kernel hidden, the PyTorch path."""
-    if request.param == "c-kernel":
-        if decode._kernels is None:
-            if shutil.which("cc") is None and shutil.which("gcc") is None:
-                pytest.skip("no C compiler: `pip install -e .` could not build heatmapnet._kernels")
-            pytest.fail("heatmapnet._kernels is not built although a C compiler is here: run `pip install -e .`")
-    else:
-        monkeypatch.setattr(decode, "_kernels", None)
-    return request.param
 
 
 def _random_points(n, low, high, seed=0):
@@ -108,7 +94,7 @@ def test_nan_heatmaps_are_a_clear_error():
         decode_keypoints(torch.zeros(1, 1, 4, 4), refine="sixteenth")
 
 
-def test_blur_keeps_the_maximum_and_dark_still_finds_a_blurred_gaussian(dark_path):
+def test_blur_keeps_the_maximum_and_dark_still_finds_a_blurred_gaussian(cpu_path):
     points = _random_points(50, 10, 38, seed=3)
     maps = _one_point_per_channel(points, 2.0, (48, 48), exact_peak=False)
     blurred = gaussian_blur(maps, 1.0)
@@ -125,7 +111,7 @@ def _decode_after_a_whole_blur(maps, sigma):
 
 
 @pytest.mark.parametrize("sigma", [1.0, 2.0, 5.5])  # 5.5: a window wider than one chunk of the C kernel
-def test_dark_blurring_peak_windows_equals_blurring_whole_maps_at_every_distance_from_the_border(sigma, dark_path):
+def test_dark_blurring_peak_windows_equals_blurring_whole_maps_at_every_distance_from_the_border(sigma, cpu_path):
     # peaks at 0..8 pixels from each border, where windows are moved inwards and replicate the edge
     ys, xs = torch.meshgrid(torch.arange(40.0), torch.arange(36.0), indexing="ij")
     centres = [(d + 0.3, d + 0.2) for d in range(9)] + [(35 - d - 0.2, 39 - d - 0.4) for d in range(9)] + \
@@ -137,7 +123,7 @@ def test_dark_blurring_peak_windows_equals_blurring_whole_maps_at_every_distance
 
 
 @pytest.mark.parametrize("size", [(20, 24), (10, 12)], ids=["window-fits", "map-smaller-than-window"])
-def test_dark_blurring_falls_back_to_whole_maps_where_peak_patches_cannot_be_used(size, dark_path):
+def test_dark_blurring_falls_back_to_whole_maps_where_peak_patches_cannot_be_used(size, cpu_path):
     generator = torch.Generator().manual_seed(8)
     maps = torch.rand(2, 9, *size, generator=generator) ** 4
     maps[0, 0] = 0.0  # flat map: no usable patch
@@ -149,7 +135,7 @@ def test_dark_blurring_falls_back_to_whole_maps_where_peak_patches_cannot_be_use
 
 def test_the_c_kernel_and_the_pytorch_path_agree_on_network_like_maps(monkeypatch):
     if decode._kernels is None:
-        pytest.skip("heatmapnet._kernels is not built (checked by the dark_path tests)")
+        pytest.skip("heatmapnet._kernels is not built (the cpu_path tests say why)")
     generator = torch.Generator().manual_seed(4)
     points = 1 + torch.rand(3, 17, 2, generator=generator) * torch.tensor([45.0, 61.0])
     maps = torch.stack([_one_point_per_channel(p, 2.5, (64, 48), exact_peak=False)[0] for p in points])
@@ -162,7 +148,7 @@ def test_the_c_kernel_and_the_pytorch_path_agree_on_network_like_maps(monkeypatc
 
 def test_the_c_kernel_flags_maps_it_leaves_to_the_whole_map_blur_and_rejects_bad_input():
     if decode._kernels is None:
-        pytest.skip("heatmapnet._kernels is not built (checked by the dark_path tests)")
+        pytest.skip("heatmapnet._kernels is not built (the cpu_path tests say why)")
     maps = torch.rand(3, 20, 20, generator=torch.Generator().manual_seed(2)) ** 2
     maps[1], maps[1, 10, 9] = -1.0, -0.5  # a peak value <= 0 has no log
     maps[2], maps[2, 8, 11] = 0.0, 1e-12  # its blurred values lie at the log floor

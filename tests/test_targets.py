@@ -111,7 +111,7 @@ def test_sigma_policies_are_built_by_name():
 # render_heatmaps
 # ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("device", DEVICES)
-def test_gaussian_values_match_the_formula_at_hand_picked_pixels(device):
+def test_gaussian_values_match_the_formula_at_hand_picked_pixels(device, cpu_path):
     maps = render_heatmaps(torch.tensor([[5.0, 7.0]], device=device), [0], 2.0, 1, (16, 12))
     assert maps.shape == (1, 16, 12) and maps.device.type == device
     assert maps[0, 7, 5].item() == 1.0
@@ -120,7 +120,7 @@ def test_gaussian_values_match_the_formula_at_hand_picked_pixels(device):
     assert maps[0, 8, 6].item() == pytest.approx(math.exp(-2 / 8))  # diagonal: 0.778801
 
 
-def test_exact_peak_forces_the_nearest_pixel_to_one_and_leaves_the_rest():
+def test_exact_peak_forces_the_nearest_pixel_to_one_and_leaves_the_rest(cpu_path):
     point = torch.tensor([[5.3, 7.0]])
     plain = render_heatmaps(point, [0], 2.0, 1, (16, 16), exact_peak=False)
     peaked = render_heatmaps(point, [0], 2.0, 1, (16, 16), exact_peak=True)
@@ -130,14 +130,14 @@ def test_exact_peak_forces_the_nearest_pixel_to_one_and_leaves_the_rest():
     assert int((peaked == 1.0).sum()) == 1 and int((plain == 1.0).sum()) == 0
 
 
-def test_gaussian_is_truncated_at_three_sigma():
+def test_gaussian_is_truncated_at_three_sigma(cpu_path):
     maps = render_heatmaps(torch.tensor([[10.0, 10.0]]), [0], 1.0, 1, (21, 21))
     assert maps[0, 10, 13].item() == pytest.approx(math.exp(-4.5))  # d = 3 sigma: kept
     assert maps[0, 11, 13].item() == 0.0  # d^2 = 10 > 9: cut
     assert int((maps > 0).sum()) == 29  # lattice points with dx^2 + dy^2 <= 9
 
 
-def test_points_of_one_channel_combine_by_maximum_and_channels_stay_apart():
+def test_points_of_one_channel_combine_by_maximum_and_channels_stay_apart(cpu_path):
     points = torch.tensor([[4.0, 4.0], [6.0, 4.0], [4.0, 4.0]])
     maps = render_heatmaps(points, [0, 0, 1], 2.0, 2, (10, 10))
     # pixel (4, 5) is 1 px from both points of channel 0: max, not sum
@@ -164,7 +164,7 @@ def _dense_reference(points, labels, sigmas, num_classes, size, exact_peak):
 
 
 @pytest.mark.parametrize("exact_peak", [False, True])
-def test_windowed_splatting_equals_a_dense_reference(exact_peak):
+def test_windowed_splatting_equals_a_dense_reference(exact_peak, cpu_path):
     rng = np.random.default_rng(1)
     points = rng.uniform(-3, 35, size=(60, 2))
     labels = rng.integers(0, 5, 60)
@@ -194,27 +194,38 @@ def test_numpy_rounds_and_torch_scatter_combine_overlapping_windows_alike():
     torch.testing.assert_close(by_scatter, expected, rtol=0, atol=0)
 
 
-def test_points_beyond_the_border_draw_nothing_and_points_on_it_do():
+def test_points_beyond_the_border_draw_nothing_and_points_on_it_do(cpu_path):
     points = torch.tensor([[-0.6, 3.0], [9.5, 3.0], [3.0, -0.51]])
     assert render_heatmaps(points, [0, 0, 0], 2.0, 1, (10, 10)).sum() == 0
     edge = render_heatmaps(torch.tensor([[-0.4, 3.0]]), [0], 2.0, 1, (10, 10))
     assert edge[0, 3, 0].item() == 1.0
 
 
-def test_points_of_weight_zero_draw_nothing():
+def test_points_of_weight_zero_draw_nothing(cpu_path):
     points = torch.tensor([[2.0, 2.0], [7.0, 7.0]])
     maps = render_heatmaps(points, [0, 0], 1.0, 1, (10, 10), weights=[1.0, 0.0])
     assert maps[0, 2, 2].item() == 1.0 and maps[0, 7, 7].item() == 0.0
 
 
-def test_no_points_give_empty_maps():
+def test_no_points_give_empty_maps(cpu_path):
     maps = render_heatmaps(torch.zeros(0, 2), torch.zeros(0, dtype=torch.long), 2.0, 3, (8, 8))
     assert maps.shape == (3, 8, 8) and maps.sum() == 0
 
 
-def test_tiny_sigma_leaves_only_the_peak_pixel():
+def test_tiny_sigma_leaves_only_the_peak_pixel(cpu_path):
     maps = render_heatmaps(torch.tensor([[4.2, 4.0]]), [0], 0.1, 1, (9, 9))
     assert maps[0, 4, 4].item() == 1.0 and int((maps > 0).sum()) == 1
+
+
+def test_the_c_kernel_names_a_point_whose_channel_is_out_of_range():
+    from heatmapnet import targets
+    if targets._kernels is None:
+        pytest.skip("heatmapnet._kernels is not built (the cpu_path tests say why)")
+    maps = np.zeros((2, 8, 8), np.float32)
+    with pytest.raises(ValueError, match=r"channels\[1\] must lie in \[0, 2\)"):
+        targets._kernels.max_gaussians(maps, 8, 8, np.ones((2, 2), np.float32), np.array([0, 2]),
+                                       np.ones(2, np.float32), np.ones(2, bool), 3.0, 0.011, True)
+    assert maps[0, 1, 1] == 1.0 and maps[1].sum() == 0  # the first point was drawn before the second was refused
 
 
 def test_nan_points_and_bad_labels_are_clear_errors():
@@ -225,7 +236,7 @@ def test_nan_points_and_bad_labels_are_clear_errors():
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_batched_rendering_equals_rendering_each_sample(device):
+def test_batched_rendering_equals_rendering_each_sample(device, cpu_path):
     rng = np.random.default_rng(2)
     points = torch.tensor(rng.uniform(0, 20, size=(3, 7, 2)), dtype=torch.float32, device=device)
     labels = torch.tensor(rng.integers(0, 4, size=(3, 7)), device=device)
