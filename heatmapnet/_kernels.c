@@ -6,12 +6,13 @@
  *
  * blurred_dark_points (heatmapnet.decode): DARK refinement after DARK's Gaussian blur, fused
  * per peak. For each map and the flat index of its peak, the blur (separable, replicate
- * borders) is evaluated only on the 3x3 patch around the peak, from the (2r + 3)^2 pixels it reads; then
- * offset = -H^-1 g of the log patch with the eight-neighbour curvature of decode._log_stencils,
- * kept where H is negative definite and clamped to one pixel, as decode._dark_offsets does
- * where all nine values are usable. A peak on the map's border gets no offset. A peak whose
- * value is <= 0, or whose blurred patch has a value at or below the log floor, is flagged for
- * the caller, which blurs that map whole: there the rescaling to the original maximum matters.
+ * borders) is evaluated only on the 3x3 patch around the peak, from the (2r + 3)^2 pixels it
+ * reads; then offset = -H^-1 g of the log patch with the eight-neighbour curvature of
+ * decode._log_stencils, kept where H is negative definite and clamped to one pixel, as
+ * decode._dark_offsets does where all nine values are usable. A peak on the map's border gets
+ * no offset. A peak whose value is <= 0, or whose blurred patch has a value at or below the log
+ * floor, is flagged for the caller, which blurs that map whole: there the rescaling to the
+ * original maximum matters.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -137,9 +138,9 @@ static int check_buffer(const Py_buffer *buffer, Py_ssize_t items, Py_ssize_t it
 PyDoc_STRVAR(blurred_dark_points_doc,
 "blurred_dark_points(maps, height, width, peak_index, kernel, log_floor, points, fallback)\n\n"
 "maps: float32 (N, height, width) contiguous; peak_index: int64 (N,) flat index of each peak;\n"
-"kernel: float32 odd-length symmetric normalised 1-D Gaussian. Writes the refined points float32 (N, 2),\n"
-"x and y in pixels, and fallback uint8 (N,): 1 where the map must be blurred whole (its point\n"
-"is then the integer peak).");
+"kernel: float32 odd-length symmetric normalised 1-D Gaussian. Writes the refined points\n"
+"float32 (N, 2), x and y in pixels, and fallback uint8 (N,): 1 where the map must be blurred\n"
+"whole (its point is then the integer peak).");
 
 static PyObject *blurred_dark_points(PyObject *self, PyObject *args)
 {
@@ -277,15 +278,16 @@ static PyObject *max_gaussians(PyObject *self, PyObject *args)
         }
         const float x = xy[2 * n], y = xy[2 * n + 1], sigma = sigma_of[n];
         const float centre_x = floorf(x + 0.5f), centre_y = floorf(y + 0.5f);
-        if (!(drawn[n] && sigma > 0.0f && centre_x >= 0.0f && centre_x <= (float)(width - 1) && centre_y >= 0.0f &&
-              centre_y <= (float)(height - 1)))
+        if (!(drawn[n] && sigma > 0.0f && centre_x >= 0.0f && centre_x <= (float)(width - 1) &&
+              centre_y >= 0.0f && centre_y <= (float)(height - 1)))
             continue;
         const float reach_float = ceilf(truncate_sigmas * sigma + 0.5f);
         const Py_ssize_t reach = reach_float < (float)(height + width) ? (Py_ssize_t)reach_float : height + width;
         const Py_ssize_t cx = (Py_ssize_t)centre_x, cy = (Py_ssize_t)centre_y;
-        const Py_ssize_t left = cx - reach < 0 ? 0 : cx - reach, right = cx + reach >= width ? width - 1 : cx + reach;
-        const Py_ssize_t top = cy - reach < 0 ? 0 : cy - reach, bottom = cy + reach >= height ? height - 1 : cy + reach;
-        const float scale = -2.0f * (sigma * sigma);  /* exp(-(dx^2 + dy^2) / 2 sigma^2) = exp(dx^2 / scale) exp(dy^2 / scale) */
+        const Py_ssize_t left = clamp_index(cx - reach, width), right = clamp_index(cx + reach, width);
+        const Py_ssize_t top = clamp_index(cy - reach, height), bottom = clamp_index(cy + reach, height);
+        /* exp(-(dx^2 + dy^2) / 2 sigma^2) = exp(dx^2 / scale) exp(dy^2 / scale) */
+        const float scale = -2.0f * (sigma * sigma);
         for (Py_ssize_t c = left; c <= right; c++) {
             const float dx = (float)c - x;
             columns[c - left] = expf(dx * dx / scale);

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from .windows import window_view_numpy, window_view_torch
 
-try:  # DARK's blur and Taylor step fused per peak in C, built by setup.py where a compiler is found
+try:  # the CPU kernels (heatmapnet/_kernels.c), built by setup.py where a C compiler is found
     from . import _kernels
 except ImportError:  # decoding takes its PyTorch path, which gives the same values
     _kernels = None
@@ -159,6 +159,7 @@ def _blurred_patches(maps: torch.Tensor, px: torch.Tensor, py: torch.Tensor, pea
 
 @functools.lru_cache(maxsize=16)
 def _blur_kernel_numpy(sigma: float) -> np.ndarray:
+    """:func:`_blur_kernel` as the C kernel takes it, made once per sigma."""
     return _blur_kernel(sigma, torch.float32, torch.device("cpu"))[0].numpy()
 
 
@@ -169,8 +170,8 @@ def _kernel_points(maps: torch.Tensor, flat_index: torch.Tensor, sigma: float):
     points = np.empty((count, 2), dtype=np.float32)
     whole = np.empty(count, dtype=np.uint8)
     _kernels.blurred_dark_points(np.ascontiguousarray(maps.detach().numpy()), height, width,
-                                     np.ascontiguousarray(flat_index.numpy()), _blur_kernel_numpy(sigma), _LOG_FLOOR,
-                                     points, whole)
+                                 np.ascontiguousarray(flat_index.numpy()), _blur_kernel_numpy(sigma), _LOG_FLOOR,
+                                 points, whole)
     return torch.from_numpy(points), torch.from_numpy(np.flatnonzero(whole))
 
 
