@@ -21,16 +21,23 @@ def shared_data() -> Path:
     return path
 
 
+@pytest.fixture
+def c_kernels():
+    """The C kernels (heatmapnet._kernels). They must be built wherever a C compiler is found
+    (``pip install -e .`` builds them); only a machine without one skips."""
+    if targets._kernels is None:
+        if shutil.which("cc") is None and shutil.which("gcc") is None:
+            pytest.skip("no C compiler: `pip install -e .` could not build heatmapnet._kernels")
+        pytest.fail("heatmapnet._kernels is not built although a C compiler is here: run `pip install -e .`")
+    return targets._kernels
+
+
 @pytest.fixture(params=["c-kernel", "pytorch"])
 def cpu_path(request, monkeypatch):
-    """Runs a test through the C kernels (heatmapnet._kernels) or, with them hidden, through the
-    PyTorch paths, which must give the same values. The kernels must be built wherever a C
-    compiler is found (``pip install -e .`` builds them)."""
+    """Runs a test through the C kernels or, with them hidden, through the PyTorch paths, which
+    must give the same values."""
     if request.param == "c-kernel":
-        if targets._kernels is None:
-            if shutil.which("cc") is None and shutil.which("gcc") is None:
-                pytest.skip("no C compiler: `pip install -e .` could not build heatmapnet._kernels")
-            pytest.fail("heatmapnet._kernels is not built although a C compiler is here: run `pip install -e .`")
+        request.getfixturevalue("c_kernels")
     else:
         monkeypatch.setattr(targets, "_kernels", None)
         monkeypatch.setattr(decode, "_kernels", None)

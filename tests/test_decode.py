@@ -133,9 +133,7 @@ def test_dark_blurring_falls_back_to_whole_maps_where_peak_patches_cannot_be_use
     torch.testing.assert_close(ours, _decode_after_a_whole_blur(maps, 1.5), atol=1e-4, rtol=0)
 
 
-def test_the_c_kernel_and_the_pytorch_path_agree_on_network_like_maps(monkeypatch):
-    if decode._kernels is None:
-        pytest.skip("heatmapnet._kernels is not built (the cpu_path tests say why)")
+def test_the_c_kernel_and_the_pytorch_path_agree_on_network_like_maps(c_kernels, monkeypatch):
     generator = torch.Generator().manual_seed(4)
     points = 1 + torch.rand(3, 17, 2, generator=generator) * torch.tensor([45.0, 61.0])
     maps = torch.stack([_one_point_per_channel(p, 2.5, (64, 48), exact_peak=False)[0] for p in points])
@@ -146,9 +144,7 @@ def test_the_c_kernel_and_the_pytorch_path_agree_on_network_like_maps(monkeypatc
                                atol=2e-5, rtol=0)
 
 
-def test_the_c_kernel_flags_maps_it_leaves_to_the_whole_map_blur_and_rejects_bad_input():
-    if decode._kernels is None:
-        pytest.skip("heatmapnet._kernels is not built (the cpu_path tests say why)")
+def test_the_c_kernel_flags_maps_it_leaves_to_the_whole_map_blur_and_rejects_bad_input(c_kernels):
     maps = torch.rand(3, 20, 20, generator=torch.Generator().manual_seed(2)) ** 2
     maps[1], maps[1, 10, 9] = -1.0, -0.5  # a peak value <= 0 has no log
     maps[2], maps[2, 8, 11] = 0.0, 1e-12  # its blurred values lie at the log floor
@@ -157,14 +153,12 @@ def test_the_c_kernel_flags_maps_it_leaves_to_the_whole_map_blur_and_rejects_bad
     kernel_1d = decode._blur_kernel_numpy(1.5)
     buffers = np.empty((3, 2), np.float32), np.empty(3, np.uint8)
     with pytest.raises(ValueError, match=r"peak_index\[1\] lies outside"):
-        decode._kernels.blurred_dark_points(maps.numpy(), 20, 20, np.array([0, 400, 3]), kernel_1d, 1e-10,
-                                                *buffers)
+        c_kernels.blurred_dark_points(maps.numpy(), 20, 20, np.array([0, 400, 3]), kernel_1d, 1e-10, *buffers)
     with pytest.raises(ValueError, match="symmetric"):
-        decode._kernels.blurred_dark_points(maps.numpy(), 20, 20, np.array([0, 1, 3]),
-                                                np.array([0.2, 0.5, 0.3], np.float32), 1e-10, *buffers)
+        c_kernels.blurred_dark_points(maps.numpy(), 20, 20, np.array([0, 1, 3]),
+                                      np.array([0.2, 0.5, 0.3], np.float32), 1e-10, *buffers)
     with pytest.raises(ValueError, match="maps: expected"):
-        decode._kernels.blurred_dark_points(maps.numpy(), 20, 21, np.array([0, 1, 3]), kernel_1d, 1e-10,
-                                                *buffers)
+        c_kernels.blurred_dark_points(maps.numpy(), 20, 21, np.array([0, 1, 3]), kernel_1d, 1e-10, *buffers)
 
 
 def test_numpy_and_torch_window_gathers_agree():

@@ -217,14 +217,11 @@ def test_tiny_sigma_leaves_only_the_peak_pixel(cpu_path):
     assert maps[0, 4, 4].item() == 1.0 and int((maps > 0).sum()) == 1
 
 
-def test_the_c_kernel_names_a_point_whose_channel_is_out_of_range():
-    from heatmapnet import targets
-    if targets._kernels is None:
-        pytest.skip("heatmapnet._kernels is not built (the cpu_path tests say why)")
+def test_the_c_kernel_names_a_point_whose_channel_is_out_of_range(c_kernels):
     maps = np.zeros((2, 8, 8), np.float32)
     with pytest.raises(ValueError, match=r"channels\[1\] must lie in \[0, 2\)"):
-        targets._kernels.max_gaussians(maps, 8, 8, np.ones((2, 2), np.float32), np.array([0, 2]),
-                                       np.ones(2, np.float32), np.ones(2, bool), 3.0, 0.011, True)
+        c_kernels.max_gaussians(maps, 8, 8, np.ones((2, 2), np.float32), np.array([0, 2]), np.ones(2, np.float32),
+                                np.ones(2, bool), 3.0, 0.011, True)
     assert maps[0, 1, 1] == 1.0 and maps[1].sum() == 0  # the first point was drawn before the second was refused
 
 
