@@ -7,12 +7,12 @@
  * blurred_dark_points (heatmapnet.decode): DARK refinement after DARK's Gaussian blur, fused
  * per peak. For each map and the flat index of its peak, the blur (separable, replicate
  * borders) is evaluated only on the 3x3 patch around the peak, from the (2r + 3)^2 pixels it
- * reads; then offset = -H^-1 g of the log patch with the eight-neighbour curvature of
- * decode._log_stencils, kept where H is negative definite and clamped to one pixel, as
- * decode._dark_offsets does where all nine values are usable. A peak on the map's border gets
- * no offset. A peak whose value is <= 0, or whose blurred patch has a value at or below the log
- * floor, is flagged for the caller, which blurs that map whole: there the rescaling to the
- * original maximum matters.
+ * reads; then the offset of decode._dark_offsets: -H^-1 g of the log patch with the
+ * eight-neighbour curvature of decode._log_stencils, kept where H is negative definite; for a
+ * peak on the map's border, a 1-D Newton step on each axis with room (none on an axis without);
+ * clamped to one pixel. A peak whose value is <= 0, or whose blurred patch has an in-map value at
+ * or below the log floor, is flagged for the caller, which blurs that map whole: there the
+ * rescaling to the original maximum matters.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -100,6 +100,11 @@ static void prefetch_window(const float *map, Py_ssize_t height, Py_ssize_t widt
     }
 }
 
+static float clamp_unit(float value)
+{
+    return value < -1.0f ? -1.0f : (value > 1.0f ? 1.0f : value);
+}
+
 /* -H^-1 g from a log patch, the curvature from the eight neighbours (exact for a Gaussian);
  * offset is left as it is where H is not negative definite. */
 static void taylor_offset(const float log_patch[3][3], float *offset)
@@ -113,9 +118,16 @@ static void taylor_offset(const float log_patch[3][3], float *offset)
     const float det = dxx * dyy - dxy * dxy;
     if (dxx < 0.0f && det > 0.0f) {
         const float ox = (dxy * gy - dyy * gx) / det, oy = (dxy * gx - dxx * gy) / det;
-        offset[0] = ox < -1.0f ? -1.0f : (ox > 1.0f ? 1.0f : ox);
-        offset[1] = oy < -1.0f ? -1.0f : (oy > 1.0f ? 1.0f : oy);
+        offset[0] = clamp_unit(ox);
+        offset[1] = clamp_unit(oy);
     }
+}
+
+/* The 1-D Newton step -g/h from three log values along a line through the peak; 0 where h >= 0. */
+static float newton_step(float before, float centre, float after)
+{
+    const float g = 0.5f * (after - before), h = before - 2.0f * centre + after;
+    return h < 0.0f ? clamp_unit(-g / h) : 0.0f;
 }
 
 static void free_workspace(Workspace *work)
@@ -125,6 +137,7 @@ static void free_workspace(Workspace *work)
     free(work->lines);
 }
 
+/* Checks that a buffer holds exactly `items` items of item_size bytes; else ValueError naming it. */
 static int check_buffer(const Py_buffer *buffer, Py_ssize_t items, Py_ssize_t item_size, const char *name)
 {
     if (buffer->len != items * item_size) {
@@ -135,35 +148,75 @@ static int check_buffer(const Py_buffer *buffer, Py_ssize_t items, Py_ssize_t it
     return 1;
 }
 
-PyDoc_STRVAR(blurred_dark_points_doc,
-"blurred_dark_points(maps, height, width, peak_index, kernel, log_floor, points, fallback)\n\n"
-"maps: float32 (N, height, width) contiguous; peak_index: int64 (N,) flat index of each peak;\n"
-"kernel: float32 odd-length symmetric normalised 1-D Gaussian. Writes the refined points\n"
-"float32 (N, 2), x and y in pixels, and fallback uint8 (N,): 1 where the map must be blurred\n"
-"whole (its point is then the integer peak).");
+#define ANY_ITEMS (-1)
+
+/* Gets the buffer of the kernel argument `name` into *view: C-contiguous, writable where asked,
+ * and (items != ANY_ITEMS) holding exactly `items` items of item_size bytes. Returns the number of
+ * whole items it holds, or -1 with an exception set and nothing held: the exporter's own for a
+ * read-only argument that has no such buffer, a TypeError naming the argument for a writable one,
+ * the ValueError of check_buffer for a wrong size. *view must start empty ({NULL}), as the
+ * entry points' buffers do, so that release_buffers can release it either way. */
+static Py_ssize_t get_buffer(PyObject *object, Py_buffer *view, int writable, Py_ssize_t items, Py_ssize_t item_size,
+                             const char *name)
+{
+    if (PyObject_GetBuffer(object, view, writable ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0) {
+        view->obj = NULL;  /* nothing held */
+        if (writable) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "%s: must be a read-write bytes-like object, not %.50s", name,
+                         Py_TYPE(object)->tp_name);
+        }
+        return -1;
+    }
+    if (!PyBuffer_IsContiguous(view, 'C')) {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_TypeError, "%s: must be a contiguous buffer, not %.50s", name, Py_TYPE(object)->tp_name);
+        return -1;
+    }
+    if (items != ANY_ITEMS && !check_buffer(view, items, item_size, name)) {
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return view->len / item_size;
+}
+
+/* The end of an entry point: releases its buffers (those never acquired are empty) and returns
+ * None, or NULL where it failed with an exception set. */
+static PyObject *release_buffers(Py_buffer *buffers, int count)
+{
+    for (int i = 0; i < count; i++)
+        PyBuffer_Release(&buffers[i]);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_RETURN_NONE;
+}
 
 static PyObject *blurred_dark_points(PyObject *self, PyObject *args)
 {
-    Py_buffer maps, peak_index, kernel, points, fallback;
+    PyObject *maps_in, *peaks_in, *kernel_in, *points_in, *fallback_in;
     Py_ssize_t height, width;
     float log_floor;
-    PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*nny*y*fw*w*", &maps, &height, &width, &peak_index, &kernel, &log_floor,
-                          &points, &fallback))
+    if (!PyArg_ParseTuple(args, "OnnOOfOO", &maps_in, &height, &width, &peaks_in, &kernel_in, &log_floor,
+                          &points_in, &fallback_in))
         return NULL;
-    const Py_ssize_t count = peak_index.len / (Py_ssize_t)sizeof(int64_t);
-    const Py_ssize_t taps = kernel.len / (Py_ssize_t)sizeof(float);
+    Py_buffer held[5] = {{NULL}};
+    Py_buffer *maps = &held[0], *peak_index = &held[1], *kernel = &held[2], *points = &held[3], *fallback = &held[4];
+    Py_ssize_t count = -1, taps = -1;
+    if (get_buffer(maps_in, maps, 0, ANY_ITEMS, sizeof(float), "maps") < 0 ||
+        (count = get_buffer(peaks_in, peak_index, 0, ANY_ITEMS, sizeof(int64_t), "peak_index")) < 0 ||
+        (taps = get_buffer(kernel_in, kernel, 0, ANY_ITEMS, sizeof(float), "kernel")) < 0)
+        goto done;
     if (height < 1 || width < 1 || taps % 2 != 1) {
         PyErr_SetString(PyExc_ValueError, "height and width must be >= 1 and the kernel's length odd");
         goto done;
     }
-    if (!check_buffer(&maps, count * height * width, sizeof(float), "maps") ||
-        !check_buffer(&peak_index, count, sizeof(int64_t), "peak_index") ||
-        !check_buffer(&points, 2 * count, sizeof(float), "points") ||
-        !check_buffer(&fallback, count, sizeof(uint8_t), "fallback"))
+    if (!check_buffer(maps, count * height * width, sizeof(float), "maps") ||
+        !check_buffer(peak_index, count, sizeof(int64_t), "peak_index") ||
+        get_buffer(points_in, points, 1, 2 * count, sizeof(float), "points") < 0 ||
+        get_buffer(fallback_in, fallback, 1, count, sizeof(uint8_t), "fallback") < 0)
         goto done;
     const int radius = (int)(taps / 2);
-    const float *weights = kernel.buf;
+    const float *weights = kernel->buf;
     for (int tap = 0; tap < radius; tap++)
         if (weights[tap] != weights[taps - 1 - tap]) {
             PyErr_SetString(PyExc_ValueError, "the kernel must be symmetric");
@@ -179,10 +232,10 @@ static PyObject *blurred_dark_points(PyObject *self, PyObject *args)
         PyErr_NoMemory();
         goto done;
     }
-    const float *all_maps = maps.buf;
-    const int64_t *peaks = peak_index.buf;
-    float *out = points.buf;
-    uint8_t *flags = fallback.buf;
+    const float *all_maps = maps->buf;
+    const int64_t *peaks = peak_index->buf;
+    float *out = points->buf;
+    uint8_t *flags = fallback->buf;
     Py_ssize_t bad_index = -1;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t n = 0; n < count; n++) {
@@ -195,80 +248,70 @@ static PyObject *blurred_dark_points(PyObject *self, PyObject *args)
         if (n + 1 < count && peaks[n + 1] >= 0 && peaks[n + 1] < height * width)
             prefetch_window(map + height * width, height, width, peaks[n + 1], radius);
         const Py_ssize_t px = index % width, py = index / width;
-        float offset[2] = {0.0f, 0.0f};
-        flags[n] = 0;
-        if (px >= 1 && px <= width - 2 && py >= 1 && py <= height - 2) {
-            float patch[3][3];
-            blurred_patch(map, height, width, px, py, weights, radius, &work, patch);
-            int usable = map[index] > 0.0f;
-            for (int i = 0; i < 3; i++)
-                for (int j = 0; j < 3; j++) {
-                    usable &= patch[i][j] > log_floor;
-                    patch[i][j] = logf(patch[i][j]);
-                }
-            if (usable)
-                taylor_offset(patch, offset);
-            else
-                flags[n] = 1;
+        float patch[3][3], offset[2] = {0.0f, 0.0f};
+        blurred_patch(map, height, width, px, py, weights, radius, &work, patch);
+        const int room_x = px >= 1 && px <= width - 2, room_y = py >= 1 && py <= height - 2;
+        int usable = map[index] > 0.0f;
+        for (int i = 0; i < 3; i++)
+            for (int j = 0; j < 3; j++) {  /* the patch's off-map values are not used */
+                const Py_ssize_t row = py - 1 + i, column = px - 1 + j;
+                const int in_map = row >= 0 && row < height && column >= 0 && column < width;
+                usable &= !in_map || patch[i][j] > log_floor;
+                patch[i][j] = in_map ? logf(patch[i][j]) : 0.0f;
+            }
+        flags[n] = !usable;
+        if (usable && room_x && room_y)
+            taylor_offset(patch, offset);
+        else if (usable) {
+            if (room_x)
+                offset[0] = newton_step(patch[1][0], patch[1][1], patch[1][2]);
+            if (room_y)
+                offset[1] = newton_step(patch[0][1], patch[1][1], patch[2][1]);
         }
         out[2 * n] = (float)px + offset[0];
         out[2 * n + 1] = (float)py + offset[1];
     }
     Py_END_ALLOW_THREADS
     free_workspace(&work);
-    if (bad_index >= 0) {
+    if (bad_index >= 0)
         PyErr_Format(PyExc_ValueError, "peak_index[%zd] lies outside its %zd x %zd map", bad_index, height, width);
-        goto done;
-    }
-    Py_INCREF(Py_None);
-    result = Py_None;
 done:
-    PyBuffer_Release(&maps);
-    PyBuffer_Release(&peak_index);
-    PyBuffer_Release(&kernel);
-    PyBuffer_Release(&points);
-    PyBuffer_Release(&fallback);
-    return result;
+    return release_buffers(held, 5);
 }
-
-PyDoc_STRVAR(max_gaussians_doc,
-"max_gaussians(maps, height, width, points, channels, sigmas, draw, truncate_sigmas,\n"
-"              value_at_truncation, exact_peak)\n\n"
-"maps: float32 (C, height, width) contiguous, written in place; points: float32 (N, 2) x, y;\n"
-"channels: int64 (N,) in [0, C); sigmas: float32 (N,); draw: bool (N,). Each drawn point whose\n"
-"sigma is > 0 and whose nearest pixel lies in the map max-combines its Gaussian\n"
-"exp(-d^2 / 2 sigma^2), kept where above value_at_truncation, into maps[channel] over the pixels\n"
-"within ceil(truncate_sigmas sigma + 0.5) of that pixel, which exact_peak sets to 1. The\n"
-"arithmetic is heatmapnet.targets' in float32.");
 
 static PyObject *max_gaussians(PyObject *self, PyObject *args)
 {
-    Py_buffer maps, points, channels, sigmas, draw;
+    PyObject *maps_in, *points_in, *channels_in, *sigmas_in, *draw_in;
     Py_ssize_t height, width;
     float truncate_sigmas, value_at_truncation;
     int exact_peak;
-    PyObject *result = NULL;
-    if (!PyArg_ParseTuple(args, "w*nny*y*y*y*ffp", &maps, &height, &width, &points, &channels, &sigmas, &draw,
-                          &truncate_sigmas, &value_at_truncation, &exact_peak))
+    if (!PyArg_ParseTuple(args, "OnnOOOOffp", &maps_in, &height, &width, &points_in, &channels_in, &sigmas_in,
+                          &draw_in, &truncate_sigmas, &value_at_truncation, &exact_peak))
         return NULL;
-    const Py_ssize_t count = channels.len / (Py_ssize_t)sizeof(int64_t);
-    if (height < 1 || width < 1 || maps.len % (height * width * (Py_ssize_t)sizeof(float)) != 0) {
+    Py_buffer held[5] = {{NULL}};
+    Py_buffer *maps = &held[0], *points = &held[1], *channels = &held[2], *sigmas = &held[3], *draw = &held[4];
+    Py_ssize_t values = -1, count = -1;
+    if ((values = get_buffer(maps_in, maps, 1, ANY_ITEMS, sizeof(float), "maps")) < 0 ||
+        (count = get_buffer(channels_in, channels, 0, ANY_ITEMS, sizeof(int64_t), "channels")) < 0)
+        goto done;
+    if (height < 1 || width < 1 || maps->len % (height * width * (Py_ssize_t)sizeof(float)) != 0) {
         PyErr_SetString(PyExc_ValueError, "maps must hold whole float32 maps of height x width >= 1");
         goto done;
     }
-    const Py_ssize_t num_maps = maps.len / (height * width * (Py_ssize_t)sizeof(float));
-    if (!check_buffer(&points, 2 * count, sizeof(float), "points") ||
-        !check_buffer(&sigmas, count, sizeof(float), "sigmas") || !check_buffer(&draw, count, 1, "draw"))
+    const Py_ssize_t num_maps = values / (height * width);
+    if (get_buffer(points_in, points, 0, 2 * count, sizeof(float), "points") < 0 ||
+        get_buffer(sigmas_in, sigmas, 0, count, sizeof(float), "sigmas") < 0 ||
+        get_buffer(draw_in, draw, 0, count, 1, "draw") < 0)
         goto done;
     float *columns = malloc(sizeof(float) * width);  /* the Gaussian along x, per point */
     if (columns == NULL) {
         PyErr_NoMemory();
         goto done;
     }
-    float *all_maps = maps.buf;
-    const float *xy = points.buf, *sigma_of = sigmas.buf;
-    const int64_t *channel_of = channels.buf;
-    const uint8_t *drawn = draw.buf;
+    float *all_maps = maps->buf;
+    const float *xy = points->buf, *sigma_of = sigmas->buf;
+    const int64_t *channel_of = channels->buf;
+    const uint8_t *drawn = draw->buf;
     Py_ssize_t bad_point = -1;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t n = 0; n < count; n++) {
@@ -308,20 +351,28 @@ static PyObject *max_gaussians(PyObject *self, PyObject *args)
     }
     Py_END_ALLOW_THREADS
     free(columns);
-    if (bad_point >= 0) {
+    if (bad_point >= 0)
         PyErr_Format(PyExc_ValueError, "channels[%zd] must lie in [0, %zd)", bad_point, num_maps);
-        goto done;
-    }
-    Py_INCREF(Py_None);
-    result = Py_None;
 done:
-    PyBuffer_Release(&maps);
-    PyBuffer_Release(&points);
-    PyBuffer_Release(&channels);
-    PyBuffer_Release(&sigmas);
-    PyBuffer_Release(&draw);
-    return result;
+    return release_buffers(held, 5);
 }
+
+PyDoc_STRVAR(max_gaussians_doc,
+"max_gaussians(maps, height, width, points, channels, sigmas, draw, truncate_sigmas,\n"
+"              value_at_truncation, exact_peak)\n\n"
+"maps: float32 (C, height, width) contiguous, written in place; points: float32 (N, 2) x, y;\n"
+"channels: int64 (N,) in [0, C); sigmas: float32 (N,); draw: bool (N,). Each drawn point whose\n"
+"sigma is > 0 and whose nearest pixel lies in the map max-combines its Gaussian\n"
+"exp(-d^2 / 2 sigma^2), kept where above value_at_truncation, into maps[channel] over the pixels\n"
+"within ceil(truncate_sigmas sigma + 0.5) of that pixel, which exact_peak sets to 1. The\n"
+"arithmetic is heatmapnet.targets' in float32.");
+
+PyDoc_STRVAR(blurred_dark_points_doc,
+"blurred_dark_points(maps, height, width, peak_index, kernel, log_floor, points, fallback)\n\n"
+"maps: float32 (N, height, width) contiguous; peak_index: int64 (N,) flat index of each peak;\n"
+"kernel: float32 odd-length symmetric normalised 1-D Gaussian. Writes the refined points\n"
+"float32 (N, 2), x and y in pixels, and fallback uint8 (N,): 1 where the map must be blurred\n"
+"whole (its point is then the integer peak).");
 
 static PyMethodDef methods[] = {
     {"max_gaussians", max_gaussians, METH_VARARGS, max_gaussians_doc},

@@ -3,10 +3,10 @@
 Every case runs both implementations in one process on the same inputs: a warm-up, then the
 median of ``--repeats`` runs (more for calls of a few milliseconds), and separately each one's
 peak memory, so the reported ratios (ours / baseline) are measured side by side rather than
-quoted from elsewhere. The baselines are written here from the published algorithms'
-descriptions (CenterNet's per-object drawing loop and focal loss, HRNet's and mmpose's
-per-keypoint decoding loops); they are what the fast paths are checked against in
-``tests/test_bench.py``.
+quoted from elsewhere. The baselines are the anchors' published functions as
+:mod:`heatmapnet.reference` writes them (CenterNet's per-object drawing loop and focal loss, HRNet's
+and mmpose's per-keypoint decoding loops); the same functions are the oracles the fast paths are
+checked against in ``tests/test_bench.py``, which also states where ours differs by design.
 
 Peak memory. On CUDA: ``torch.cuda.max_memory_allocated`` above the level before the call. On
 CPU, torch has no peak counter, so two exact ledgers are combined: the profiler's memory events
@@ -34,13 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-import cv2
 import numpy as np
 import torch
 
 from .decode import decode_keypoints
 from .losses import DistanceAwareFocalLoss
-from .targets import TRUNCATE_SIGMAS, RadiusSigma, _zeros, render_heatmaps_batched
+from .reference import (centernet_focal_loss, centernet_keypoint_heatmaps, centernet_keypoint_radius,
+                        hrnet_quarter_decode, mmpose_dark_decode)
+from .targets import TRUNCATE_SIGMAS, lazy_zeros, render_heatmaps_batched, sigma_from_radius
 
 CASES = ("targets", "focal_loss", "decode_quarter", "decode_dark", "data_loader", "train_step")
 
@@ -141,61 +142,47 @@ def _result(name: str, device: torch.device, goal: str, ours_ms=None, baseline_m
 # ----------------------------------------------------------------------------------------------
 def crowd_scene(batch: int, people: int, keypoints: int, size: int, seed: int = 0):
     """COCO-like keypoints in heatmap pixels: ``people`` boxes per image of varied size, each with
-    ``keypoints`` points inside it. Returns points (B, P, K, 2) float32 and per-person sigmas
-    (B, P) from CornerNet's radius of the box (:class:`heatmapnet.targets.RadiusSigma`)."""
+    ``keypoints`` points inside it. Returns points (B, P, K, 2) float32 and each person's integer
+    radius (B, P) as CenterNet's multi-pose sample computes it from the box
+    (:func:`heatmapnet.reference.centernet_keypoint_radius`)."""
     rng = np.random.default_rng(seed)
     widths = rng.uniform(size / 20, size / 2.5, (batch, people))
     heights = np.minimum(widths * rng.uniform(1.0, 2.5, (batch, people)), size * 0.9)
     corners = rng.uniform(0, 1, (batch, people, 2)) * (size - np.stack([widths, heights], -1))
     inside = rng.uniform(0, 1, (batch, people, keypoints, 2))
     points = corners[:, :, None, :] + inside * np.stack([widths, heights], -1)[:, :, None, :]
-    sizes = torch.tensor(np.stack([widths, heights], -1).reshape(-1, 2), dtype=torch.float32)
-    sigmas = RadiusSigma()(sizes, 1).reshape(batch, people)
-    return points.astype(np.float32), sigmas.numpy()
+    radii = np.vectorize(centernet_keypoint_radius, otypes=[np.int64])(heights, widths)
+    return points.astype(np.float32), radii
 
 
-def centernet_style_targets(points: np.ndarray, sigmas: np.ndarray, num_keypoints: int, size,
-                            exact_peak: bool = True) -> np.ndarray:
-    """Baseline: CenterNet's drawing loop. For each image, person and keypoint: build the Gaussian
-    window around the keypoint, then ``np.maximum`` it into the slice of that keypoint's map.
-
-    It evaluates heatmapnet's target definition, so its maps equal ``render_heatmaps_batched``'s:
-    the Gaussian is centred on the sub-pixel point and cut at 3 sigma, and with ``exact_peak`` the
-    nearest pixel is set to 1. CenterNet's own ``draw_umich_gaussian`` differs in what it draws,
-    not in the work per keypoint: it truncates the centre to an integer pixel (so its peak is 1 by
-    construction and the point is biased by up to a pixel) and fills the whole square of
-    half-width int(radius), corners included, zeroing values below eps * max.
-    """
-    batch, people = points.shape[:2]
-    height, width = int(size[0]), int(size[1])
-    heatmaps = np.zeros((batch, num_keypoints, height, width), dtype=np.float32)
-    for b in range(batch):
-        for person in range(people):
-            sigma = float(sigmas[b, person])
-            reach = int(math.ceil(TRUNCATE_SIGMAS * sigma + 0.5))
-            for k in range(num_keypoints):
-                x, y = float(points[b, person, k, 0]), float(points[b, person, k, 1])
-                cx, cy = math.floor(x + 0.5), math.floor(y + 0.5)
-                if not (0 <= cx < width and 0 <= cy < height) or sigma <= 0:
-                    continue
-                left, right = max(0, cx - reach), min(width, cx + reach + 1)
-                top, bottom = max(0, cy - reach), min(height, cy + reach + 1)
-                dx2 = (np.arange(left, right, dtype=np.float32) - np.float32(x)) ** 2
-                dy2 = (np.arange(top, bottom, dtype=np.float32) - np.float32(y)) ** 2
-                d2 = dy2[:, None] + dx2[None, :]
-                gaussian = np.exp(-d2 / np.float32(2 * sigma * sigma))
-                gaussian[d2 > np.float32(TRUNCATE_SIGMAS ** 2 * sigma * sigma)] = 0
-                if exact_peak:
-                    gaussian[cy - top, cx - left] = 1.0
-                window = heatmaps[b, k, top:bottom, left:right]
-                np.maximum(window, gaussian, out=window)
-    return heatmaps
+def targets_agreement(points: np.ndarray, radii: np.ndarray, centernet_maps: np.ndarray) -> dict:
+    """How our renderer's maps compare with CenterNet's where both draw the same Gaussians: ours
+    drawn at CenterNet's integer pixels (its truncation of the points) with sigma = (2r + 1) / 6.
+    Within 3 sigma of every point (where CenterNet's value is >= exp(-4.5)) the two must be
+    equal; beyond it ours is 0 where CenterNet fills its square window's corners, so ours may
+    only be lower there."""
+    batch, people, keypoints = points.shape[:3]
+    size = centernet_maps.shape[2:]
+    inside = (points[..., 0] >= 0) & (points[..., 0] < size[1]) & (points[..., 1] >= 0) & (points[..., 1] < size[0])
+    sigmas = np.repeat(sigma_from_radius(radii.astype(np.float32)), keypoints, axis=1)
+    weights = torch.tensor(inside.reshape(batch, -1), dtype=torch.float32)  # CenterNet skips the points off the map
+    ours = render_heatmaps_batched(torch.tensor(np.trunc(points).reshape(batch, -1, 2)),
+                                   torch.arange(keypoints).repeat(people).expand(batch, -1), torch.tensor(sigmas),
+                                   keypoints, size, weights=weights).numpy()
+    difference = ours - centernet_maps
+    within = centernet_maps >= math.exp(-TRUNCATE_SIGMAS ** 2 / 2)
+    return {"max_difference_within_3_sigma": float(np.abs(difference[within]).max(initial=0.0)),
+            "max_excess_beyond_3_sigma": float(difference[~within].max(initial=0.0)),
+            "baseline_only_pixels": int(((ours == 0) & (centernet_maps > 0)).sum())}
 
 
 def bench_targets(settings: Settings) -> dict:
-    """Goal: >= 20x faster than the loop, and within 3x of allocating and writing the output once."""
+    """Goal: >= 20x faster than the loop, and within 3x of allocating and writing the output once.
+    Ours draws each sub-pixel point with sigma = (2r + 1) / 6 of its person's CenterNet radius r,
+    the Gaussian CenterNet draws at the point's truncated pixel."""
     batch, people, keypoints, size = (4, 3, 17, 32) if settings.quick else (32, 10, 17, 128)
-    points, sigmas = crowd_scene(batch, people, keypoints, size)
+    points, radii = crowd_scene(batch, people, keypoints, size)
+    sigmas = sigma_from_radius(radii.astype(np.float32))
     device = settings.device
     flat_points = torch.tensor(points.reshape(batch, -1, 2), device=device)
     labels = torch.arange(keypoints, device=device).repeat(people).expand(batch, -1)
@@ -206,39 +193,27 @@ def bench_targets(settings: Settings) -> dict:
         return render_heatmaps_batched(flat_points, labels, flat_sigmas, keypoints, (size, size))
 
     def baseline():
-        return torch.from_numpy(centernet_style_targets(points, sigmas, keypoints, (size, size))).to(device)
+        return torch.from_numpy(centernet_keypoint_heatmaps(points, radii, keypoints, (size, size))).to(device)
 
     def floor():  # allocated as the renderer allocates (on CPU numpy's huge pages: ~4x cheaper page faults)
-        return _zeros(math.prod(shape), device).fill_(0.0).view(shape)
+        return lazy_zeros(math.prod(shape), device).fill_(0.0).view(shape)
 
-    difference = float((ours().cpu() - baseline().cpu()).abs().max())
+    agreement = targets_agreement(points, radii, baseline().cpu().numpy())
     ours_ms, baseline_ms = median_ms(ours, settings.repeats, device), median_ms(baseline, settings.repeats, device)
     floor_ms = median_ms(floor, settings.repeats, device)
     met = ours_ms * 20 <= baseline_ms and ours_ms <= 3 * floor_ms
     return _result("targets", device, "time_ratio <= 0.05 and ours_ms <= 3 x floor_ms", ours_ms, baseline_ms,
                    peak_bytes(ours, device), peak_bytes(baseline, device), met,
                    floor_ms=floor_ms, floor_ratio=ours_ms / floor_ms, baseline_to_floor=baseline_ms / floor_ms,
-                   max_abs_difference=difference, shape=list(shape), points=batch * people * keypoints)
+                   **agreement, shape=list(shape), points=batch * people * keypoints,
+                   agreement="CenterNet truncates each point to a pixel and fills its whole square window; ours "
+                             "is centred on the sub-pixel point and cut at 3 sigma. The differences are measured "
+                             "with ours drawn at CenterNet's pixels")
 
 
 # ----------------------------------------------------------------------------------------------
 # 2. the distance-aware focal loss: CenterNet's form in plain PyTorch
 # ----------------------------------------------------------------------------------------------
-def centernet_focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 2.0,
-                         beta: float = 4.0) -> torch.Tensor:
-    """Baseline: CenterNet's focal loss. The sigmoid clamped to [1e-4, 1 - 1e-4], float masks of
-    positives (target == 1) and negatives (target < 1), masked products, sums divided by the number
-    of positives (at least 1). Equal to ours while every logit lies within +-9.21 (the clamp)."""
-    prediction = torch.clamp(logits.sigmoid(), min=1e-4, max=1 - 1e-4)
-    positives = target.eq(1).float()
-    negatives = target.lt(1).float()
-    negative_weights = torch.pow(1 - target, beta)
-    positive_loss = torch.log(prediction) * torch.pow(1 - prediction, alpha) * positives
-    negative_loss = torch.log(1 - prediction) * torch.pow(prediction, alpha) * negative_weights * negatives
-    num_positive = positives.sum()
-    return -(positive_loss.sum() + negative_loss.sum()) / num_positive.clamp_min(1)
-
-
 def focal_inputs(shape, device: torch.device, seed: int = 0):
     """Logits of a network early in training (around the prior bias, within +-9) and CenterNet
     targets: a few Gaussians per channel with exact 1.0 peaks."""
@@ -285,76 +260,6 @@ def bench_focal_loss(settings: Settings) -> dict:
 # ----------------------------------------------------------------------------------------------
 # 3. decoding: HRNet's and mmpose's per-keypoint loops
 # ----------------------------------------------------------------------------------------------
-def _argmax_numpy(heatmaps: np.ndarray):
-    """Vectorised argmax as HRNet's get_max_preds and mmpose's get_heatmap_maximum do it, an
-    ``argmax`` pass and an ``amax`` pass: (B, K, 2) float coordinates, scores."""
-    batch, keypoints, _, width = heatmaps.shape
-    flat = heatmaps.reshape(batch, keypoints, -1)
-    index = flat.argmax(axis=2)
-    scores = flat.max(axis=2)
-    return np.stack([index % width, index // width], axis=-1).astype(np.float32), scores
-
-
-def hrnet_quarter_decode(heatmaps: np.ndarray) -> np.ndarray:
-    """Baseline: HRNet's decoding. Argmax, then for each keypoint in a Python loop a quarter-pixel
-    step towards the higher neighbour on each axis, where HRNet allows it (1 < px < W - 1 and
-    1 < py < H - 1: unlike ours it also skips peaks in the second row or column)."""
-    coords, _ = _argmax_numpy(heatmaps)
-    batch, keypoints, height, width = heatmaps.shape
-    for n in range(batch):
-        for k in range(keypoints):
-            heatmap = heatmaps[n][k]
-            px, py = int(math.floor(coords[n][k][0] + 0.5)), int(math.floor(coords[n][k][1] + 0.5))
-            if 1 < px < width - 1 and 1 < py < height - 1:
-                diff = np.array([heatmap[py][px + 1] - heatmap[py][px - 1],
-                                 heatmap[py + 1][px] - heatmap[py - 1][px]])
-                coords[n][k] += np.sign(diff) * 0.25
-    return coords
-
-
-def mmpose_blur(heatmaps: np.ndarray, kernel: int = 11) -> np.ndarray:
-    """mmpose's DARK modulation: per map, zero-pad, ``cv2.GaussianBlur`` (kernel 11: sigma 2),
-    crop and rescale to the map's original maximum."""
-    border = (kernel - 1) // 2
-    batch, keypoints, height, width = heatmaps.shape
-    blurred = heatmaps.copy()
-    for n in range(batch):
-        for k in range(keypoints):
-            original_max = blurred[n, k].max()
-            padded = np.zeros((height + 2 * border, width + 2 * border), dtype=np.float32)
-            padded[border:-border, border:-border] = blurred[n, k]
-            padded = cv2.GaussianBlur(padded, (kernel, kernel), 0)
-            blurred[n, k] = padded[border:-border, border:-border]
-            blurred[n, k] *= original_max / np.max(blurred[n, k])
-    return blurred
-
-
-def mmpose_dark_decode(heatmaps: np.ndarray, blur_kernel: Optional[int] = 11) -> np.ndarray:
-    """Baseline: mmpose's DARK. Argmax; blur (``blur_kernel`` None skips it); log of the map
-    floored at 1e-10; then per keypoint a Taylor step -H^-1 g with finite differences: central
-    gradient, Hessian diagonal with a stride-2 stencil through the centre, mixed term from the
-    diagonals, applied where 1 < px < W - 2 and 1 < py < H - 2 and H is invertible."""
-    coords, _ = _argmax_numpy(heatmaps)
-    maps = heatmaps if blur_kernel is None else mmpose_blur(heatmaps, blur_kernel)
-    maps = np.log(np.maximum(maps, 1e-10))
-    batch, keypoints, height, width = heatmaps.shape
-    for n in range(batch):
-        for k in range(keypoints):
-            hm = maps[n][k]
-            px, py = int(coords[n][k][0]), int(coords[n][k][1])
-            if 1 < px < width - 2 and 1 < py < height - 2:
-                dx = 0.5 * (hm[py][px + 1] - hm[py][px - 1])
-                dy = 0.5 * (hm[py + 1][px] - hm[py - 1][px])
-                dxx = 0.25 * (hm[py][px + 2] - 2 * hm[py][px] + hm[py][px - 2])
-                dxy = 0.25 * (hm[py + 1][px + 1] - hm[py - 1][px + 1] - hm[py + 1][px - 1] + hm[py - 1][px - 1])
-                dyy = 0.25 * (hm[py + 2][px] - 2 * hm[py][px] + hm[py - 2][px])
-                if dxx * dyy - dxy ** 2 != 0:
-                    hessian = np.array([[dxx, dxy], [dxy, dyy]])
-                    derivative = np.array([dx, dy])
-                    coords[n][k] -= np.linalg.inv(hessian) @ derivative
-    return coords
-
-
 def decode_inputs(shape, seed: int = 0):
     """Network-like heatmaps: one Gaussian (sigma 2) per map at a random sub-pixel point at least
     3 pixels from the border, plus a faint uniform background. Returns maps and the points."""
@@ -378,7 +283,9 @@ def _bench_decode(settings: Settings, refine: str) -> dict:
 
         def baseline():
             return hrnet_quarter_decode(maps_numpy)
-        name, note = "decode_quarter", "same algorithm: coordinates should agree exactly"
+        name, note = "decode_quarter", ("peaks >= 3 px from the border, where HRNet's condition and ours both "
+                                        "apply the offset: coordinates should agree exactly (HRNet also refuses "
+                                        "it in column and row 1)")
     else:
         def ours():
             return decode_keypoints(maps_device, refine="dark", blur_sigma=2.0).coordinates
@@ -386,7 +293,8 @@ def _bench_decode(settings: Settings, refine: str) -> dict:
         def baseline():
             return mmpose_dark_decode(maps_numpy, blur_kernel=11)
         name, note = "decode_dark", ("blur differs (zero vs replicate padding, 11 vs 13 taps) and so does the "
-                                     "curvature stencil; without blur both are exact on clean Gaussians")
+                                     "curvature stencil; without blur both are exact on clean Gaussians at least "
+                                     "2 px from the border, nearer to which mmpose gives no offset")
 
     def floor():  # one read of every map: any decoder's minimum work
         return maps_device.reshape(shape[0] * shape[1], -1).amax(dim=1)
@@ -413,25 +321,19 @@ def bench_decode_dark(settings: Settings) -> dict:
 # 4. the data pipeline against a training step; 5. a training step with each loss
 # ----------------------------------------------------------------------------------------------
 def _training_parts(device: torch.device, loss_fn):
-    """The default config's model, optimiser and a ``step(images, heatmaps, weights)`` as the
-    trainer runs it (bf16 autocast on CUDA, gradient clipping, AdamW)."""
+    """The default config's model, optimiser and a ``step(batch)`` through the trainer's own
+    :func:`heatmapnet.engine.training_step` (bf16 autocast on CUDA, gradient clipping, AdamW)."""
+    from .build import build_model, build_scheme
     from .config import load_config
-    from .engine import build_model_from_config, heatmap_loss, uses_logits
+    from .engine import training_step
 
     config = load_config(None)
-    model = build_model_from_config(config.model, 68, uses_logits(config.loss)).to(device).train()
+    model = build_model(config, build_scheme(config)).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
     amp = bool(config.train.amp) and device.type == "cuda"
 
-    def step(images, heatmaps, weights):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            output = model(images)
-        loss = heatmap_loss(loss_fn, config.loss.name, output.float(), {"heatmaps": heatmaps,
-                                                                         "keypoint_weights": weights})
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.clip_grad)
-        optimizer.step()
+    def step(batch):
+        training_step(model, loss_fn, optimizer, batch, config.train.clip_grad, amp)
 
     return config, step
 
@@ -444,14 +346,19 @@ def _synthetic_batch(config, batch: int, device: torch.device):
     points = torch.rand(batch, 68, 2, generator=generator) * torch.tensor([width / stride - 1, height / stride - 1])
     heatmaps = render_heatmaps_batched(points, torch.arange(68).expand(batch, -1), 1.0, 68,
                                        (height // stride, width // stride))
-    return images.to(device), heatmaps.to(device), torch.ones(batch, 68, device=device)
+    return {"image": images.to(device), "heatmaps": heatmaps.to(device),
+            "heatmap_weights": torch.ones(batch, 68, device=device)}
 
 
 def _real_split():
-    """The ytf68 training split (else lsp_extended) under the data root, or None."""
-    from .config import data_root
+    """The ytf68 training split (else lsp_extended) under the data root, or None (also when an
+    installed copy has no data root: ``$HEATMAPNET_DATA`` unset)."""
+    from .config import ConfigError, data_root
 
-    root = data_root()
+    try:
+        root = data_root()
+    except ConfigError:
+        return None
     if (root / "ytf68" / "train").is_dir():
         return "ytf68"
     if (root / "lsp_extended" / "joints.mat").is_file():
@@ -464,23 +371,22 @@ def bench_data_loader(settings: Settings) -> dict:
     of a training step of the default model at batch 32, i.e. the loader is not the bottleneck."""
     from torch.utils.data import DataLoader
 
-    from .config import data_root, load_config
-    from .data.build import build_dataset, read_split, resolve_scheme
+    from .build import build_codec, build_dataset, build_loss, build_scheme, read_records
+    from .config import load_config
     from .data.pipelines import collate_samples
-    from .engine import build_codec, build_loss_from_config
 
     device = settings.device
     goal = "time_ratio <= 1 (loader images/s >= training images/s)"
     config_name = _real_split()
     if config_name is None:
-        return _result("data_loader", device, goal, skipped=f"no ytf68 or lsp_extended under {data_root()} "
+        return _result("data_loader", device, goal, skipped="no ytf68 or lsp_extended under the data root "
                                                             "(set HEATMAPNET_DATA)")
     batch, batches = (4, 2) if settings.quick else (32, 8)
     config = load_config(config_name)
-    scheme = resolve_scheme(config.data, config.data.train)
+    scheme = build_scheme(config)
     codec = build_codec(config, scheme)
-    records = read_split(config.data.train)
-    dataset = build_dataset(config.data, config.data.train, records, codec, scheme, train=True)
+    records = read_records(config, "train")
+    dataset = build_dataset(config, records, codec, scheme, train=True)
     order = np.random.default_rng(0).permutation(len(dataset))[: batch * (batches + 1)].reshape(-1, batch)
     loader = DataLoader(dataset, batch_sampler=order.tolist(), num_workers=2, collate_fn=collate_samples)
     iterator = iter(loader)
@@ -490,12 +396,12 @@ def bench_data_loader(settings: Settings) -> dict:
         pass
     loader_s_per_image = (time.perf_counter() - start) / (batch * batches)
 
-    default, step = _training_parts(device, build_loss_from_config(load_config(None).loss))
-    images, heatmaps, weights = _synthetic_batch(default, batch, device)
+    default, step = _training_parts(device, build_loss(load_config(None)))
+    synthetic = _synthetic_batch(default, batch, device)
     timing_threads = torch.get_num_threads()
     torch.set_num_threads(settings.train_threads or timing_threads)
     try:
-        step_ms = median_ms(lambda: step(images, heatmaps, weights), max(1, settings.repeats // 2), device)
+        step_ms = median_ms(lambda: step(synthetic), max(1, settings.repeats // 2), device)
     finally:
         torch.set_num_threads(timing_threads)
     train_s_per_image = step_ms / 1e3 / batch
@@ -515,12 +421,12 @@ def bench_train_step(settings: Settings) -> dict:
         return _result("train_step", device, goal, skipped="runs on CUDA only (use --device cuda on a GPU machine)")
     batch = 8 if settings.quick else 32
     config, ours = _training_parts(device, DistanceAwareFocalLoss())
-    _, baseline = _training_parts(device, lambda output, target, ignore: centernet_focal_loss(output, target))
-    images, heatmaps, weights = _synthetic_batch(config, batch, device)
-    ours_ms = median_ms(lambda: ours(images, heatmaps, weights), settings.repeats, device)
-    baseline_ms = median_ms(lambda: baseline(images, heatmaps, weights), settings.repeats, device)
-    ours_bytes = peak_bytes(lambda: ours(images, heatmaps, weights), device)
-    baseline_bytes = peak_bytes(lambda: baseline(images, heatmaps, weights), device)
+    _, baseline = _training_parts(device, lambda output, target, weights: centernet_focal_loss(output, target))
+    synthetic = _synthetic_batch(config, batch, device)
+    ours_ms = median_ms(lambda: ours(synthetic), settings.repeats, device)
+    baseline_ms = median_ms(lambda: baseline(synthetic), settings.repeats, device)
+    ours_bytes = peak_bytes(lambda: ours(synthetic), device)
+    baseline_bytes = peak_bytes(lambda: baseline(synthetic), device)
     return _result("train_step", device, goal, ours_ms, baseline_ms, ours_bytes, baseline_bytes,
                    ours_ms < baseline_ms and ours_bytes < baseline_bytes, batch=batch,
                    images_per_s=batch / ours_ms * 1e3, baseline_images_per_s=batch / baseline_ms * 1e3)

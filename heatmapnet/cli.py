@@ -12,6 +12,7 @@ import torch
 
 from .ablate import add_ablate_parser
 from .codec import HeatmapCodec
+from .checkpoint import CheckpointError
 from .config import DEFAULT_CONFIG, ConfigError
 from .decode import REFINEMENTS
 from .bench import add_bench_parser
@@ -132,7 +133,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ConfigError, FileNotFoundError) as error:
+    except (ConfigError, CheckpointError, FileNotFoundError) as error:
         print(f"heatmapnet {args.command}: {error}", file=sys.stderr)
         return 2
 

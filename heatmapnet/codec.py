@@ -14,7 +14,11 @@ import numpy as np
 import torch
 
 from .decode import DecodedKeypoints, Peaks, decode_keypoints, decode_peaks
-from .targets import FixedSigma, render_heatmaps
+from .registry import Registry
+from .targets import SIGMA_POLICIES, FixedSigma, render_heatmaps
+
+#: Codecs by name; each has ``from_config(config, scheme, output_activation)``.
+CODECS: Registry = Registry("codec")
 
 
 class EncodedTargets(NamedTuple):
@@ -23,6 +27,7 @@ class EncodedTargets(NamedTuple):
     sigmas: torch.Tensor  # (N, K) the Gaussian widths used, in heatmap pixels
 
 
+@CODECS.register("heatmap")
 @dataclass
 class HeatmapCodec:
     """Encodes keypoints in input pixels to stride-``stride`` heatmaps and decodes them back.
@@ -39,6 +44,17 @@ class HeatmapCodec:
     exact_peak: bool = True
     refine: str = "dark"
     blur_sigma: Optional[float] = None
+
+    @classmethod
+    def from_config(cls, config, scheme, output_activation: str) -> "HeatmapCodec":
+        """From ``config.target``, ``config.data.input_size`` and ``config.eval``. Unless set, targets
+        follow the model's activation: sigmoid (focal) models get the size-adaptive radius target
+        with an exact 1.0 peak, identity (regression) models the fixed-sigma sub-pixel Gaussian."""
+        target, sigmoid = config.target, output_activation == "sigmoid"
+        policy = target.sigma_policy if target.sigma_policy != "auto" else ("radius" if sigmoid else "fixed")
+        exact_peak = sigmoid if target.exact_peak is None else bool(target.exact_peak)
+        return cls(tuple(config.data.input_size), target.stride, SIGMA_POLICIES.get(policy).from_config(target, scheme),
+                   exact_peak, config.eval.refine, config.eval.blur_sigma)
 
     def __post_init__(self):
         width, height = (int(v) for v in self.input_size)

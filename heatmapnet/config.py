@@ -14,15 +14,26 @@ from typing import List, Optional, Sequence, Union
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
-_REPO = Path(__file__).resolve().parent.parent
-CONFIG_DIR = _REPO / "configs"
+from .resources import checkout_root, config_dir, config_names
+
+#: Where the named configs are: the checkout's ``configs/``, or ``heatmapnet/configs/`` inside an
+#: installed copy (see :mod:`heatmapnet.resources`; :func:`resolve_config_path` looks it up afresh).
+CONFIG_DIR = config_dir()
 DEFAULT_CONFIG = "synthetic_faces"
 
 
 def data_root() -> Path:
     """Where real data lives: ``$HEATMAPNET_DATA``, else ``../shared/data`` beside the checkout.
-    Configs refer to it as ``${data_root:}``."""
-    return Path(os.environ.get("HEATMAPNET_DATA") or _REPO.parent / "shared" / "data")
+    Configs refer to it as ``${data_root:}``. An installed copy has no checkout to stand beside,
+    so there ``$HEATMAPNET_DATA`` must be set; without it this raises :class:`ConfigError`."""
+    env = os.environ.get("HEATMAPNET_DATA")
+    if env:
+        return Path(env)
+    root = checkout_root()
+    if root is None:
+        raise ConfigError("heatmapnet runs from an installed copy, not a checkout, so it does not know where "
+                          "real data lives: set HEATMAPNET_DATA to the folder that holds it (ytf68/, coco/, ...)")
+    return root.parent / "shared" / "data"
 
 
 OmegaConf.register_resolver("data_root", lambda: str(data_root()), replace=True)
@@ -65,7 +76,7 @@ class AugmentationSection:
 @dataclass
 class DataSection:
     scheme: str = "ibug68"  # a file of datasets/ (or a path); "coco" takes it from the json
-    mode: str = "topdown"  # topdown (one crop per instance) | multi (whole image, many instances)
+    mode: str = "topdown"  # the one switch of the task: topdown (one crop per instance) | multi (whole image)
     input_size: List[int] = field(default_factory=lambda: [128, 128])  # width, height
     padding: float = 1.25  # top-down box padding
     num_workers: int = 2
@@ -87,11 +98,41 @@ class TargetSection:
 
 
 @dataclass
+class FocalLossSection:  # CornerNet's distance-aware focal loss
+    alpha: float = 2.0
+    beta: float = 4.0
+
+
+@dataclass
+class RetinaFocalLossSection:  # RetinaNet's focal loss
+    alpha: Optional[float] = 0.25  # None: no class balancing
+    gamma: float = 2.0
+    reduction: str = "mean"  # mean | sum | positives
+
+
+@dataclass
+class MSELossSection:
+    convention: str = "mmpose"  # mmpose | hrnet
+
+
+@dataclass
+class AdaptiveWingLossSection:
+    alpha: float = 2.1
+    omega: float = 14.0
+    epsilon: float = 1.0
+    theta: float = 0.5
+
+
+@dataclass
 class LossSection:
+    """``name`` picks a loss of :data:`heatmapnet.losses.LOSSES`; the section of that name holds
+    its constructor's arguments, all of which reach it."""
+
     name: str = "focal"  # focal | mse | awing | retina_focal
-    alpha: float = 2.0  # focal
-    beta: float = 4.0  # focal
-    mse_convention: str = "mmpose"
+    focal: FocalLossSection = field(default_factory=FocalLossSection)
+    retina_focal: RetinaFocalLossSection = field(default_factory=RetinaFocalLossSection)
+    mse: MSELossSection = field(default_factory=MSELossSection)
+    awing: AdaptiveWingLossSection = field(default_factory=AdaptiveWingLossSection)
 
 
 @dataclass
@@ -138,16 +179,17 @@ class ConfigError(ValueError):
 
 
 def resolve_config_path(name_or_path: Optional[str]) -> Path:
-    """A path as given, or a name of ``configs/`` (``ytf68`` -> ``configs/ytf68.yaml``)."""
+    """A path as given, or a named config (``ytf68`` -> ``configs/ytf68.yaml``, read from the checkout
+    or, in an installed copy, from the package's own ``heatmapnet/configs/``)."""
     name_or_path = name_or_path or DEFAULT_CONFIG
     path = Path(name_or_path)
     if path.is_file():
         return path
-    named = CONFIG_DIR / f"{name_or_path}.yaml"
+    folder = config_dir()
+    named = folder / f"{name_or_path}.yaml"
     if named.is_file():
         return named
-    available = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-    raise ConfigError(f"config {name_or_path!r} is neither a file nor one of configs/: {available}")
+    raise ConfigError(f"config {name_or_path!r} is neither a file nor one of configs/ ({folder}): {config_names()}")
 
 
 def _valid_keys(schema: DictConfig, dotted: str) -> List[str]:
@@ -160,7 +202,7 @@ def _valid_keys(schema: DictConfig, dotted: str) -> List[str]:
     return sorted(node.keys()) if isinstance(node, DictConfig) else []
 
 
-def _merge(base: DictConfig, other, where: str) -> DictConfig:
+def merge_config(base: DictConfig, other, where: str) -> DictConfig:
     try:
         return OmegaConf.merge(base, other)
     except (ConfigAttributeError, ConfigKeyError) as error:
@@ -176,11 +218,11 @@ def load_config(name_or_path: Optional[str] = None, overrides: Sequence[str] = (
     config = OmegaConf.structured(RunConfig)
     OmegaConf.set_struct(config, True)
     path = resolve_config_path(name_or_path)
-    config = _merge(config, OmegaConf.load(path), str(path))
+    config = merge_config(config, OmegaConf.load(path), str(path))
     for override in overrides:
         if "=" not in override:
             raise ConfigError(f"override {override!r} must look like key.sub=value")
-        config = _merge(config, OmegaConf.from_dotlist([override]), f"override {override!r}")
+        config = merge_config(config, OmegaConf.from_dotlist([override]), f"override {override!r}")
     try:
         OmegaConf.resolve(config)
     except Exception as error:  # an interpolation that cannot be resolved names its key

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -20,74 +18,46 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from .codec import HeatmapCodec
+from .build import build_codec, build_evaluator, build_loss, build_model, build_run_data, build_scheme
+from .checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from .config import save_config
-from .data.build import build_dataset, read_split, resolve_scheme
 from .data.pipelines import collate_samples
 from .distributed import DistInfo, barrier, cleanup_distributed, setup_distributed
-from .evaluation import evaluate_predictions, predict_dataset, primary_metric
-from .losses import LOGIT_LOSSES, build_loss
-from .metadata import KeypointScheme
-from .models import HeatmapModel, ModelConfig
-from .targets import FixedSigma, OKSSigma, RadiusSigma
+from .evaluation import primary_metric
+
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}  # train.optimizer
 
 
 class NonFiniteLossError(RuntimeError):
     """Training stopped because the loss or the gradient stopped being finite."""
 
 
-# ----------------------------------------------------------------------------------------------
-# components from config sections
-# ----------------------------------------------------------------------------------------------
-def uses_logits(loss_section) -> bool:
-    return loss_section.name in LOGIT_LOSSES
-
-
-def build_codec(config: DictConfig, scheme: KeypointScheme) -> HeatmapCodec:
-    """Targets follow the loss unless set: sigmoid losses get the size-adaptive radius target
-    with an exact 1.0 peak, regression losses the fixed-sigma sub-pixel Gaussian."""
-    target, logits = config.target, uses_logits(config.loss)
-    policy = target.sigma_policy if target.sigma_policy != "auto" else ("radius" if logits else "fixed")
-    if policy == "fixed":
-        sigma_policy = FixedSigma(target.sigma)
-    elif policy == "radius":
-        sigma_policy = RadiusSigma(target.min_overlap, target.radius_formula)
-    elif policy == "oks":
-        sigma_policy = OKSSigma(tuple(float(s) for s in scheme.oks_sigmas), target.oks_scale)
-    else:
-        raise ValueError(f"unknown target.sigma_policy {policy!r}; choose auto, fixed, radius or oks")
-    exact_peak = logits if target.exact_peak is None else bool(target.exact_peak)
-    return HeatmapCodec(tuple(config.data.input_size), target.stride, sigma_policy, exact_peak,
-                        config.eval.refine, config.eval.blur_sigma)
-
-
-def build_loss_from_config(loss_section):
-    if loss_section.name == "focal":
-        return build_loss("focal", alpha=loss_section.alpha, beta=loss_section.beta)
-    if loss_section.name == "mse":
-        return build_loss("mse", convention=loss_section.mse_convention)
-    return build_loss(loss_section.name)
-
-
-def build_model_from_config(model_section, num_keypoints: int, logits: bool) -> HeatmapModel:
-    return HeatmapModel(ModelConfig(backbone=model_section.backbone, head=model_section.head,
-                                    head_channels=model_section.head_channels, head_norm=model_section.head_norm,
-                                    num_keypoints=num_keypoints, pretrained_path=model_section.pretrained_path,
-                                    sigmoid_prior=0.1 if logits else None))
-
-
-def heatmap_loss(loss_fn, loss_name: str, output: torch.Tensor, batch: dict) -> torch.Tensor:
-    """The loss of a batch. Top-down keypoints that are unlabelled or off the crop are ignored
-    (their channel is masked for focal losses, weighted 0 for regression losses)."""
-    target = batch["heatmaps"]
-    weights = batch["keypoint_weights"]
-    per_channel = weights if weights.dim() == 2 else None  # multi-instance maps mix instances
-    if loss_name == "focal":
-        ignore = None if per_channel is None else (per_channel == 0)[:, :, None, None].expand_as(output)
-        return loss_fn(output, target, ignore)
-    if loss_name == "retina_focal":
-        return loss_fn(output, target, None if per_channel is None else per_channel[:, :, None, None])
-    return loss_fn(output, target, per_channel)
+def training_step(net: torch.nn.Module, loss_fn, optimizer: torch.optim.Optimizer, batch: dict,
+                  clip_grad: float = 0.0, amp: bool = False) -> float:
+    """One optimisation step on a batch (``image``, ``heatmaps``, ``heatmap_weights``): forward
+    (bf16 autocast where ``amp``), the loss in float32, backward, gradient clipping at
+    ``clip_grad`` (0: none), the optimiser's step. Returns the loss; raises
+    :class:`NonFiniteLossError` before any parameter changes if the loss or gradient norm is not
+    finite. The trainer and ``heatmapnet bench`` both step through here."""
+    device = next(net.parameters()).device
+    images = batch["image"].to(device, non_blocking=True)
+    target = batch["heatmaps"].to(device, non_blocking=True)
+    weights = batch["heatmap_weights"].to(device, non_blocking=True)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        output = net(images)
+    loss = loss_fn(output.float(), target, weights)
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise NonFiniteLossError(f"the loss is {value}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip_grad > 0:
+        norm = float(torch.nn.utils.clip_grad_norm_(net.parameters(), clip_grad))
+        if not math.isfinite(norm):
+            raise NonFiniteLossError(f"the gradient norm is {norm}")
+    optimizer.step()
+    return value
 
 
 def learning_rate_factor(step: int, warmup_steps: int, total_steps: int) -> float:
@@ -131,44 +101,10 @@ class StepBatchSampler:
             yield batch
 
 
-def _atomic_save(obj, path: Path) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(obj, temporary)
-    os.replace(temporary, path)
-
-
-def _rng_states() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-
-
-def _restore_rng_states(states: dict) -> None:
-    torch.set_rng_state(states["torch"])
-    np.random.set_state(states["numpy"])
-    random.setstate(states["python"])
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-@dataclass
-class RunData:
-    scheme: KeypointScheme
-    train_records: object
-    val_records: object
-    train_set: object
-    val_set: object
-
-
-def build_run_data(config: DictConfig, codec: HeatmapCodec, scheme: KeypointScheme) -> RunData:
-    data = config.data
-    train_records = read_split(data.train, data.skip_invalid, "data.train")
-    val_records = read_split(data.val, data.skip_invalid, "data.val")
-    return RunData(scheme, train_records, val_records,
-                   build_dataset(data, data.train, train_records, codec, scheme, train=True, seed=config.train.seed),
-                   build_dataset(data, data.val, val_records, codec, scheme, train=False, seed=config.train.seed))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -183,20 +119,18 @@ class Trainer:
         if train.threads:
             torch.set_num_threads(train.threads)
         seed_everything(train.seed)
-        self.logits = uses_logits(config.loss)
-        scheme = resolve_scheme(config.data, config.data.train)
+        scheme = build_scheme(config)
         self.codec = build_codec(config, scheme)
         self.data = build_run_data(config, self.codec, scheme)
-        self.model = build_model_from_config(config.model, self.data.scheme.num_keypoints, self.logits)
+        self.evaluator = build_evaluator(config, self.data.val_records, self.data.val_set, self.codec, scheme,
+                                         self.dist)
+        self.model = build_model(config, scheme)
         self.model.to(self.dist.device)
-        self.loss_fn = build_loss_from_config(config.loss)
+        self.loss_fn = build_loss(config)
+        if train.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown train.optimizer {train.optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
         parameters = [p for p in self.model.parameters() if p.requires_grad]
-        if train.optimizer == "adamw":
-            self.optimizer = torch.optim.AdamW(parameters, lr=train.lr, weight_decay=train.weight_decay)
-        elif train.optimizer == "adam":
-            self.optimizer = torch.optim.Adam(parameters, lr=train.lr, weight_decay=train.weight_decay)
-        else:
-            raise ValueError(f"unknown train.optimizer {train.optimizer!r}; choose adam or adamw")
+        self.optimizer = OPTIMIZERS[train.optimizer](parameters, lr=train.lr, weight_decay=train.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: learning_rate_factor(step, train.warmup_steps, train.steps))
         self.step = 0
@@ -212,34 +146,32 @@ class Trainer:
     def last_checkpoint(self) -> Path:
         return self.out_dir / "last.pt"
 
-    def checkpoint_state(self) -> dict:
-        return {"config": OmegaConf.to_container(self.config), "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "step": self.step, "best": self.best, "rng": _rng_states(),
-                "scheme": self.data.scheme}
-
     def save(self, path: Path) -> None:
         if self.dist.is_main:
-            _atomic_save(self.checkpoint_state(), path)
+            save_checkpoint(path, config=OmegaConf.to_container(self.config), scheme=self.data.scheme,
+                            model=self.model.state_dict(), step=self.step, best=self.best,
+                            training={"optimizer": self.optimizer.state_dict(),
+                                      "scheduler": self.scheduler.state_dict(), "rng": rng_states()})
         barrier(self.dist)
 
     def resume(self, path) -> None:
-        state = torch.load(path, map_location=self.dist.device, weights_only=False)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.step = int(state["step"])
-        self.best = state["best"]
-        _restore_rng_states(state["rng"])
+        checkpoint = load_checkpoint(path, map_location=self.dist.device)
+        checkpoint.check_fits(self.data.scheme)
+        missing = [key for key in ("optimizer", "scheduler", "rng") if key not in checkpoint.training]
+        if missing:
+            raise ValueError(f"{path}: holds no training state {missing}; it can be evaluated but not resumed")
+        self.model.load_state_dict(checkpoint.model)
+        self.optimizer.load_state_dict(checkpoint.training["optimizer"])
+        self.scheduler.load_state_dict(checkpoint.training["scheduler"])
+        self.step = checkpoint.step
+        self.best = checkpoint.best
+        restore_rng_states(checkpoint.training["rng"])
 
     # -- evaluation --------------------------------------------------------------------------
-    def evaluate(self, codec: Optional[HeatmapCodec] = None) -> dict:
+    def evaluate(self, codec=None) -> dict:
         """The validation metrics, decoded with ``codec`` (default: the run's own, e.g. another
         ``refine`` to compare sub-pixel decoders on the same weights)."""
-        predictions = predict_dataset(self.model, self.data.val_set, codec or self.codec, self.logits, self.config.eval,
-                                      self.dist, self.data.scheme.flip_permutation,
-                                      max_peaks=self.config.eval.max_instances * self.data.scheme.num_keypoints)
-        return evaluate_predictions(self.data.val_records, predictions, self.data.scheme, self.config.eval)
+        return self.evaluator(self.model, codec)
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> dict:
@@ -286,30 +218,15 @@ class Trainer:
         return summary
 
     def train_step(self, batch: dict) -> float:
-        device = self.dist.device
-        images = batch["image"].to(device, non_blocking=True)
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k in ("heatmaps", "keypoint_weights")}
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.amp):
-            output = self.net(images)
-        loss = heatmap_loss(self.loss_fn, self.config.loss.name, output.float(), batch)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            self._stop(f"the loss is {value}")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.config.train.clip_grad > 0:
-            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.train.clip_grad)
-            if not math.isfinite(float(norm)):
-                self._stop(f"the gradient norm is {float(norm)}")
-        self.optimizer.step()
+        try:
+            value = training_step(self.net, self.loss_fn, self.optimizer, batch, self.config.train.clip_grad, self.amp)
+        except NonFiniteLossError as error:
+            last = f"{self.last_checkpoint} (left as it was)" if self.last_checkpoint.exists() else "none was written yet"
+            raise NonFiniteLossError(f"training stopped at step {self.step + 1}: {error}. Nothing was updated or "
+                                     f"saved after the last finite step; last good checkpoint: {last}. Try a lower "
+                                     f"train.lr or train.clip_grad.") from None
         self.scheduler.step()
         return value
-
-    def _stop(self, what: str) -> None:
-        last = f"{self.last_checkpoint} (left as it was)" if self.last_checkpoint.exists() else "none was written yet"
-        raise NonFiniteLossError(f"training stopped at step {self.step + 1}: {what}. Nothing was updated or "
-                                 f"saved after the last finite step; last good checkpoint: {last}. Try a lower "
-                                 f"train.lr or train.clip_grad.")
 
     def evaluate_and_keep_best(self, log) -> dict:
         result = self.evaluate()

@@ -17,8 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import metrics
-from .codec import HeatmapCodec
-from .data.pipelines import MultiInstanceDataset, collate_samples
+from .data.pipelines import collate_samples
 from .distributed import DistInfo, gather_objects
 from .metadata import KeypointScheme
 
@@ -52,53 +51,58 @@ def apply_affine_batch(points: torch.Tensor, matrices: torch.Tensor) -> torch.Te
     return moved.reshape(points.shape)
 
 
-def heatmap_probabilities(model, images: torch.Tensor, logits: bool, flip_permutation=None) -> torch.Tensor:
-    """The model's maps as probabilities (sigmoid of logits for focal heads), optionally averaged
-    with the maps of the mirrored image, mirrored back with left/right channels swapped."""
-    def forward(x):
-        out = model(x).float()
-        return torch.sigmoid(out) if logits else out
-
-    maps = forward(images)
+def heatmap_probabilities(model, images: torch.Tensor, flip_permutation=None) -> torch.Tensor:
+    """The model's heatmaps (its own output activation applied), optionally averaged with the
+    maps of the mirrored image, mirrored back with left/right channels swapped."""
+    maps = model.heatmaps(images)
     if flip_permutation is None:
         return maps
-    mirrored = forward(torch.flip(images, dims=[3])).flip(dims=[3])[:, torch.as_tensor(flip_permutation)]
+    mirrored = model.heatmaps(torch.flip(images, dims=[3])).flip(dims=[3])[:, torch.as_tensor(flip_permutation)]
     return (maps + mirrored) / 2.0
 
 
 @torch.no_grad()
-def predict_dataset(model, dataset, codec: HeatmapCodec, logits: bool, eval_section, dist: DistInfo,
-                    flip_permutation=None, num_workers: int = 0, max_peaks: int = 100):
-    """Every sample of ``dataset`` (this rank's share, then gathered on all ranks)."""
+def predict_dataset(model, dataset, codec, mode, batch_size: int, dist: DistInfo, flip_permutation=None,
+                    num_workers: int = 0):
+    """Every sample of ``dataset`` decoded by ``mode`` (this rank's share, then gathered on all
+    ranks), in original image pixels. ``flip_permutation`` set: flip test."""
     indices = list(range(dist.rank, len(dataset), dist.world_size))
-    loader = DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=eval_section.batch_size,
+    loader = DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=batch_size,
                         num_workers=num_workers, collate_fn=collate_samples)
     was_training = model.training
     model.eval()
     device = dist.device
     parts = []
-    flip = flip_permutation if eval_section.flip_test else None
     for batch in loader:
-        maps = heatmap_probabilities(model, batch["image"].to(device), logits, flip)
+        maps = heatmap_probabilities(model, batch["image"].to(device), flip_permutation)
         back = invert_affine_batch(batch["matrix"].to(device, torch.float64))
-        if isinstance(dataset, MultiInstanceDataset):  # every peak of every type
-            peaks = codec.decode_instances(maps, k=max_peaks)
-            points = apply_affine_batch(peaks.points.double(), back).cpu().numpy()
-            record = batch["record_index"][:, None].expand(peaks.scores.shape).numpy()
-            parts.append(PeakPredictions(record.reshape(-1), peaks.classes.cpu().numpy().reshape(-1),
-                                         points.reshape(-1, 2), peaks.scores.cpu().numpy().reshape(-1)))
-        else:
-            decoded = codec.decode(maps)
-            points = apply_affine_batch(decoded.coordinates.double(), back).cpu().numpy()
-            parts.append(TopDownPredictions(batch["record_index"].numpy(), batch["instance_index"].numpy(),
-                                            points, decoded.scores.cpu().numpy()))
+        instance = batch["instance_index"].numpy() if "instance_index" in batch else None
+        parts.append(mode.decode_batch(codec, maps, back, batch["record_index"].numpy(), instance))
     model.train(was_training)
-    parts = [p for rank_parts in gather_objects(parts, dist) for p in rank_parts]
-    kind = PeakPredictions if isinstance(dataset, MultiInstanceDataset) else TopDownPredictions
-    fields = kind.__dataclass_fields__
-    if not parts:
-        raise ValueError("evaluation dataset is empty")
-    return kind(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in fields})
+    return mode.concatenate([p for rank_parts in gather_objects(parts, dist) for p in rank_parts])
+
+
+class Evaluator:
+    """Validation of a model on one split: predictions decoded by ``mode`` with ``codec`` (another
+    codec may be passed per call, e.g. to compare refinements on the same weights), scored by the
+    mode's metrics."""
+
+    def __init__(self, mode, dataset, records, codec, scheme: KeypointScheme, eval_section,
+                 dist: Optional[DistInfo] = None):
+        self.mode, self.dataset, self.records, self.codec, self.scheme = mode, dataset, records, codec, scheme
+        self.eval_section = eval_section
+        self.dist = dist or DistInfo()
+
+    def predict(self, model, codec=None):
+        flip = self.scheme.flip_permutation if self.eval_section.flip_test else None
+        return predict_dataset(model, self.dataset, codec or self.codec, self.mode, self.eval_section.batch_size,
+                               self.dist, flip)
+
+    def score(self, predictions) -> dict:
+        return self.mode.evaluate(self.records, predictions, self.scheme, self.eval_section)
+
+    def __call__(self, model, codec=None) -> dict:
+        return self.score(self.predict(model, codec))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -247,15 +251,6 @@ def _average_precision(gt_points, gt_radius, gt_image, points, scores, image) ->
     envelope = np.maximum.accumulate(precision[::-1])[::-1] if len(precision) else precision
     recall_steps = np.diff(np.concatenate([[0.0], recall]))
     return float(np.sum(recall_steps * envelope))
-
-
-def evaluate_predictions(records, predictions, scheme: KeypointScheme, eval_section) -> dict:
-    """The task's metrics, chosen by the prediction kind and the scheme."""
-    if isinstance(predictions, PeakPredictions):
-        return keypoint_detection_ap(records, predictions, scheme, eval_section.detection_distance)
-    if is_face_scheme(scheme):
-        return face_metrics(records, predictions, scheme, eval_section)
-    return pose_metrics(records, predictions, scheme, eval_section)
 
 
 def primary_metric(result: dict) -> tuple:

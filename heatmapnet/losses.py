@@ -1,8 +1,14 @@
 """Heatmap losses: the element-wise formula apart from weighting and reduction (as mmdet does).
 
-Every loss that implies a sigmoid takes logits, never probabilities, and works in log space
-(``logsigmoid``), so loss and gradient stay finite for logits in [-100, 100] without clamping
-the sigmoid. MSE and Adaptive Wing compare the raw output with the target heatmap directly.
+Every heatmap loss has one signature, ``loss(prediction, target, keypoint_weights=None)``:
+``prediction`` and ``target`` (B, K, H, W), ``keypoint_weights`` (B, K) >= 0 multiplies every
+element of keypoint k's map in sample b, so a weight of 0 removes that map from the loss (and,
+for losses divided by their positives, its positives from the count). Multi-instance maps pass
+no weights. Losses are registered in :data:`LOSSES` by their config name; each class says which
+activation turns the network's output into a heatmap (``output_activation``): losses that imply a
+sigmoid take logits, never probabilities, and work in log space (``logsigmoid``), so loss and
+gradient stay finite for logits in [-100, 100]; MSE and Adaptive Wing compare the raw output
+with the target heatmap directly.
 """
 from __future__ import annotations
 
@@ -13,6 +19,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .registry import Registry
+
+LOSSES: Registry = Registry("loss.name")
 REDUCTIONS = ("none", "mean", "sum")
 
 
@@ -74,6 +83,8 @@ def _power(base: torch.Tensor, exponent: float) -> torch.Tensor:
 def _focal_chunk(x: torch.Tensor, y: torch.Tensor, keep: Optional[torch.Tensor], alpha: float, beta: float,
                  grad_out: Optional[torch.Tensor]):
     """Loss sum and positive count of one flat chunk; writes d(sum)/dx into ``grad_out`` if given.
+    ``y`` keeps the target's own dtype until positives are decided (a float64 1 - 1e-9 is not a
+    positive, though it rounds to 1 in float32); ``keep`` holds per-element weights or None.
 
     Both branches are one formula in z = -x at positives, x elsewhere: with q = sigmoid(z) and
     m = 1 at positives, (1 - y)^beta elsewhere, the loss is m q^alpha softplus(z) (q = 1 - p and
@@ -81,8 +92,9 @@ def _focal_chunk(x: torch.Tensor, y: torch.Tensor, keep: Optional[torch.Tensor],
     dL/dz = m q^alpha (alpha (1 - q) softplus(z) + q), dL/dx = sign(z / x) dL/dz.
     """
     positive = y == 1
+    y = y.to(x.dtype)
     if keep is not None:
-        positive &= keep
+        positive &= keep > 0
     sign = torch.where(positive, -1.0, 1.0)
     z = x * sign
     q = torch.sigmoid(z)
@@ -130,46 +142,64 @@ class _FusedDistanceAwareFocal(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output):
+        # The saved gradient is a constant: there is no second derivative through it. Grad mode is on
+        # here exactly under create_graph=True; refuse it, since @once_differentiable only objects when
+        # grad_output requires grad and a chain such as loss(w ** 2) would get a silently wrong Hessian.
+        if torch.is_grad_enabled():
+            raise RuntimeError("the fused focal loss is differentiable once: create_graph=True is not supported")
         grad, divisor = ctx.saved_tensors
         return (grad * (grad_output / divisor)).view(ctx.shape), None, None, None, None, None
 
 
+@LOSSES.register("focal")
 class DistanceAwareFocalLoss(nn.Module):
     """CornerNet's penalty-reduced focal loss, summed and divided by max(1, positives in the batch).
 
-    ``ignore_mask`` (broadcastable to the logits, True = ignore) removes pixels from both the sum
-    and the count of positives. The divisor stays a tensor: no host synchronisation. Same-shaped
-    float32/float64 inputs take a fused, chunked path with a closed-form gradient (a fraction of
-    the time and memory of autograd through the element-wise formula); anything else (broadcast
-    targets, half precision) uses :func:`distance_aware_focal_loss_elementwise` directly.
+    ``keypoint_weights`` (B, K) multiply each map's elements; maps of weight 0 add neither loss nor
+    positives. Targets must lie in [0, 1]; a positive is a target exactly equal to 1 in its own
+    dtype. The divisor stays a tensor: no host synchronisation. Same-shaped float32/float64 inputs
+    take a fused, chunked path with a closed-form gradient (a fraction of the time and memory of
+    autograd through the element-wise formula; it is differentiable once); anything else
+    (broadcast targets, half precision) uses :func:`distance_aware_focal_loss_elementwise`.
     """
+
+    output_activation = "sigmoid"
 
     def __init__(self, alpha: float = 2.0, beta: float = 4.0):
         super().__init__()
+        if not (alpha >= 0 and beta >= 0):  # also refuses NaN
+            raise ValueError(f"focal loss needs alpha >= 0 and beta >= 0, got alpha={alpha}, beta={beta}")
         self.alpha = float(alpha)
         self.beta = float(beta)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor,
-                ignore_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+                keypoint_weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+        _check_unit_interval(target)
+        weight = None if keypoint_weights is None else per_keypoint_weight(keypoint_weights, logits)
         if (logits.dtype in _FUSED_DTYPES and target.shape == logits.shape and target.device == logits.device
                 and not target.requires_grad):
-            keep = None
-            if ignore_mask is not None:
-                keep = (~ignore_mask.bool()).expand(logits.shape).contiguous()
+            keep = None if weight is None else weight.expand(logits.shape).contiguous()
             with_grad = torch.is_grad_enabled() and logits.requires_grad
-            return _FusedDistanceAwareFocal.apply(logits.contiguous(), target.to(logits.dtype).contiguous(), keep,
+            return _FusedDistanceAwareFocal.apply(logits.contiguous(), target.contiguous(), keep,
                                                   self.alpha, self.beta, with_grad)
         loss = distance_aware_focal_loss_elementwise(logits, target, self.alpha, self.beta)
-        positive = target == 1
-        keep = None
-        if ignore_mask is not None:
-            keep = (~ignore_mask.bool()).to(loss.dtype)
-            positive = positive & ~ignore_mask.bool()
+        positive = (target == 1).expand(loss.shape)  # a broadcast target's positives count once per sample
+        if weight is not None:
+            positive = positive & (weight > 0)
         num_positive = positive.sum().clamp_min(1).to(loss.dtype)
-        return reduce_loss(loss, keep, "mean", avg_factor=num_positive)
+        return reduce_loss(loss, weight, "mean", avg_factor=num_positive)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, beta={self.beta}"
+
+
+def _check_unit_interval(target: torch.Tensor) -> None:
+    """Focal losses read the target as a probability: one pass to check it lies in [0, 1]."""
+    if target.numel() == 0:
+        return
+    low, high = torch.aminmax(target.detach())
+    if not (bool(low >= 0) and bool(high <= 1)):  # NaN fails both
+        raise ValueError(f"focal loss targets must lie in [0, 1]; got values in [{float(low)}, {float(high)}]")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -196,26 +226,35 @@ def focal_loss_elementwise(logits: torch.Tensor, target: torch.Tensor, alpha: Op
     return (alpha * target + (1.0 - alpha) * (1.0 - target)) * modulated
 
 
+@LOSSES.register("retina_focal")
 class FocalLoss(nn.Module):
     """RetinaNet's binary focal loss on logits; ``alpha=None`` disables balancing, ``gamma=0``
     gives (balanced) binary cross-entropy. ``reduction="positives"`` divides the sum by
-    max(1, number of targets equal to 1), as RetinaNet normalises by assigned anchors."""
+    max(1, number of targets equal to 1 in maps of non-zero weight), as RetinaNet normalises by
+    assigned anchors."""
+
+    output_activation = "sigmoid"
 
     def __init__(self, alpha: Optional[float] = 0.25, gamma: float = 2.0, reduction: str = "mean"):
         super().__init__()
         if reduction not in REDUCTIONS + ("positives",):
             raise ValueError(f"reduction must be one of {REDUCTIONS + ('positives',)}, got {reduction!r}")
-        if gamma < 0:
+        if not gamma >= 0:  # also refuses NaN
             raise ValueError(f"gamma must be >= 0, got {gamma}")
         self.alpha = alpha
         self.gamma = float(gamma)
         self.reduction = reduction
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor,
-                weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+                keypoint_weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+        _check_unit_interval(target)
         loss = focal_loss_elementwise(logits, target, self.alpha, self.gamma)
+        weight = None if keypoint_weights is None else per_keypoint_weight(keypoint_weights, logits)
         if self.reduction == "positives":
-            num_positive = (target == 1).sum().clamp_min(1).to(loss.dtype)
+            positive = target == 1
+            if weight is not None:
+                positive = positive & (weight > 0)
+            num_positive = positive.sum().clamp_min(1).to(loss.dtype)
             return reduce_loss(loss, weight, "mean", avg_factor=num_positive)
         return reduce_loss(loss, weight, self.reduction)
 
@@ -229,6 +268,7 @@ class FocalLoss(nn.Module):
 MSE_CONVENTIONS = ("mmpose", "hrnet")
 
 
+@LOSSES.register("mse")
 class HeatmapMSELoss(nn.Module):
     """HRNet/mmpose heatmap regression loss with per-keypoint target weights (visibility).
 
@@ -238,6 +278,8 @@ class HeatmapMSELoss(nn.Module):
     differ only by the 0.5.
     """
 
+    output_activation = "identity"
+
     def __init__(self, convention: str = "mmpose"):
         super().__init__()
         if convention not in MSE_CONVENTIONS:
@@ -245,12 +287,12 @@ class HeatmapMSELoss(nn.Module):
         self.convention = convention
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor,
-                target_weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+                keypoint_weights: Optional[torch.Tensor] = None) -> torch.Tensor:
         squared = (pred - target) ** 2
-        if target_weight is None:
+        if keypoint_weights is None:
             weight = None
         else:
-            weight = _per_keypoint_weight(target_weight, pred)
+            weight = per_keypoint_weight(keypoint_weights, pred)
             if self.convention == "hrnet":
                 weight = weight * weight
         loss = reduce_loss(squared, weight, "mean")
@@ -260,11 +302,16 @@ class HeatmapMSELoss(nn.Module):
         return f"convention={self.convention!r}"
 
 
-def _per_keypoint_weight(target_weight: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
-    """(B, K) keypoint weights -> broadcastable to (B, K, H, W) heatmaps."""
-    if target_weight.shape != pred.shape[:2]:
-        raise ValueError(f"target_weight must have shape {tuple(pred.shape[:2])}, got {tuple(target_weight.shape)}")
-    return target_weight.to(pred.dtype)[:, :, None, None]
+def per_keypoint_weight(keypoint_weights: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+    """(B, K) keypoint weights -> broadcastable to (B, K, H, W) heatmaps; wrong shapes and
+    negative or non-finite weights are errors."""
+    if tuple(keypoint_weights.shape) != tuple(pred.shape[:2]):
+        raise ValueError(f"keypoint_weights must have shape {tuple(pred.shape[:2])}, "
+                         f"got {tuple(keypoint_weights.shape)}")
+    weight = keypoint_weights.to(device=pred.device, dtype=pred.dtype)
+    if weight.numel() and not bool(torch.isfinite(weight).all() & (weight >= 0).all()):
+        raise ValueError("keypoint_weights must be finite and >= 0")
+    return weight[:, :, None, None]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -285,8 +332,11 @@ def adaptive_wing_loss_elementwise(pred: torch.Tensor, target: torch.Tensor, alp
     return torch.where(delta < theta, near, far)
 
 
+@LOSSES.register("awing")
 class AdaptiveWingLoss(nn.Module):
     """Adaptive Wing loss for heatmap regression, mean over B*K*H*W, with optional (B, K) weights."""
+
+    output_activation = "identity"
 
     def __init__(self, alpha: float = 2.1, omega: float = 14.0, epsilon: float = 1.0, theta: float = 0.5):
         super().__init__()
@@ -295,31 +345,18 @@ class AdaptiveWingLoss(nn.Module):
         self.alpha, self.omega, self.epsilon, self.theta = float(alpha), float(omega), float(epsilon), float(theta)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor,
-                target_weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+                keypoint_weights: Optional[torch.Tensor] = None) -> torch.Tensor:
         loss = adaptive_wing_loss_elementwise(pred, target, self.alpha, self.omega, self.epsilon, self.theta)
-        weight = None if target_weight is None else _per_keypoint_weight(target_weight, pred)
+        weight = None if keypoint_weights is None else per_keypoint_weight(keypoint_weights, pred)
         return reduce_loss(loss, weight, "mean")
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, omega={self.omega}, epsilon={self.epsilon}, theta={self.theta}"
 
 
-LOSSES = {
-    "focal": DistanceAwareFocalLoss,
-    "retina_focal": FocalLoss,
-    "mse": HeatmapMSELoss,
-    "awing": AdaptiveWingLoss,
-}
-
-# Losses whose inputs are logits, so models trained with them decode sigmoid(output).
-LOGIT_LOSSES = frozenset({"focal", "retina_focal"})
-
-
 def build_loss(name: str, **kwargs) -> nn.Module:
     """A heatmap loss by its registry name (``focal``, ``retina_focal``, ``mse``, ``awing``)."""
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}")
-    return LOSSES[name](**kwargs)
+    return LOSSES.get(name)(**kwargs)
 
 
 def prior_bias(probability: float = 0.1) -> float:

@@ -1,7 +1,7 @@
 """Keypoint-scheme metadata: names, mirror pairs, skeleton, OKS sigmas and metric normalisers.
 
 Schemes are data, one YAML file each, in the repository's ``datasets/`` folder (installed copies
-read ``<sys.prefix>/share/heatmapnet/datasets``). A file holds::
+read the package data ``heatmapnet/datasets/`` that a build copies from it). A file holds::
 
     name: lsp14                      # required
     sides: person                    # "person" or "image": what left/right in the names mean
@@ -21,12 +21,13 @@ them, raising ``ValueError`` that names the file and the field on any problem.
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
+
+from . import resources as _resources
 
 __all__ = [
     "KeypointScheme",
@@ -179,6 +180,27 @@ class KeypointScheme:
         """The outer-eye-corner (or eye-centre) pair for inter-ocular NME, if the scheme has one."""
         return self.nme_normalisation.get("interocular")
 
+    def to_dict(self) -> dict:
+        """The scheme as plain data in the YAML layout (names, not indices):
+        ``scheme_from_dict(s.to_dict())`` gives back an equal scheme. Checkpoints store this."""
+        names = self.keypoint_names
+
+        def named(pairs):
+            return [[names[a], names[b]] for a, b in pairs]
+
+        raw = {"name": self.name, "sides": self.sides, "keypoints": list(names),
+               "flip_pairs": named(self.flip_pairs), "skeleton": named(self.skeleton),
+               "oks_sigmas": [float(s) for s in self.oks_sigmas],
+               "nme_normalisation": {k: [names[i] for i in v] for k, v in self.nme_normalisation.items()},
+               "notes": list(self.notes)}
+        if self.pupils is not None:
+            raw["pupils"] = [[names[i] for i in group] for group in self.pupils]
+        for attr in ("torso", "head"):
+            value = getattr(self, attr)
+            if value is not None:
+                raw[attr] = [names[i] for i in value]
+        return raw
+
     # ------------------------------------------------------------------ value semantics
     def __eq__(self, other: Any) -> bool:
         if not isinstance(other, KeypointScheme):
@@ -200,20 +222,10 @@ class KeypointScheme:
 # ---------------------------------------------------------------------------- locating files
 
 
-#: The repository's scheme folder (an editable install or a checkout).
-_REPO_DATASETS = Path(__file__).resolve().parent.parent / "datasets"
-
-
 def schemes_dir() -> Path:
-    """The folder holding the scheme files: the repo's ``datasets/``, else the installed copy
-    (``<sys.prefix>/share/heatmapnet/datasets``, where ``setup.py`` puts them)."""
-    here = _REPO_DATASETS
-    if here.is_dir() and any(here.glob("*.yaml")):
-        return here
-    installed = Path(sys.prefix) / "share" / "heatmapnet" / "datasets"
-    if installed.is_dir():
-        return installed
-    return here
+    """The folder holding the scheme files (see :mod:`heatmapnet.resources`): the package's own
+    ``heatmapnet/datasets/`` in an installed copy, else the checkout's ``datasets/``."""
+    return _resources.dataset_metadata_dir()
 
 
 def available_schemes() -> list[str]:

@@ -1,14 +1,18 @@
 """Heatmap networks: any timm backbone (``features_only``) and a head registry, built by name.
 
-Heads output one channel per keypoint type at stride 4. A head trained with a sigmoid loss
-starts its final bias at RetinaNet's prior -log((1 - pi) / pi), so the first steps are not
-swamped by the background; regression heads start at 0.
+Heads output one channel per keypoint type at stride 4. The model owns its output activation:
+``model(images)`` gives the raw output the loss sees (logits for sigmoid losses), and
+``model.heatmaps(images)`` the heatmaps every decoder reads (``activate`` applied). A sigmoid
+head starts its final bias at RetinaNet's prior -log((1 - pi) / pi), so the first steps are not
+swamped by the background; identity heads start at 0. A new head is one class registered in
+:data:`HEADS` with the constructor ``(in_channels, in_strides, num_outputs, channels, norm)``
+and a ``classifier`` attribute (its last 1x1 convolution).
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional
+from typing import Optional
 
 import timm
 import torch
@@ -16,16 +20,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .losses import prior_bias
+from .registry import Registry
 
 OUTPUT_STRIDE = 4
-HEADS: Dict[str, Callable[..., nn.Module]] = {}
-
-
-def register_head(name: str):
-    def register(cls):
-        HEADS[name] = cls
-        return cls
-    return register
+HEADS: Registry = Registry("model.head")
+ACTIVATIONS = ("sigmoid", "identity")
+SIGMOID_PRIOR = 0.1  # the probability a fresh sigmoid head predicts everywhere
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
@@ -38,7 +38,7 @@ def make_norm(kind: str, channels: int) -> nn.Module:
     raise ValueError(f"unknown head_norm {kind!r}; choose batch or group")
 
 
-@register_head("deconv")
+@HEADS.register("deconv")
 class DeconvHead(nn.Module):
     """SimpleBaseline (Xiao et al., 2018): transposed convolutions from the deepest feature up to
     stride 4, then a 1x1 classifier."""
@@ -57,7 +57,7 @@ class DeconvHead(nn.Module):
         return self.classifier(self.upsample(features[-1]))
 
 
-@register_head("fpn")
+@HEADS.register("fpn")
 class FPNHead(nn.Module):
     """A light feature-pyramid merge: 1x1 laterals from stride 4 up, top-down nearest upsampling
     and addition, a 3x3 smoothing block at stride 4, then a 1x1 classifier."""
@@ -84,16 +84,18 @@ class ModelConfig:
     head_norm: str = "batch"  # batch | group
     num_keypoints: int = 17
     pretrained_path: Optional[str] = None  # a local timm checkpoint; nothing is downloaded
-    sigmoid_prior: Optional[float] = None  # set (e.g. 0.1) for heads trained with a sigmoid loss
+    output_activation: str = "identity"  # sigmoid (logits out, e.g. focal losses) | identity
 
 
 class HeatmapModel(nn.Module):
-    """timm backbone + heatmap head: images (B, 3, H, W) -> heatmaps (B, K, H/4, W/4)."""
+    """timm backbone + heatmap head: images (B, 3, H, W) -> outputs (B, K, H/4, W/4); the
+    heatmaps are ``activate(outputs)``."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        if config.head not in HEADS:
-            raise ValueError(f"unknown head {config.head!r}; choose one of {sorted(HEADS)}")
+        head = HEADS.get(config.head)
+        if config.output_activation not in ACTIVATIONS:
+            raise ValueError(f"unknown output_activation {config.output_activation!r}; choose one of {ACTIVATIONS}")
         self.config = config
         self.backbone = _create_backbone(config.backbone, config.pretrained_path)
         strides = self.backbone.feature_info.reduction()
@@ -102,20 +104,32 @@ class HeatmapModel(nn.Module):
             raise ValueError(f"backbone {config.backbone!r} has no stride-{OUTPUT_STRIDE} feature (strides {strides})")
         self.feature_indices = keep
         channels = [self.backbone.feature_info.channels()[i] for i in keep]
-        self.head = HEADS[config.head](channels, [strides[i] for i in keep], config.num_keypoints,
-                                       config.head_channels, config.head_norm)
+        self.head = head(channels, [strides[i] for i in keep], config.num_keypoints, config.head_channels,
+                         config.head_norm)
         classifier = self.head.classifier
         nn.init.normal_(classifier.weight, std=0.001)
-        nn.init.constant_(classifier.bias, 0.0 if config.sigmoid_prior is None else prior_bias(config.sigmoid_prior))
+        sigmoid = config.output_activation == "sigmoid"
+        nn.init.constant_(classifier.bias, prior_bias(SIGMOID_PRIOR) if sigmoid else 0.0)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """The raw output (logits for a sigmoid model): what the loss compares with the targets."""
         features = self.backbone(images)
         return self.head([features[i] for i in self.feature_indices])
 
+    def activate(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Raw outputs -> heatmaps (float32)."""
+        outputs = outputs.float()
+        return torch.sigmoid(outputs) if self.config.output_activation == "sigmoid" else outputs
+
+    def heatmaps(self, images: torch.Tensor) -> torch.Tensor:
+        """Images -> the heatmaps decoders read."""
+        return self.activate(self(images))
+
 
 def _create_backbone(name: str, pretrained_path: Optional[str]) -> nn.Module:
-    if name not in timm.list_models():
-        raise ValueError(f"unknown timm model {name!r} (see timm.list_models())")
+    # accepts tagged names such as mobilenetv3_small_050.lamb_in1k; is_model ignores the tag, so check it too
+    if not timm.is_model(name) or ("." in name and name not in timm.list_pretrained(name)):
+        raise ValueError(f"unknown timm model {name!r} (see timm.list_models() and timm.list_pretrained())")
     if pretrained_path is None:
         return timm.create_model(name, features_only=True, pretrained=False)
     if not os.path.isfile(pretrained_path):

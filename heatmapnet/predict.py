@@ -10,100 +10,80 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from .data.build import build_dataset, read_split
+from .build import build_codec, build_dataset, build_evaluator, build_mode, build_model, build_scheme, read_records
+from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .data.pipelines import load_image
 from .data.records import Record
-from .data.transforms import box_to_center_size, crop_matrix, letterbox_matrix, to_input_tensor, warp_image
-from .distributed import DistInfo
-from .engine import build_codec, build_model_from_config, uses_logits
-from .evaluation import (PeakPredictions, apply_affine_batch, coco_results, evaluate_predictions,
-                         heatmap_probabilities, invert_affine_batch, peak_results, predict_dataset)
+from .data.transforms import to_input_tensor, warp_image
+from .evaluation import heatmap_probabilities, invert_affine_batch
 
 
-def load_checkpoint(path) -> dict:
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def _model_from_state(config: DictConfig, state: dict, scheme, device) -> torch.nn.Module:
-    model = build_model_from_config(config.model, scheme.num_keypoints, uses_logits(config.loss))
+def model_from_checkpoint(config: DictConfig, checkpoint: Checkpoint, device) -> torch.nn.Module:
+    """The config's model with the checkpoint's weights, in eval mode on ``device``."""
+    model = build_model(config, checkpoint.scheme)
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(checkpoint.model)
     except RuntimeError as error:
-        raise ValueError(f"the checkpoint does not fit the config's model ({config.model.backbone}, "
-                         f"{config.model.head}, {scheme.num_keypoints} keypoints): {str(error)[:300]}") from None
+        raise CheckpointError(f"{checkpoint.path}: does not fit the config's model ({config.model.backbone}, "
+                              f"{config.model.head}, {checkpoint.num_keypoints} keypoints): "
+                              f"{str(error).splitlines()[0][:300]}") from None
     return model.to(device).eval()
 
 
-def evaluate_checkpoint(config: DictConfig, checkpoint, out_dir) -> dict:
-    """Evaluate ``checkpoint`` on ``config``'s validation split; writes ``metrics.json`` and
-    ``predictions.json`` (COCO keypoint results, original image coordinates) into ``out_dir``."""
-    state = load_checkpoint(checkpoint)
-    scheme = state["scheme"]
+def evaluate_checkpoint(config: DictConfig, checkpoint_path, out_dir) -> dict:
+    """Evaluate a checkpoint on ``config``'s validation split; writes ``metrics.json`` and
+    ``predictions.json`` (the mode's json results, original image coordinates) into ``out_dir``."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    scheme = build_scheme(config) if config.data.scheme != "coco" or config.data.train.ann_file else checkpoint.scheme
+    checkpoint.check_fits(scheme)
     codec = build_codec(config, scheme)
-    records = read_split(config.data.val, config.data.skip_invalid, "data.val")
-    dataset = build_dataset(config.data, config.data.val, records, codec, scheme, train=False)
-    model = _model_from_state(config, state, scheme, torch.device("cpu"))
-    predictions = predict_dataset(model, dataset, codec, uses_logits(config.loss), config.eval, DistInfo(),
-                                  scheme.flip_permutation, max_peaks=config.eval.max_instances * scheme.num_keypoints)
-    result = evaluate_predictions(records, predictions, scheme, config.eval)
-    results = peak_results(records, predictions) if isinstance(predictions, PeakPredictions) \
-        else coco_results(records, predictions)
+    records = read_records(config, "val")
+    dataset = build_dataset(config, records, codec, scheme, train=False)
+    model = model_from_checkpoint(config, checkpoint, torch.device("cpu"))
+    evaluator = build_evaluator(config, records, dataset, codec, scheme)
+    predictions = evaluator.predict(model)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"metrics": result, "checkpoint": str(checkpoint), "step": state["step"]}
+    summary = {"metrics": evaluator.score(predictions), "checkpoint": str(checkpoint_path), "step": checkpoint.step}
     (out / "metrics.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    (out / "predictions.json").write_text(json.dumps(results), encoding="utf-8")
+    (out / "predictions.json").write_text(json.dumps(evaluator.mode.results(records, predictions)), encoding="utf-8")
     return summary
 
 
 class Predictor:
     """A trained checkpoint as a function: images (with or without boxes) -> keypoints and scores
-    in original image pixels.
-
-    Top-down models crop each box (the whole image when none is given) and return one set of K
-    keypoints per box; multi-instance models return every peak of every keypoint type.
-    """
+    in original image pixels, framed by the checkpoint's data mode (top-down models crop each box,
+    the whole image when none is given, and return K keypoints per box; multi-instance models
+    return every peak of every keypoint type)."""
 
     def __init__(self, checkpoint, device: Union[str, torch.device] = "cpu", flip_test: Optional[bool] = None):
-        state = load_checkpoint(checkpoint)
-        self.config = OmegaConf.create(state["config"])
-        self.scheme = state["scheme"]
+        loaded = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+        self.config = OmegaConf.create(loaded.config)
+        self.scheme = loaded.scheme
         self.device = torch.device(device)
         self.codec = build_codec(self.config, self.scheme)
-        self.model = _model_from_state(self.config, state, self.scheme, self.device)
-        self.logits = uses_logits(self.config.loss)
+        self.mode = build_mode(self.config, self.scheme)
+        self.model = model_from_checkpoint(self.config, loaded, self.device)
         self.flip_test = self.config.eval.flip_test if flip_test is None else flip_test
-        self.multi_instance = self.config.data.mode == "multi"
+
+    @torch.no_grad()
+    def heatmaps(self, images: torch.Tensor) -> torch.Tensor:
+        """Input tensors (B, 3, H, W) -> heatmaps, flip-tested if the predictor is."""
+        flip = self.scheme.flip_permutation if self.flip_test else None
+        return heatmap_probabilities(self.model, images.to(self.device), flip)
 
     @torch.no_grad()
     def __call__(self, image: Union[str, np.ndarray], boxes: Optional[Sequence] = None) -> List[dict]:
         pixels = self._read(image)
         height, width = pixels.shape[:2]
         size = self.codec.input_size
-        if self.multi_instance:
-            matrices = [letterbox_matrix((width, height), size)]
-        else:
-            boxes = [[0.0, 0.0, float(width), float(height)]] if boxes is None or len(boxes) == 0 else boxes
-            matrices = [crop_matrix(*box_to_center_size(box, size[0] / size[1], self.config.data.padding), size)
-                        for box in boxes]
+        matrices, boxes = self.mode.image_matrices((width, height), boxes, size)
         images = torch.from_numpy(np.stack([to_input_tensor(warp_image(pixels, m, size)) for m in matrices]))
-        flip = self.scheme.flip_permutation if self.flip_test else None
-        maps = heatmap_probabilities(self.model, images.to(self.device), self.logits, flip)
         back = invert_affine_batch(torch.tensor(np.stack(matrices), dtype=torch.float64, device=self.device))
-        names = self.scheme.keypoint_names
-        if self.multi_instance:
-            peaks = self.codec.decode_instances(maps, k=self.config.eval.max_instances * self.scheme.num_keypoints)
-            points = apply_affine_batch(peaks.points.double(), back)[0].cpu().numpy()
-            return [{"keypoint_type": int(k), "name": names[int(k)], "x": float(p[0]), "y": float(p[1]),
-                     "score": float(s)}
-                    for k, p, s in zip(peaks.classes[0].tolist(), points, peaks.scores[0].tolist()) if s > 0.05]
-        decoded = self.codec.decode(maps)
-        points = apply_affine_batch(decoded.coordinates.double(), back).cpu().numpy()
-        scores = decoded.scores.cpu().numpy()
-        return [{"bbox": [float(v) for v in box], "keypoints": points[i].tolist(), "scores": scores[i].tolist(),
-                 "keypoint_names": list(names)} for i, box in enumerate(boxes)]
+        count = len(matrices)
+        predictions = self.mode.decode_batch(self.codec, self.heatmaps(images), back, np.zeros(count, np.int64),
+                                             np.arange(count))
+        return self.mode.image_results(predictions, self.scheme, boxes)
 
     @staticmethod
     def _read(image) -> np.ndarray:

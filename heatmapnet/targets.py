@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .registry import Registry
 from .windows import window_view_numpy
 
 try:  # the CPU kernels, built by setup.py where a C compiler is found
@@ -97,16 +98,25 @@ def _check_box_sides(h, w):
 # ----------------------------------------------------------------------------------------------
 # Sigma policies: how wide each keypoint's Gaussian is, in heatmap pixels
 # ----------------------------------------------------------------------------------------------
+#: Sigma policies by their ``target.sigma_policy`` name; each has ``from_config(target, scheme)``.
+SIGMA_POLICIES: Registry = Registry("target.sigma_policy")
+
+
 def sigma_from_radius(radius):
     """CenterNet's rule: a Gaussian of diameter 2r + 1 pixels spans six sigmas."""
     return (2.0 * radius + 1.0) / 6.0
 
 
+@SIGMA_POLICIES.register("fixed")
 @dataclass(frozen=True)
 class FixedSigma:
     """One sigma for every keypoint (HRNet/mmpose: 2 heatmap pixels at stride 4)."""
 
     sigma: float = 2.0
+
+    @classmethod
+    def from_config(cls, target, scheme) -> "FixedSigma":
+        return cls(float(target.sigma))
 
     def __call__(self, box_sizes: torch.Tensor, num_keypoints: int) -> torch.Tensor:
         """box_sizes (N, 2) as (w, h) in heatmap pixels -> sigmas (N, K)."""
@@ -114,6 +124,7 @@ class FixedSigma:
                           dtype=torch.float32, device=box_sizes.device)
 
 
+@SIGMA_POLICIES.register("radius")
 @dataclass(frozen=True)
 class RadiusSigma:
     """Size-adaptive sigma from CornerNet's radius of the instance's box (CenterNet's targets)."""
@@ -124,6 +135,10 @@ class RadiusSigma:
     # point lies within 3 sigma (at most 2.12 px away), so DARK can decode even exact-peak targets.
     min_sigma: float = 0.75
 
+    @classmethod
+    def from_config(cls, target, scheme) -> "RadiusSigma":
+        return cls(float(target.min_overlap), str(target.radius_formula))
+
     def __call__(self, box_sizes: torch.Tensor, num_keypoints: int) -> torch.Tensor:
         box_sizes = box_sizes.to(torch.float32)
         radius = gaussian_radius(box_sizes[:, 1], box_sizes[:, 0], self.min_overlap, self.formula)
@@ -131,6 +146,7 @@ class RadiusSigma:
         return sigma[:, None].expand(-1, num_keypoints).contiguous()
 
 
+@SIGMA_POLICIES.register("oks")
 @dataclass(frozen=True)
 class OKSSigma:
     """Per-keypoint-type sigma from the COCO OKS constants, so a wrist and a hip differ.
@@ -144,6 +160,10 @@ class OKSSigma:
     scale: float = 1.0
     min_sigma: float = 0.5
 
+    @classmethod
+    def from_config(cls, target, scheme) -> "OKSSigma":
+        return cls(tuple(float(s) for s in scheme.oks_sigmas), float(target.oks_scale))
+
     def __call__(self, box_sizes: torch.Tensor, num_keypoints: int) -> torch.Tensor:
         if len(self.oks_sigmas) != num_keypoints:
             raise ValueError(f"OKSSigma has {len(self.oks_sigmas)} sigmas for {num_keypoints} keypoints")
@@ -154,14 +174,9 @@ class OKSSigma:
         return sigma.clamp_min(self.min_sigma)
 
 
-SIGMA_POLICIES = {"fixed": FixedSigma, "radius": RadiusSigma, "oks": OKSSigma}
-
-
 def build_sigma_policy(name: str, **kwargs):
     """A sigma policy by name: ``fixed``, ``radius`` or ``oks``."""
-    if name not in SIGMA_POLICIES:
-        raise ValueError(f"unknown sigma policy {name!r}; choose one of {sorted(SIGMA_POLICIES)}")
-    return SIGMA_POLICIES[name](**kwargs)
+    return SIGMA_POLICIES.get(name)(**kwargs)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -174,7 +189,7 @@ def _as_float_tensor(value, name, device=None, dtype=torch.float32):
     return tensor
 
 
-def _zeros(numel: int, device: torch.device) -> torch.Tensor:
+def lazy_zeros(numel: int, device: torch.device) -> torch.Tensor:
     """A flat float32 zero tensor. On CPU it comes from calloc, whose fresh pages the kernel zeroes
     lazily, so the pages no Gaussian touches are never written (``torch.zeros`` writes them all)."""
     if device.type == "cpu":
@@ -205,7 +220,7 @@ def splat_gaussians(points: torch.Tensor, channels: torch.Tensor, sigmas: torch.
     """
     height, width = int(size[0]), int(size[1])
     device = points.device
-    out = _zeros(num_channels * height * width, device)
+    out = lazy_zeros(num_channels * height * width, device)
     if points.shape[0] == 0:
         return out.view(num_channels, height, width)
     if _kernels is not None and device.type == "cpu":  # one pass over the points, each window written once

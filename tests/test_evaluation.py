@@ -7,10 +7,10 @@ from omegaconf import OmegaConf
 from heatmapnet.config import EvalSection
 from heatmapnet.data.records import Instance, Record
 from heatmapnet.data.transforms import AffineParams, crop_matrix, invert_matrix
-from heatmapnet.evaluation import (PeakPredictions, TopDownPredictions, apply_affine_batch, evaluate_predictions,
-                                   heatmap_probabilities, invert_affine_batch, keypoint_detection_ap, peak_results,
-                                   primary_metric)
+from heatmapnet.evaluation import (PeakPredictions, TopDownPredictions, apply_affine_batch, heatmap_probabilities,
+                                   invert_affine_batch, keypoint_detection_ap, peak_results, primary_metric)
 from heatmapnet.metadata import load_scheme
+from heatmapnet.modes import MultiInstanceMode, TopDownMode
 
 EVAL = OmegaConf.structured(EvalSection)
 
@@ -34,6 +34,15 @@ def test_detection_ap_matches_a_hand_worked_precision_recall_curve():
     result = keypoint_detection_ap(records, predictions, scheme, distance=0.1)
     assert result["keypoint_ap"] == pytest.approx(0.5 + 0.5 * 2 / 3)
     assert result["keypoint_ap_per_type"] == [pytest.approx(0.5 + 0.5 * 2 / 3)]
+    # The multi-instance mode scores with this AP at eval.detection_distance (default 0.1: as above).
+    mode = MultiInstanceMode()
+    assert mode.evaluate(records, predictions, scheme, EVAL)["keypoint_ap"] == pytest.approx(5 / 6)
+    # 0.075 -> radius 7.5 px: the third detection (7 px off) still hits
+    wider = OmegaConf.merge(EVAL, {"detection_distance": 0.075})
+    assert mode.evaluate(records, predictions, scheme, wider)["keypoint_ap"] == pytest.approx(5 / 6)
+    # 0.025 -> radius 2.5 px: the first (sqrt(5) = 2.24 px off) hits, the third misses: AP = 0.5 * 1
+    narrow = OmegaConf.merge(EVAL, {"detection_distance": 0.025})
+    assert mode.evaluate(records, predictions, scheme, narrow)["keypoint_ap"] == pytest.approx(0.5)
 
 
 def test_a_detection_cannot_match_a_person_twice_or_beyond_the_radius():
@@ -60,7 +69,7 @@ def test_face_metrics_normalise_by_the_schemes_interocular_points():
     gt = np.stack([r.instances[0].keypoints for r in records])
     shifted = gt + np.array([[0.0, 0.0], [0.0, 1.0], [0.0, 3.0], [0.0, 5.0]])[:, None, :]  # errors 0,1,3,5 px
     predictions = TopDownPredictions(np.arange(4), np.zeros(4, int), shifted, np.ones((4, 5)))
-    result = evaluate_predictions(records, predictions, load_scheme("mtfl5"), EVAL)
+    result = TopDownMode().evaluate(records, predictions, load_scheme("mtfl5"), EVAL)
     # NME = error / 20: 0, 0.05, 0.15, 0.25 -> mean 0.1125; failures (> 0.1): 2 of 4;
     # AUC@0.1 = mean(max(0, 1 - e / 0.1)) = (1 + 0.5 + 0 + 0) / 4 = 0.375
     assert result["nme"] == pytest.approx(0.1125)
@@ -78,11 +87,11 @@ def test_pose_metrics_give_full_pck_and_oks_ap_for_perfect_predictions():
         records.append(Record(f"{i}.jpg", 150, 150, [Instance(joints, np.ones(14, bool), [15, 15, 110, 110])]))
     gt = np.stack([r.instances[0].keypoints for r in records])
     predictions = TopDownPredictions(np.arange(3), np.zeros(3, int), gt.copy(), np.ones((3, 14)))
-    result = evaluate_predictions(records, predictions, scheme, EVAL)
+    result = TopDownMode().evaluate(records, predictions, scheme, EVAL)
     assert result["pck@0.2"] == 1.0 and result["pck_normaliser"] == "torso"
     assert result["oks_ap"] == pytest.approx(1.0)
     off = TopDownPredictions(np.arange(3), np.zeros(3, int), gt + 200.0, np.ones((3, 14)))
-    worse = evaluate_predictions(records, off, scheme, EVAL)
+    worse = TopDownMode().evaluate(records, off, scheme, EVAL)
     assert worse["pck@0.2"] == 0.0 and worse["oks_ap"] == pytest.approx(0.0)
 
 
@@ -96,18 +105,45 @@ def test_batched_affine_inverse_matches_opencv():
     torch.testing.assert_close(back, points)
 
 
+class _ColumnWeighted:
+    """A fixed "model" that is not mirror-equivariant: heatmap c at column j is input channel c
+    times (j + 1), so its maps depend on absolute x. Its raw output is not to be used."""
+
+    def __init__(self, channels):
+        self.channels = channels
+
+    def heatmaps(self, images):
+        return images[:, :self.channels] * torch.arange(1.0, images.shape[3] + 1, dtype=images.dtype)
+
+    def __call__(self, images):
+        raise AssertionError("heatmap_probabilities must read model.heatmaps, not the raw output")
+
+
 def test_flip_test_mirrors_the_prediction_back_and_swaps_left_and_right_channels():
-    images = torch.randn(2, 3, 8, 8)
+    # One row, three columns, two channels; weights (1, 2, 3) by column.
+    images = torch.tensor([[[[1.0, 0.0, 2.0]], [[4.0, 5.0, 0.0]]]])
+    model = _ColumnWeighted(2)
+    # plain:            channel 0: [1, 0, 6]          channel 1: [4, 10, 0]
+    # mirrored input:   [2, 0, 1] and [0, 5, 4]  -> maps [2, 0, 3] and [0, 10, 12]
+    # mirrored back:    [3, 0, 2] and [12, 10, 0]; swapped: channel 0 <- [12, 10, 0], channel 1 <- [3, 0, 2]
+    # averaged:         channel 0: [6.5, 5, 3]        channel 1: [3.5, 5, 1]
+    torch.testing.assert_close(heatmap_probabilities(model, images),
+                               torch.tensor([[[[1.0, 0.0, 6.0]], [[4.0, 10.0, 0.0]]]]), rtol=0, atol=0)
+    torch.testing.assert_close(heatmap_probabilities(model, images, flip_permutation=[1, 0]),
+                               torch.tensor([[[[6.5, 5.0, 3.0]], [[3.5, 5.0, 1.0]]]]), rtol=0, atol=1e-6)
 
-    def model(x):  # "predicts" its first two input channels as heatmaps
-        return x[:, :2]
 
-    averaged = heatmap_probabilities(model, images, logits=False, flip_permutation=[1, 0])
-    # flip(model(flip(x))) = x[:, :2]; swapped: channel 0 gets channel 1 -> mean of the two
-    torch.testing.assert_close(averaged[:, 0], (images[:, 0] + images[:, 1]) / 2)
-    torch.testing.assert_close(averaged[:, 1], (images[:, 1] + images[:, 0]) / 2)
-    plain = heatmap_probabilities(model, images, logits=True)
-    torch.testing.assert_close(plain, torch.sigmoid(images[:, :2]))
+def test_flip_test_with_the_mtfl5_permutation_on_several_rows():
+    scheme = load_scheme("mtfl5")
+    # eyes and mouth corners are left/right pairs, the nose maps to itself
+    assert list(scheme.flip_permutation) == [1, 0, 2, 4, 3]
+    images = torch.randn(2, 5, 3, 7, generator=torch.Generator().manual_seed(0))
+    averaged = heatmap_probabilities(_ColumnWeighted(5), images, scheme.flip_permutation)
+    # the mirrored image's map at column j was computed at column W-1-j, weight W-j; rows stay
+    ramp = torch.arange(1.0, 8.0)
+    for c, partner in enumerate([1, 0, 2, 4, 3]):
+        expected = (images[:, c] * ramp + images[:, partner] * (8.0 - ramp)) / 2
+        torch.testing.assert_close(averaged[:, c], expected)
 
 
 class _CountingRecords(list):

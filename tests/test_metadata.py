@@ -80,12 +80,13 @@ def test_missing_scheme_file_is_file_not_found(tmp_path):
         load_scheme(tmp_path / "nope.yaml")
 
 
-def test_installed_copy_is_found_when_the_repo_folder_is_absent(tmp_path, monkeypatch):
-    share = tmp_path / "share" / "heatmapnet" / "datasets"
-    share.mkdir(parents=True)
-    write(share, GOOD_YAML, "tiny.yaml")
-    monkeypatch.setattr(metadata, "_REPO_DATASETS", tmp_path / "no_repo" / "datasets")
-    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+def test_an_installed_copy_reads_the_schemes_shipped_inside_the_package(tmp_path, monkeypatch):
+    from heatmapnet import resources
+
+    shipped = tmp_path / "site-packages" / "heatmapnet" / "datasets"
+    shipped.mkdir(parents=True)
+    write(shipped, GOOD_YAML, "tiny.yaml")
+    monkeypatch.setattr(resources, "packaged_dir", lambda kind: shipped if kind == resources.DATASETS else None)
     assert available_schemes() == ["tiny"]
     assert load_scheme("tiny").keypoint_names == ("nose", "left_eye", "right_eye")
 

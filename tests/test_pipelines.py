@@ -152,3 +152,17 @@ def test_augmentation_is_repeatable_per_epoch_and_changes_between_epochs():
     assert torch.equal(first, dataset[0]["image"])
     dataset.set_epoch(1)
     assert not torch.equal(first, dataset[0]["image"])
+
+
+def test_heatmap_weights_leave_out_a_crops_unlabelled_and_off_crop_points_but_keep_every_multi_channel():
+    # three points: one labelled inside the box, one unlabelled, one labelled far outside the crop
+    keypoints = np.array([[[60.0, 60.0], [70.0, 70.0], [500.0, 60.0]]])
+    image = np.zeros((120, 600, 3), np.uint8)
+    record = _record(image, keypoints, np.array([[True, False, True]]), [[40, 40, 40, 40]])
+    codec = HeatmapCodec((64, 64), stride=4)
+    crop = TopDownDataset([record], codec)[0]
+    assert crop["heatmap_weights"].tolist() == [1.0, 0.0, 0.0]
+    whole = MultiInstanceDataset([record], codec, num_keypoints=3)[0]
+    # a channel of a whole image mixes instances: none is masked, whatever one instance's labels say
+    assert whole["heatmap_weights"].tolist() == [1.0, 1.0, 1.0]
+    assert whole["keypoint_weights"].tolist() == [[1.0, 0.0, 1.0]]

@@ -103,7 +103,7 @@ def test_oks_sigma_gives_a_wrist_and_a_hip_of_one_person_different_spreads():
 
 def test_sigma_policies_are_built_by_name():
     assert isinstance(build_sigma_policy("radius", min_overlap=0.5), RadiusSigma)
-    with pytest.raises(ValueError, match="unknown sigma policy"):
+    with pytest.raises(ValueError, match=r"unknown target.sigma_policy .huge.; choose one of \[.fixed., .oks., .radius.\]"):
         build_sigma_policy("huge")
 
 

@@ -1,6 +1,8 @@
 """Visualisation: heatmaps land on the pixels they describe, markers on their sub-pixel points,
 and the viz tool writes readable PNGs for datasets, checkpoints and single images."""
 import argparse
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -9,16 +11,18 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
+from heatmapnet.build import build_model, build_scheme
+from heatmapnet.checkpoint import load_checkpoint, save_checkpoint
 from heatmapnet.codec import HeatmapCodec
 from heatmapnet.config import ConfigError, load_config
-from heatmapnet.data.build import resolve_scheme
 from heatmapnet.data.transforms import to_input_tensor
-from heatmapnet.engine import build_model_from_config, uses_logits
+from heatmapnet.drawing import (BOX_COLOR, GT_COLOR, PRED_COLOR, display_factor, draw_boxes, draw_keypoints,
+                                heatmap_grid, input_image, magnify_image, magnify_points, overlay_heatmap, peak_rows,
+                                resample_heatmap, select_keypoints, stride_matrix, target_vs_prediction)
+from heatmapnet.modes import MultiInstanceMode, TopDownMode
 from heatmapnet.predict import Predictor
 from heatmapnet.targets import FixedSigma
-from heatmapnet.viz import (GT_COLOR, PRED_COLOR, add_viz_parser, display_factor, draw_keypoints, heatmap_grid,
-                            input_image, magnify_image, magnify_points, overlay_heatmap, resample_heatmap,
-                            select_keypoints, stride_matrix, target_vs_prediction, visualize_dataset,
+from heatmapnet.viz import (add_viz_parser, config_from_checkpoint, decode_for_display, visualize_dataset,
                             visualize_image)
 
 
@@ -139,6 +143,66 @@ def test_the_input_image_is_recovered_from_the_normalised_tensor():
     assert np.abs(back.astype(int) - image).max() <= 1
 
 
+def test_the_drawing_primitives_need_no_torch():
+    code = "import sys, heatmapnet.drawing; assert 'torch' not in sys.modules, 'torch was imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_box_frame_runs_along_the_pixel_edges_of_the_box_also_magnified():
+    def centre(profile, offset):
+        return offset + (profile * np.arange(len(profile))).sum() / profile.sum()
+
+    canvas = np.zeros((40, 40, 3), np.uint8)
+    framed = draw_boxes(canvas, [[10, 12, 20, 16]])
+    assert canvas.max() == 0
+    assert np.abs(framed[20, 10].astype(int) - BOX_COLOR).max() < 90  # the frame's colour, antialiased
+    lines = framed.max(axis=2).astype(np.float64)
+    assert lines[20, 12:28].max() == 0  # the inside is left alone
+    # a box from x = 10, 20 px wide covers pixels 10..29: its frame runs along x = 9.5 and 29.5
+    edges = [centre(lines[20, :20], 0), centre(lines[20, 20:], 20), centre(lines[:20, 20], 0),
+             centre(lines[20:, 20], 20)]
+    assert edges == pytest.approx([9.5, 29.5, 11.5, 27.5], abs=0.1)
+    factor = 3  # the same box on the image magnified 3 times: its edges magnified with it
+    big = draw_boxes(np.zeros((120, 120, 3), np.uint8), [[10, 12, 20, 16]], factor).max(axis=2).astype(np.float64)
+    assert [centre(big[60, :60], 0), centre(big[:60, 60], 0)] == pytest.approx(magnify_points([9.5, 11.5], factor),
+                                                                                  abs=0.1)
+
+
+def test_peaks_are_grouped_by_type_into_rows_best_first():
+    points, visible = peak_rows([1, 0, 1, 1], [[1, 1], [2, 2], [3, 3], [4, 4]], num_keypoints=3)
+    assert points.shape == (3, 3, 2)
+    assert visible.tolist() == [[True, True, False], [False, True, False], [False, True, False]]
+    assert points[:, 1].tolist() == [[1, 1], [3, 3], [4, 4]] and points[0, 0].tolist() == [2, 2]
+    points, visible = peak_rows([], np.zeros((0, 2)), num_keypoints=2)
+    assert points.shape == (1, 2, 2) and not visible.any()
+
+
+def test_decode_for_display_decodes_through_the_mode_in_input_or_original_pixels():
+    codec = HeatmapCodec((64, 64), 4, FixedSigma(1.5), exact_peak=False)
+    truth = np.array([[20.2, 30.7], [40.6, 22.1]])
+    maps = codec.encode(truth[None], np.ones((1, 2), bool)).heatmaps[None]
+    shown = decode_for_display(TopDownMode(), codec, maps)
+    assert shown.instances and shown.points.shape == (1, 2, 2) and shown.visible.all()
+    assert np.abs(shown.points[0] - truth).max() < 0.1
+    assert shown.points[0] == pytest.approx(codec.decode(maps).coordinates[0].double().numpy())
+    back = torch.tensor([[[2.0, 0.0, 10.0], [0.0, 2.0, -5.0]]], dtype=torch.float64)  # input -> original
+    original = decode_for_display(TopDownMode(), codec, maps, back=back)
+    assert original.points[0] == pytest.approx(shown.points[0] * 2 + [10.0, -5.0])
+
+    # multi-instance: the peaks above the threshold, grouped by type; no instances to join
+    people = np.array([[[12.0, 14.0], [40.0, 20.0]], [[50.0, 44.0], [np.nan, np.nan]]])
+    visible = np.isfinite(people).all(-1)
+    maps = codec.encode(np.nan_to_num(people), visible).heatmaps[None].clone()  # every instance in one map a type
+    maps[0, 1] *= 0.5  # type 1's one peak at 0.5
+    shown = decode_for_display(MultiInstanceMode(max_peaks=8), codec, maps, peak_threshold=0.3)
+    assert not shown.instances and shown.points.shape == (2, 2, 2)
+    assert shown.visible.tolist() == [[True, True], [True, False]]
+    found = sorted(map(tuple, np.round(shown.points[:, 0][shown.visible[:, 0]])))
+    assert found == [(12.0, 14.0), (50.0, 44.0)]
+    assert np.round(shown.points[0, 1]).tolist() == [40.0, 20.0]
+    assert decode_for_display(MultiInstanceMode(max_peaks=8), codec, maps, peak_threshold=0.6).visible.sum() == 2
+
+
 # ----------------------------------------------------------------------------------------------
 # grids
 # ----------------------------------------------------------------------------------------------
@@ -200,14 +264,14 @@ def data_env(shared_data, monkeypatch):
 
 @pytest.fixture
 def checkpoint(data_env, tmp_path):
-    """An untrained MTFL5 model saved like ``Trainer.checkpoint_state()`` (faster than training)."""
+    """An untrained MTFL5 model written by ``save_checkpoint``, as the trainer writes it (faster
+    than training)."""
     config = load_config("mtfl5", TINY)
-    scheme = resolve_scheme(config.data, config.data.train)
+    scheme = build_scheme(config)
     torch.manual_seed(0)
-    model = build_model_from_config(config.model, scheme.num_keypoints, uses_logits(config.loss))
+    model = build_model(config, scheme)
     path = tmp_path / "tiny.pt"
-    torch.save({"config": OmegaConf.to_container(config), "model": model.state_dict(), "optimizer": {},
-                "scheduler": {}, "step": 0, "best": None, "rng": {}, "scheme": scheme}, path)
+    save_checkpoint(path, config=OmegaConf.to_container(config), scheme=scheme, model=model.state_dict(), step=0)
     return path
 
 
@@ -277,3 +341,21 @@ def test_the_viz_command_writes_and_prints_the_pngs(data_env, checkpoint, tmp_pa
     args = parser.parse_args(["viz", "--image", image, "--out", str(tmp_path / "c")])
     with pytest.raises(ConfigError, match="needs --checkpoint"):
         args.handler(args)
+
+
+def test_without_a_config_the_viz_command_uses_the_checkpoints_own(checkpoint, tmp_path, capsys):
+    config = config_from_checkpoint(checkpoint, ["data.val.subset=0:2"])
+    assert config.data.scheme == "mtfl5" and config.model.head_channels == 16 and config.data.val.subset == "0:2"
+    assert config_from_checkpoint(load_checkpoint(checkpoint)).data.val.subset == "0:8"
+    with pytest.raises(ConfigError, match="key.sub=value"):
+        config_from_checkpoint(checkpoint, ["data.val.subset"])
+
+    parser = argparse.ArgumentParser(prog="heatmapnet")
+    add_viz_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["viz", "--checkpoint", str(checkpoint), "--num-samples", "1", "--keypoints", "nose",
+                              "--out", str(tmp_path)])
+    assert args.handler(args) == 0
+    keypoints, heatmaps = map(_read_png, capsys.readouterr().out.split())
+    assert _has_colour(keypoints, GT_COLOR) and _has_colour(keypoints, PRED_COLOR)
+    factor = display_factor(64, 64, 160)  # the checkpoint's 64 x 64 input: target vs prediction, [max | nose]
+    assert heatmaps.shape == (16 + 16 + 64 * factor + 20, 2 * (3 * 64 * factor + 2 * 2) + 10, 3)

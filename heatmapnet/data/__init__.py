@@ -4,23 +4,8 @@
 :class:`Record`; see :mod:`heatmapnet.data.readers`. The torch pipelines live in
 :mod:`heatmapnet.data.pipelines` and are not imported here, so reading data needs no torch.
 """
-from .readers import (FORMATS, InvalidAnnotationError, MissingImageError, RecordList, guess_format, read,
-                      read_coco, read_lsp, read_mpii_json, read_mtfl, read_pts, read_wflw)
+from . import readers
+from .readers import *  # noqa: F401,F403  (the readers' public names, listed in readers.__all__)
 from .records import Instance, Record
 
-__all__ = [
-    "Record",
-    "Instance",
-    "read",
-    "guess_format",
-    "FORMATS",
-    "RecordList",
-    "InvalidAnnotationError",
-    "MissingImageError",
-    "read_coco",
-    "read_pts",
-    "read_wflw",
-    "read_mpii_json",
-    "read_lsp",
-    "read_mtfl",
-]
+__all__ = ["Record", "Instance", *readers.__all__]

@@ -1,19 +1,16 @@
-"""Config sections to records, keypoint schemes and torch datasets."""
+"""Config sections to records and keypoint schemes (datasets: :func:`heatmapnet.build.build_dataset`)."""
 from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from ..codec import HeatmapCodec
 from ..metadata import KeypointScheme, load_scheme, scheme_from_coco_category
-from .pipelines import MultiInstanceDataset, TopDownDataset
 from .readers import read
 from .readers.coco import load_json
-from .transforms import NO_AUGMENTATION, Augmentation
 
 SYNTHETIC_SOURCES = ("synthetic_faces", "synthetic_faces5", "synthetic_people")
 
 
-def _subset(records: Sequence, subset: Optional[str]):
+def select_subset(records: Sequence, subset: Optional[str]):
     if not subset:
         return records
     parts = subset.split(":")
@@ -42,7 +39,7 @@ def read_split(split, skip_invalid: bool = False, name: str = "data.train"):
     options = {"skip_invalid": skip_invalid}
     if split.img_dir:
         options["image_root"] = split.img_dir
-    return _subset(read(split.ann_file, format=split.format, **options), split.subset)
+    return select_subset(read(split.ann_file, format=split.format, **options), split.subset)
 
 
 def _require_ann_file(split, name: str) -> None:
@@ -61,16 +58,3 @@ def resolve_scheme(data_section, split, name: str = "data.train") -> KeypointSch
                          f"found {len(categories)}")
     return scheme_from_coco_category(categories[0])
 
-
-def build_dataset(data_section, split, records, codec: HeatmapCodec, scheme: KeypointScheme, train: bool,
-                  seed: int = 0):
-    """A top-down or multi-instance torch dataset over the ``records`` of ``split``."""
-    augmentation = Augmentation(**data_section.augmentation) if train else NO_AUGMENTATION
-    if data_section.mode == "topdown":
-        # generated sets count their instances without drawing every image
-        counts = records.instance_counts() if hasattr(records, "instance_counts") else None
-        return TopDownDataset(records, codec, scheme.flip_permutation, augmentation, data_section.padding, seed,
-                              instance_counts=counts)
-    if data_section.mode == "multi":
-        return MultiInstanceDataset(records, codec, scheme.num_keypoints, scheme.flip_permutation, augmentation, seed)
-    raise ValueError(f"unknown data.mode {data_section.mode!r}; choose topdown or multi")

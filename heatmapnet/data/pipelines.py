@@ -68,12 +68,17 @@ class _KeypointDataset(Dataset):
             return keypoints, visible
         return keypoints[..., self.flip_permutation, :], visible[..., self.flip_permutation]
 
+    def _heatmap_weights(self, keypoint_weights: torch.Tensor) -> torch.Tensor:
+        """(K,) the loss weight of each heatmap channel, from the instances' (N, K) weights."""
+        raise NotImplementedError
+
     def _finish(self, image, keypoints, visible, boxes, matrix, rng, index, extra):
         image = jitter_colour(image, rng, self.augmentation)
         encoded = self.codec.encode(keypoints, visible, boxes)
         sample = {
             "image": torch.from_numpy(to_input_tensor(image)),
             "heatmaps": encoded.heatmaps,
+            "heatmap_weights": self._heatmap_weights(encoded.keypoint_weights),
             "keypoint_weights": encoded.keypoint_weights,
             "keypoints": torch.from_numpy(keypoints.astype(np.float32)),
             "visible": torch.from_numpy(visible),
@@ -100,6 +105,10 @@ class TopDownDataset(_KeypointDataset):
 
     def __len__(self) -> int:
         return len(self.record_of_item)
+
+    def _heatmap_weights(self, keypoint_weights: torch.Tensor) -> torch.Tensor:
+        """A crop's one instance: unlabelled keypoints and those off the crop are left out of the loss."""
+        return keypoint_weights[0]
 
     def _make_sample(self, index: int, rng: np.random.Generator) -> dict:
         record = self.records[self.record_of_item[index]]
@@ -132,6 +141,10 @@ class MultiInstanceDataset(_KeypointDataset):
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def _heatmap_weights(self, keypoint_weights: torch.Tensor) -> torch.Tensor:
+        """A channel mixes every instance's points of one type: all channels count in full."""
+        return torch.ones(self.num_keypoints)
 
     def _make_sample(self, index: int, rng: np.random.Generator) -> dict:
         record = self.records[index]

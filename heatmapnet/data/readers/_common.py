@@ -1,11 +1,12 @@
-"""Shared pieces of the readers: errors, the skip-or-raise policy, image sizes, checked instances."""
+"""Shared pieces of the readers: errors, the skip-or-raise policy, image sizes, checked instances,
+records grouped by image."""
 from __future__ import annotations
 
 import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Optional, Sequence, TypeVar
 
 import numpy as np
 
@@ -286,3 +287,41 @@ def make_instance(
 def make_record(image_path: str, width: int, height: int, instances: list, image_id=None) -> Record:
     return Record(image_path=image_path, width=int(width), height=int(height), instances=instances,
                   image_id=image_id)
+
+
+def records_by_image(
+    problems: Problems,
+    root_candidates: Sequence[Path],
+    rows: Sequence[tuple],
+    make: Callable[[str, Any, int, int], Instance],
+) -> list:
+    """Records of parsed rows (one instance each) grouped by image, one record per image in first-seen order.
+
+    ``rows`` are ``(where, image, payload)``: the place for messages, the image path relative to the
+    image root, and what ``make(where, payload, width, height)`` turns into the row's
+    :class:`Instance` (raising :class:`InvalidAnnotationError` on a bad sample). The image root is
+    :func:`resolve_image_root` of ``root_candidates``, probed with the first rows' images; each
+    distinct image's size is read once from its header. The instances are built lazily, row by row,
+    under ``problems``: a row whose image is missing or unreadable, or whose instance is bad, is
+    raised or skipped (an image whose rows are all skipped gets no record). The caller passes the
+    result to ``problems.finish``.
+    """
+    root = resolve_image_root(root_candidates, [image for _, image, _ in rows[:3]])
+    names = list(dict.fromkeys(image for _, image, _ in rows))
+    sizes = dict(zip(names, image_sizes([join_image(root, n) for n in names])))
+
+    grouped: dict = {}
+    for where, name, payload in rows:
+        image_path = join_image(root, name)
+
+        def build():
+            width, height = size_or_raise(sizes[name], where, image_path)
+            return width, height, make(where, payload, width, height)
+        built = problems.call(build)
+        if built is None:
+            continue
+        width, height, inst = built
+        if name not in grouped:
+            grouped[name] = make_record(image_path, width, height, [])
+        grouped[name].instances.append(inst)
+    return list(grouped.values())

@@ -19,8 +19,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from ._common import (DEFAULT_MAX_OUTSIDE, InvalidAnnotationError, Problems, image_sizes, join_image,
-                      make_instance, make_record, resolve_image_root, size_or_raise)
+from ._common import DEFAULT_MAX_OUTSIDE, InvalidAnnotationError, Problems, make_instance, records_by_image
 from .coco import load_json
 
 
@@ -84,7 +83,7 @@ def read_mpii_json(
             extra["center"] = np.asarray(entry["center"], dtype=np.float64) - offset
         if "scale" in entry:
             extra["scale"] = float(entry["scale"])
-        return where, str(entry["image"]), joints - offset, vis > 0, extra
+        return where, str(entry["image"]), (joints - offset, vis > 0, extra)
 
     parsed = []
     for n, entry in enumerate(data):
@@ -92,27 +91,13 @@ def read_mpii_json(
         if item is not None:
             parsed.append(item)
 
+    def make(where, item, width, height):
+        joints, visible, extra = item
+        return make_instance(joints, visible, width, height, where, extra=extra, max_outside=max_outside,
+                             keypoint_field="joints")
+
     if image_root is not None:
-        root = Path(image_root)
+        roots = [Path(image_root)]
     else:
-        root = resolve_image_root([path.parent, path.parent.parent / "images", path.parent / "images"],
-                                  [p[1] for p in parsed[:3]])
-    names = list(dict.fromkeys(p[1] for p in parsed))
-    sizes = dict(zip(names, image_sizes([join_image(root, n) for n in names])))
-
-    grouped: dict = {}
-    for where, name, joints, visible, extra in parsed:
-        image_path = join_image(root, name)
-
-        def build():
-            width, height = size_or_raise(sizes[name], where, image_path)
-            return width, height, make_instance(joints, visible, width, height, where, extra=extra,
-                                                max_outside=max_outside, keypoint_field="joints")
-        built = problems.call(build)
-        if built is None:
-            continue
-        width, height, inst = built
-        if name not in grouped:
-            grouped[name] = make_record(image_path, width, height, [])
-        grouped[name].instances.append(inst)
-    return problems.finish(list(grouped.values()))
+        roots = [path.parent, path.parent.parent / "images", path.parent / "images"]
+    return problems.finish(records_by_image(problems, roots, parsed, make))

@@ -16,8 +16,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from ._common import (DEFAULT_MAX_OUTSIDE, InvalidAnnotationError, Problems, image_sizes, join_image,
-                      make_instance, make_record, resolve_image_root, size_or_raise)
+from ._common import DEFAULT_MAX_OUTSIDE, InvalidAnnotationError, Problems, make_instance, records_by_image
 
 WFLW_POINTS = 98
 WFLW_ATTRIBUTES = ("pose", "expression", "illumination", "make_up", "occlusion", "blur")
@@ -73,8 +72,8 @@ def read_wflw(
         points = numbers[:2 * WFLW_POINTS].reshape(WFLW_POINTS, 2)
         x0, y0, x1, y1 = numbers[2 * WFLW_POINTS:2 * WFLW_POINTS + 4]
         attrs = numbers[2 * WFLW_POINTS + 4:]
-        return where, points, np.array([x0, y0, x1 - x0, y1 - y0]), {
-            n: bool(a) for n, a in zip(WFLW_ATTRIBUTES, attrs)}, fields[-1]
+        extra = {"attributes": {n: bool(a) for n, a in zip(WFLW_ATTRIBUTES, attrs)}, "line": lineno}
+        return where, fields[-1], (points, np.array([x0, y0, x1 - x0, y1 - y0]), extra)
 
     parsed = []
     for lineno, s in lines:
@@ -82,24 +81,9 @@ def read_wflw(
         if item is not None:
             parsed.append(item)
 
-    root = resolve_image_root(_wflw_roots(path, image_root), [p[4] for p in parsed[:3]])
-    names = list(dict.fromkeys(p[4] for p in parsed))
-    sizes = dict(zip(names, image_sizes([join_image(root, n) for n in names])))
+    def make(where, item, width, height):
+        points, box, extra = item
+        return make_instance(points, np.ones(WFLW_POINTS, bool), width, height, where, bbox=box, extra=extra,
+                             max_outside=max_outside)
 
-    grouped: dict = {}
-    for where, points, box, attrs, name in parsed:
-        image_path = join_image(root, name)
-
-        def build():
-            width, height = size_or_raise(sizes[name], where, image_path)
-            return width, height, make_instance(points, np.ones(WFLW_POINTS, bool), width, height, where, bbox=box,
-                                                extra={"attributes": attrs, "line": int(where.rsplit(" ", 1)[1])},
-                                                max_outside=max_outside)
-        built = problems.call(build)
-        if built is None:
-            continue
-        width, height, inst = built
-        if name not in grouped:
-            grouped[name] = make_record(image_path, width, height, [])
-        grouped[name].instances.append(inst)
-    return problems.finish(list(grouped.values()))
+    return problems.finish(records_by_image(problems, _wflw_roots(path, image_root), parsed, make))

@@ -1,0 +1,104 @@
+"""The build layer: a run config -> scheme, mode, codec, model, loss, datasets and evaluator.
+
+Training, evaluation, prediction, viz, ablate and bench build everything here, each component
+by the name its config section gives, from its module's registry:
+
+=================  ==========================  ===========================
+config key         registry                    module
+=================  ==========================  ===========================
+``data.mode``      :data:`MODES`               :mod:`heatmapnet.modes`
+(the mode's)       :data:`CODECS`              :mod:`heatmapnet.codec`
+``target.sigma_policy``  :data:`SIGMA_POLICIES`  :mod:`heatmapnet.targets`
+``model.head``     :data:`HEADS`               :mod:`heatmapnet.models`
+``loss.name``      :data:`LOSSES`              :mod:`heatmapnet.losses`
+=================  ==========================  ===========================
+
+A new head, loss, sigma policy, codec or mode is one registered class; nothing here changes.
+The loss decides the model's output activation (a sigmoid for focal losses), and the codec's
+``auto`` target follows it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from .codec import CODECS
+from .data.build import read_split, resolve_scheme
+from .data.transforms import NO_AUGMENTATION, Augmentation
+from .distributed import DistInfo
+from .evaluation import Evaluator
+from .losses import LOSSES
+from .metadata import KeypointScheme
+from .models import HeatmapModel, ModelConfig
+from .modes import MODES
+
+
+def output_activation(config: DictConfig) -> str:
+    """``sigmoid`` for losses on logits, ``identity`` for losses on the heatmap itself."""
+    return LOSSES.get(config.loss.name).output_activation
+
+
+def build_scheme(config: DictConfig) -> KeypointScheme:
+    return resolve_scheme(config.data, config.data.train)
+
+
+def build_mode(config: DictConfig, scheme: KeypointScheme):
+    return MODES.get(config.data.mode).from_config(config, scheme)
+
+
+def build_codec(config: DictConfig, scheme: KeypointScheme):
+    codec = CODECS.get(MODES.get(config.data.mode).codec)
+    return codec.from_config(config, scheme, output_activation(config))
+
+
+def build_model(config: DictConfig, scheme: KeypointScheme) -> HeatmapModel:
+    section = config.model
+    return HeatmapModel(ModelConfig(backbone=section.backbone, head=section.head, head_channels=section.head_channels,
+                                    head_norm=section.head_norm, num_keypoints=scheme.num_keypoints,
+                                    pretrained_path=section.pretrained_path,
+                                    output_activation=output_activation(config)))
+
+
+def build_loss(config: DictConfig):
+    """The loss ``loss.name`` names, with every setting of its section ``loss.<name>``."""
+    name = config.loss.name
+    settings = OmegaConf.to_container(config.loss[name]) if name in config.loss else {}
+    return LOSSES.get(name)(**settings)
+
+
+def build_dataset(config: DictConfig, records, codec, scheme: KeypointScheme, train: bool):
+    """The torch dataset of one split (``train`` or ``val``) over ``records``, as the mode frames it;
+    training sets are augmented as ``data.augmentation`` says."""
+    augmentation = Augmentation(**config.data.augmentation) if train else NO_AUGMENTATION
+    return build_mode(config, scheme).dataset(records, codec, scheme, augmentation, seed=config.train.seed)
+
+
+def read_records(config: DictConfig, split_name: str):
+    """The records of ``data.<split_name>``."""
+    return read_split(config.data[split_name], config.data.skip_invalid, f"data.{split_name}")
+
+
+@dataclass
+class RunData:
+    """What one run reads: the scheme, both splits' records and their datasets."""
+
+    scheme: KeypointScheme
+    train_records: object
+    val_records: object
+    train_set: object
+    val_set: object
+
+
+def build_run_data(config: DictConfig, codec, scheme: KeypointScheme) -> RunData:
+    train_records, val_records = read_records(config, "train"), read_records(config, "val")
+    return RunData(scheme, train_records, val_records,
+                   build_dataset(config, train_records, codec, scheme, train=True),
+                   build_dataset(config, val_records, codec, scheme, train=False))
+
+
+def build_evaluator(config: DictConfig, records, dataset, codec, scheme: KeypointScheme,
+                    dist: Optional[DistInfo] = None) -> Evaluator:
+    """Validation of ``dataset`` (over ``records``) as ``config.eval`` and the mode say."""
+    return Evaluator(build_mode(config, scheme), dataset, records, codec, scheme, config.eval, dist)

@@ -1,0 +1,136 @@
+"""Data modes: what one sample is, and how a batch of heatmaps becomes predictions and metrics.
+
+``config.data.mode`` is the one place that says how a task is framed; everything that differs
+between the framings lives in one registered class here:
+
+- ``topdown``: one crop per annotated instance (its box padded to the input's aspect ratio), one
+  keypoint per heatmap channel, decoded by argmax + sub-pixel refinement; faces are scored by NME,
+  bodies by PCK and OKS AP.
+- ``multi``: the whole image letterboxed, every instance's keypoints of a type share one channel
+  (CenterNet), decoded as the top peaks of all channels; scored by per-type detection AP.
+
+A mode turns a batch's heatmaps, with the affine matrices that map input pixels back to the
+original image, into predictions in original image pixels (:meth:`decode_batch`), joins the
+batches' parts, scores them, and writes them as json (a dataset's ``predictions.json`` or one
+image's prediction).
+"""
+from __future__ import annotations
+
+from typing import List, Sequence
+
+import numpy as np
+import torch
+
+from .data.pipelines import MultiInstanceDataset, TopDownDataset
+from .data.transforms import box_to_center_size, crop_matrix, letterbox_matrix
+from .evaluation import (PeakPredictions, TopDownPredictions, apply_affine_batch, coco_results, face_metrics,
+                         is_face_scheme, keypoint_detection_ap, peak_results, pose_metrics)
+from .registry import Registry
+
+#: Data modes by their ``data.mode`` name; each has ``from_config(config, scheme)``.
+MODES: Registry = Registry("data.mode")
+
+
+def _concatenate(kind, parts: Sequence):
+    if not parts:
+        raise ValueError("evaluation dataset is empty")
+    return kind(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in kind.__dataclass_fields__})
+
+
+@MODES.register("topdown")
+class TopDownMode:
+    """One crop per instance; ``padding`` grows each box before it is cropped."""
+
+    codec = "heatmap"
+
+    def __init__(self, padding: float = 1.25):
+        self.padding = float(padding)
+
+    @classmethod
+    def from_config(cls, config, scheme) -> "TopDownMode":
+        return cls(config.data.padding)
+
+    def dataset(self, records, codec, scheme, augmentation, seed: int = 0) -> TopDownDataset:
+        # generated sets count their instances without drawing every image
+        counts = records.instance_counts() if hasattr(records, "instance_counts") else None
+        return TopDownDataset(records, codec, scheme.flip_permutation, augmentation, self.padding, seed,
+                              instance_counts=counts)
+
+    def image_matrices(self, image_size, boxes, input_size) -> tuple:
+        """Input matrices for one image of ``image_size`` (w, h): one crop per box ([x, y, w, h]),
+        the whole image as one box when none is given; and the boxes used."""
+        width, height = image_size
+        boxes = [[0.0, 0.0, float(width), float(height)]] if boxes is None or len(boxes) == 0 else boxes
+        aspect = input_size[0] / input_size[1]
+        return [crop_matrix(*box_to_center_size(box, aspect, self.padding), input_size) for box in boxes], boxes
+
+    def decode_batch(self, codec, maps: torch.Tensor, back: torch.Tensor, record_index, instance_index
+                     ) -> TopDownPredictions:
+        decoded = codec.decode(maps)
+        points = apply_affine_batch(decoded.coordinates.double(), back).cpu().numpy()
+        return TopDownPredictions(np.asarray(record_index), np.asarray(instance_index), points,
+                                  decoded.scores.cpu().numpy())
+
+    def concatenate(self, parts: Sequence[TopDownPredictions]) -> TopDownPredictions:
+        return _concatenate(TopDownPredictions, parts)
+
+    def evaluate(self, records, predictions: TopDownPredictions, scheme, eval_section) -> dict:
+        if is_face_scheme(scheme):
+            return face_metrics(records, predictions, scheme, eval_section)
+        return pose_metrics(records, predictions, scheme, eval_section)
+
+    def results(self, records, predictions: TopDownPredictions) -> List[dict]:
+        return coco_results(records, predictions)
+
+    def image_results(self, predictions: TopDownPredictions, scheme, boxes) -> List[dict]:
+        """One image's prediction as json: per box its keypoints and scores."""
+        return [{"bbox": [float(v) for v in box], "keypoints": predictions.keypoints[i].tolist(),
+                 "scores": predictions.scores[i].tolist(), "keypoint_names": list(scheme.keypoint_names)}
+                for i, box in enumerate(boxes)]
+
+
+@MODES.register("multi")
+class MultiInstanceMode:
+    """Whole images; ``max_peaks`` peaks of all channels together are kept per image, and an
+    image's prediction lists those scoring at least ``min_score``."""
+
+    codec = "heatmap"
+
+    def __init__(self, max_peaks: int = 100, min_score: float = 0.05):
+        self.max_peaks = int(max_peaks)
+        self.min_score = float(min_score)
+
+    @classmethod
+    def from_config(cls, config, scheme) -> "MultiInstanceMode":
+        return cls(int(config.eval.max_instances) * scheme.num_keypoints)
+
+    def dataset(self, records, codec, scheme, augmentation, seed: int = 0) -> MultiInstanceDataset:
+        return MultiInstanceDataset(records, codec, scheme.num_keypoints, scheme.flip_permutation, augmentation, seed)
+
+    def image_matrices(self, image_size, boxes, input_size) -> tuple:
+        return [letterbox_matrix(image_size, input_size)], None
+
+    def decode_batch(self, codec, maps: torch.Tensor, back: torch.Tensor, record_index, instance_index=None
+                     ) -> PeakPredictions:
+        peaks = codec.decode_instances(maps, k=self.max_peaks)
+        points = apply_affine_batch(peaks.points.double(), back).cpu().numpy()
+        record = np.broadcast_to(np.asarray(record_index)[:, None], peaks.scores.shape)
+        return PeakPredictions(record.reshape(-1), peaks.classes.cpu().numpy().reshape(-1), points.reshape(-1, 2),
+                               peaks.scores.cpu().numpy().reshape(-1))
+
+    def concatenate(self, parts: Sequence[PeakPredictions]) -> PeakPredictions:
+        return _concatenate(PeakPredictions, parts)
+
+    def evaluate(self, records, predictions: PeakPredictions, scheme, eval_section) -> dict:
+        return keypoint_detection_ap(records, predictions, scheme, eval_section.detection_distance)
+
+    def results(self, records, predictions: PeakPredictions) -> List[dict]:
+        return peak_results(records, predictions, self.min_score)
+
+    def image_results(self, predictions: PeakPredictions, scheme, boxes=None) -> List[dict]:
+        names = scheme.keypoint_names
+        return [{"keypoint_type": int(k), "name": names[int(k)], "x": float(p[0]), "y": float(p[1]),
+                 "score": float(s)}
+                for k, p, s in zip(predictions.keypoint_type.tolist(), predictions.points, predictions.scores.tolist())
+                if s > self.min_score]
+

@@ -1,0 +1,48 @@
+"""Registries: a name -> constructor table per kind of component (as timm's model registry).
+
+Each module that defines a kind of component owns its registry (heads in :mod:`heatmapnet.models`,
+losses in :mod:`heatmapnet.losses`, sigma policies in :mod:`heatmapnet.targets`, codecs in
+:mod:`heatmapnet.codec`, data modes in :mod:`heatmapnet.modes`); a new component is one class with
+``@REGISTRY.register("name")`` on it, and :mod:`heatmapnet.build` builds it by the name a config gives.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, Generic, Iterator, List, TypeVar
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Names to constructors of one kind (``kind`` names the config key in errors)."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: Dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator: ``@LOSSES.register("focal")`` on a class or function."""
+        def add(constructor: T) -> T:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._entries[name] = constructor
+            return constructor
+        return add
+
+    def get(self, name: str) -> T:
+        """The constructor registered as ``name``; an unknown name is an error listing the known ones."""
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise ValueError(f"unknown {self.kind} {name!r}; choose one of {self.names()}") from None
+
+    def names(self) -> List[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._entries)
