@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from .decode import decode_keypoints
-from .losses import DistanceAwareFocalLoss
+from .losses import DistanceAwareFocalLoss, HeatmapCriterion
 from .reference import (centernet_focal_loss, centernet_keypoint_heatmaps, centernet_keypoint_radius,
                         hrnet_quarter_decode, mmpose_dark_decode)
 from .targets import TRUNCATE_SIGMAS, lazy_zeros, render_heatmaps_batched, sigma_from_radius
@@ -329,11 +329,12 @@ def _training_parts(device: torch.device, loss_fn):
 
     config = load_config(None)
     model = build_model(config, build_scheme(config)).to(device).train()
+    criterion = HeatmapCriterion(loss_fn)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
     amp = bool(config.train.amp) and device.type == "cuda"
 
     def step(batch):
-        training_step(model, loss_fn, optimizer, batch, config.train.clip_grad, amp)
+        training_step(model, criterion, optimizer, batch, config.train.clip_grad, amp)
 
     return config, step
 

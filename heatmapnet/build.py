@@ -13,6 +13,8 @@ config key         registry                    module
 ``loss.name``      :data:`LOSSES`              :mod:`heatmapnet.losses`
 =================  ==========================  ===========================
 
+(``bottomup``'s codec lives in :mod:`heatmapnet.bottomup`.)
+
 A new head, loss, sigma policy, codec or mode is one registered class; nothing here changes.
 The loss decides the model's output activation (a sigmoid for focal losses), and the codec's
 ``auto`` target follows it.
@@ -54,11 +56,14 @@ def build_codec(config: DictConfig, scheme: KeypointScheme):
 
 
 def build_model(config: DictConfig, scheme: KeypointScheme) -> HeatmapModel:
-    section = config.model
+    """The model, with as many output channels as the mode asks for (one per keypoint type, or a
+    bottom-up model's heatmaps, offsets and sizes)."""
+    section, mode = config.model, build_mode(config, scheme)
     return HeatmapModel(ModelConfig(backbone=section.backbone, head=section.head, head_channels=section.head_channels,
-                                    head_norm=section.head_norm, num_keypoints=scheme.num_keypoints,
+                                    head_norm=section.head_norm, num_keypoints=mode.num_outputs(scheme),
                                     pretrained_path=section.pretrained_path,
-                                    output_activation=output_activation(config)))
+                                    output_activation=output_activation(config),
+                                    heatmap_channels=mode.heatmap_channels(scheme)))
 
 
 def build_loss(config: DictConfig):
@@ -66,6 +71,11 @@ def build_loss(config: DictConfig):
     name = config.loss.name
     settings = OmegaConf.to_container(config.loss[name]) if name in config.loss else {}
     return LOSSES.get(name)(**settings)
+
+
+def build_criterion(config: DictConfig, scheme: KeypointScheme):
+    """What the training step minimises: the mode's criterion around :func:`build_loss`."""
+    return build_mode(config, scheme).criterion(build_loss(config), config, scheme)
 
 
 def build_dataset(config: DictConfig, records, codec, scheme: KeypointScheme, train: bool):

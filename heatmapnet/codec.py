@@ -111,6 +111,10 @@ class HeatmapCodec:
         sizes = high - low
         return torch.where(torch.isfinite(sizes), sizes, torch.zeros(()))
 
+    def flip_back(self, heatmaps: torch.Tensor, flip_permutation) -> torch.Tensor:
+        """The maps of a mirrored image, mirrored back: columns reversed, left/right channels swapped."""
+        return heatmaps.flip(dims=[3])[:, torch.as_tensor(np.asarray(flip_permutation), device=heatmaps.device)]
+
     def decode(self, heatmaps: torch.Tensor) -> DecodedKeypoints:
         """(B, K, H, W) heatmaps (probabilities, not logits) -> keypoints (B, K, 2) in input pixels
         and their scores (B, K)."""

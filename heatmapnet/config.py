@@ -76,7 +76,7 @@ class AugmentationSection:
 @dataclass
 class DataSection:
     scheme: str = "ibug68"  # a file of datasets/ (or a path); "coco" takes it from the json
-    mode: str = "topdown"  # the one switch of the task: topdown (one crop per instance) | multi (whole image)
+    mode: str = "topdown"  # the one switch of the task: topdown (a crop per instance) | multi | bottomup (whole images)
     input_size: List[int] = field(default_factory=lambda: [128, 128])  # width, height
     padding: float = 1.25  # top-down box padding
     num_workers: int = 2
@@ -161,7 +161,19 @@ class EvalSection:
     pck_threshold: float = 0.2
     failure_threshold: float = 0.1
     detection_distance: float = 0.1  # multi-instance AP: a match within this fraction of the box size
-    max_instances: int = 20  # multi-instance decoding: peaks kept per keypoint type
+    max_instances: int = 20  # multi: peaks kept per keypoint type; bottomup: people decoded per image
+    joint_threshold: float = 0.1  # bottomup: a joint snaps to a joint-heatmap peak at least this high
+
+
+@dataclass
+class BottomUpSection:
+    """Weights of the regression terms of the bottom-up loss (CenterNet's multi-pose defaults);
+    both heatmaps get the loss of ``loss.name`` with weight 1."""
+
+    centre_offset_weight: float = 1.0
+    size_weight: float = 0.1
+    joint_offsets_weight: float = 1.0
+    joint_offset_weight: float = 1.0
 
 
 @dataclass
@@ -172,6 +184,7 @@ class RunConfig:
     loss: LossSection = field(default_factory=LossSection)
     train: TrainSection = field(default_factory=TrainSection)
     eval: EvalSection = field(default_factory=EvalSection)
+    bottomup: BottomUpSection = field(default_factory=BottomUpSection)
 
 
 class ConfigError(ValueError):

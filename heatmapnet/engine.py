@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from .build import build_codec, build_evaluator, build_loss, build_model, build_run_data, build_scheme
+from .build import build_codec, build_criterion, build_evaluator, build_model, build_run_data, build_scheme
 from .checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from .config import save_config
 from .data.pipelines import collate_samples
@@ -33,20 +33,20 @@ class NonFiniteLossError(RuntimeError):
     """Training stopped because the loss or the gradient stopped being finite."""
 
 
-def training_step(net: torch.nn.Module, loss_fn, optimizer: torch.optim.Optimizer, batch: dict,
+def training_step(net: torch.nn.Module, criterion, optimizer: torch.optim.Optimizer, batch: dict,
                   clip_grad: float = 0.0, amp: bool = False) -> float:
-    """One optimisation step on a batch (``image``, ``heatmaps``, ``heatmap_weights``): forward
-    (bf16 autocast where ``amp``), the loss in float32, backward, gradient clipping at
-    ``clip_grad`` (0: none), the optimiser's step. Returns the loss; raises
-    :class:`NonFiniteLossError` before any parameter changes if the loss or gradient norm is not
-    finite. The trainer and ``heatmapnet bench`` both step through here."""
+    """One optimisation step on a collated batch: forward (bf16 autocast where ``amp``), the
+    ``criterion`` (the mode's: e.g. :class:`heatmapnet.losses.HeatmapCriterion`) in float32 on
+    the batch's ``criterion.target_keys``, backward, gradient clipping at ``clip_grad`` (0: none),
+    the optimiser's step. Returns the loss; raises :class:`NonFiniteLossError` before any
+    parameter changes if the loss or gradient norm is not finite. The trainer and ``heatmapnet
+    bench`` both step through here."""
     device = next(net.parameters()).device
     images = batch["image"].to(device, non_blocking=True)
-    target = batch["heatmaps"].to(device, non_blocking=True)
-    weights = batch["heatmap_weights"].to(device, non_blocking=True)
+    targets = {key: batch[key].to(device, non_blocking=True) for key in criterion.target_keys}
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         output = net(images)
-    loss = loss_fn(output.float(), target, weights)
+    loss = criterion(output.float(), targets)
     value = float(loss.detach())
     if not math.isfinite(value):
         raise NonFiniteLossError(f"the loss is {value}")
@@ -126,7 +126,7 @@ class Trainer:
                                          self.dist)
         self.model = build_model(config, scheme)
         self.model.to(self.dist.device)
-        self.loss_fn = build_loss(config)
+        self.criterion = build_criterion(config, scheme)
         if train.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown train.optimizer {train.optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
         parameters = [p for p in self.model.parameters() if p.requires_grad]
@@ -219,7 +219,7 @@ class Trainer:
 
     def train_step(self, batch: dict) -> float:
         try:
-            value = training_step(self.net, self.loss_fn, self.optimizer, batch, self.config.train.clip_grad, self.amp)
+            value = training_step(self.net, self.criterion, self.optimizer, batch, self.config.train.clip_grad, self.amp)
         except NonFiniteLossError as error:
             last = f"{self.last_checkpoint} (left as it was)" if self.last_checkpoint.exists() else "none was written yet"
             raise NonFiniteLossError(f"training stopped at step {self.step + 1}: {error}. Nothing was updated or "

@@ -31,6 +31,14 @@ class TopDownPredictions:
 
 
 @dataclass
+class PeoplePredictions:
+    record_index: np.ndarray  # (N,) one row per decoded person
+    keypoints: np.ndarray  # (N, K, 2) original image pixels
+    scores: np.ndarray  # (N, K) keypoint scores
+    person_scores: np.ndarray  # (N,) the person's score (its centre peak)
+
+
+@dataclass
 class PeakPredictions:
     record_index: np.ndarray  # (M,) one row per peak
     keypoint_type: np.ndarray  # (M,)
@@ -51,13 +59,18 @@ def apply_affine_batch(points: torch.Tensor, matrices: torch.Tensor) -> torch.Te
     return moved.reshape(points.shape)
 
 
-def heatmap_probabilities(model, images: torch.Tensor, flip_permutation=None) -> torch.Tensor:
-    """The model's heatmaps (its own output activation applied), optionally averaged with the
-    maps of the mirrored image, mirrored back with left/right channels swapped."""
+def heatmap_probabilities(model, images: torch.Tensor, flip_permutation=None, codec=None) -> torch.Tensor:
+    """The model's maps (its own output activation applied), optionally averaged with the maps
+    of the mirrored image mirrored back by ``codec.flip_back`` (default: columns reversed and
+    left/right channels swapped, right for maps that are all heatmaps)."""
     maps = model.heatmaps(images)
     if flip_permutation is None:
         return maps
-    mirrored = model.heatmaps(torch.flip(images, dims=[3])).flip(dims=[3])[:, torch.as_tensor(flip_permutation)]
+    mirrored = model.heatmaps(torch.flip(images, dims=[3]))
+    if codec is not None:
+        mirrored = codec.flip_back(mirrored, flip_permutation)
+    else:
+        mirrored = mirrored.flip(dims=[3])[:, torch.as_tensor(flip_permutation)]
     return (maps + mirrored) / 2.0
 
 
@@ -74,7 +87,7 @@ def predict_dataset(model, dataset, codec, mode, batch_size: int, dist: DistInfo
     device = dist.device
     parts = []
     for batch in loader:
-        maps = heatmap_probabilities(model, batch["image"].to(device), flip_permutation)
+        maps = heatmap_probabilities(model, batch["image"].to(device), flip_permutation, codec)
         back = invert_affine_batch(batch["matrix"].to(device, torch.float64))
         instance = batch["instance_index"].numpy() if "instance_index" in batch else None
         parts.append(mode.decode_batch(codec, maps, back, batch["record_index"].numpy(), instance))
@@ -138,18 +151,22 @@ def pose_metrics(records, predictions: TopDownPredictions, scheme: KeypointSchem
     pck = metrics.pck(predictions.keypoints, gt, visible, normaliser, threshold, invalid="skip")
     result = {f"pck@{threshold:g}": pck.overall, "pck_normaliser": name, "pck_skipped_instances": pck.num_skipped,
               "num_instances": int(len(gt))}
-    result.update(oks_average_precision(records, predictions, scheme))
+    used = sorted(set(int(r) for r in predictions.record_index))
+    result.update(oks_average_precision(records, used, coco_results(records, predictions, use_record_index=True),
+                                        scheme))
     return result
 
 
-def oks_average_precision(records, predictions: TopDownPredictions, scheme: KeypointScheme) -> dict:
-    """COCO keypoint AP/AR through pycocotools, with the scheme's OKS sigmas."""
+def oks_average_precision(records, record_indices: Sequence[int], results: List[dict],
+                          scheme: KeypointScheme) -> dict:
+    """COCO keypoint AP/AR through pycocotools, with the scheme's OKS sigmas, of ``results``
+    (COCO keypoint results whose ``image_id`` is the record index) against every instance of the
+    records ``record_indices``; predicted people are matched to annotated ones by OKS."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
     images, annotations = [], []
-    used = sorted(set(int(r) for r in predictions.record_index))
-    for record_index in used:
+    for record_index in record_indices:
         record = records[record_index]
         images.append({"id": record_index, "width": record.width, "height": record.height})
         for instance in record.instances:
@@ -168,15 +185,41 @@ def oks_average_precision(records, predictions: TopDownPredictions, scheme: Keyp
                             "categories": [{"id": 1, "name": "object", "keypoints": list(scheme.keypoint_names)}]}
     with contextlib.redirect_stdout(io.StringIO()):
         ground_truth.createIndex()
-        detections = ground_truth.loadRes(coco_results(records, predictions, use_record_index=True))
+        if not results:
+            return {name: 0.0 for name in _OKS_NAMES}
+        detections = ground_truth.loadRes(results)
         evaluator = COCOeval(ground_truth, detections, "keypoints")
         evaluator.params.kpt_oks_sigmas = np.asarray(scheme.oks_sigmas, dtype=np.float64)
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    names = ["oks_ap", "oks_ap50", "oks_ap75", "oks_ap_medium", "oks_ap_large",
-             "oks_ar", "oks_ar50", "oks_ar75", "oks_ar_medium", "oks_ar_large"]
-    return {name: float(value) for name, value in zip(names, evaluator.stats)}
+    return {name: float(value) for name, value in zip(_OKS_NAMES, evaluator.stats)}
+
+
+_OKS_NAMES = ("oks_ap", "oks_ap50", "oks_ap75", "oks_ap_medium", "oks_ap_large",
+              "oks_ar", "oks_ar50", "oks_ar75", "oks_ar_medium", "oks_ar_large")
+
+
+def people_results(records, predictions: PeoplePredictions, use_record_index: bool = False) -> List[dict]:
+    """COCO keypoint results of decoded people: one entry per person, ``score`` its own score."""
+    results = []
+    for row in range(len(predictions.record_index)):
+        record = records[int(predictions.record_index[row])]
+        image_id = int(predictions.record_index[row]) if use_record_index or record.image_id is None \
+            else int(record.image_id)
+        triples = np.concatenate([predictions.keypoints[row], predictions.scores[row][:, None]], axis=1)
+        results.append({"image_id": image_id, "category_id": 1, "keypoints": triples.reshape(-1).round(3).tolist(),
+                        "score": float(predictions.person_scores[row]), "image_path": record.image_path})
+    return results
+
+
+def people_metrics(records, predictions: PeoplePredictions, record_indices: Sequence[int],
+                   scheme: KeypointScheme) -> dict:
+    """OKS AP/AR of people decoded from whole images (every evaluated image counts, also those
+    where no one was found)."""
+    result = oks_average_precision(records, record_indices, people_results(records, predictions, True), scheme)
+    result["num_people_predicted"] = int(len(predictions.record_index))
+    return result
 
 
 def coco_results(records, predictions: TopDownPredictions, use_record_index: bool = False) -> List[dict]:
@@ -259,6 +302,8 @@ def primary_metric(result: dict) -> tuple:
         if name in result:
             return name, result[name], higher
     pck_name = next((k for k in result if k.startswith("pck@")), None)
-    if pck_name is None:
-        raise ValueError(f"no primary metric among {sorted(result)}")
-    return pck_name, result[pck_name], True
+    if pck_name is not None:
+        return pck_name, result[pck_name], True
+    if "oks_ap" in result:
+        return "oks_ap", result["oks_ap"], True
+    raise ValueError(f"no primary metric among {sorted(result)}")

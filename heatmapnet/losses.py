@@ -354,6 +354,20 @@ class AdaptiveWingLoss(nn.Module):
         return f"alpha={self.alpha}, omega={self.omega}, epsilon={self.epsilon}, theta={self.theta}"
 
 
+class HeatmapCriterion(nn.Module):
+    """A heatmap loss applied to a collated batch: ``loss(output, batch["heatmaps"],
+    batch["heatmap_weights"])``. ``target_keys``: what the training step moves to the device."""
+
+    target_keys = ("heatmaps", "heatmap_weights")
+
+    def __init__(self, loss: nn.Module):
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, output: torch.Tensor, batch: dict) -> torch.Tensor:
+        return self.loss(output, batch["heatmaps"], batch["heatmap_weights"])
+
+
 def build_loss(name: str, **kwargs) -> nn.Module:
     """A heatmap loss by its registry name (``focal``, ``retina_focal``, ``mse``, ``awing``)."""
     return LOSSES.get(name)(**kwargs)

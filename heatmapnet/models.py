@@ -82,9 +82,10 @@ class ModelConfig:
     head: str = "fpn"
     head_channels: int = 64
     head_norm: str = "batch"  # batch | group
-    num_keypoints: int = 17
+    num_keypoints: int = 17  # output channels (a bottom-up model has more: its codec's num_outputs)
     pretrained_path: Optional[str] = None  # a local timm checkpoint; nothing is downloaded
     output_activation: str = "identity"  # sigmoid (logits out, e.g. focal losses) | identity
+    heatmap_channels: Optional[tuple] = None  # the channels that are heatmaps (activated); None: all
 
 
 class HeatmapModel(nn.Module):
@@ -109,17 +110,32 @@ class HeatmapModel(nn.Module):
         classifier = self.head.classifier
         nn.init.normal_(classifier.weight, std=0.001)
         sigmoid = config.output_activation == "sigmoid"
-        nn.init.constant_(classifier.bias, prior_bias(SIGMOID_PRIOR) if sigmoid else 0.0)
+        self.register_buffer("heatmap_mask", self._heatmap_mask(config), persistent=False)
+        with torch.no_grad():
+            classifier.bias.copy_(self.heatmap_mask * (prior_bias(SIGMOID_PRIOR) if sigmoid else 0.0))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """The raw output (logits for a sigmoid model): what the loss compares with the targets."""
         features = self.backbone(images)
         return self.head([features[i] for i in self.feature_indices])
 
+    @staticmethod
+    def _heatmap_mask(config: ModelConfig) -> torch.Tensor:
+        mask = torch.zeros(config.num_keypoints)
+        channels = range(config.num_keypoints) if config.heatmap_channels is None else list(config.heatmap_channels)
+        mask[list(channels)] = 1.0
+        return mask
+
     def activate(self, outputs: torch.Tensor) -> torch.Tensor:
-        """Raw outputs -> heatmaps (float32)."""
+        """Raw outputs -> maps (float32): the heatmap channels activated, any others (offsets and
+        sizes of a bottom-up model) as they are."""
         outputs = outputs.float()
-        return torch.sigmoid(outputs) if self.config.output_activation == "sigmoid" else outputs
+        if self.config.output_activation != "sigmoid":
+            return outputs
+        if self.config.heatmap_channels is None:
+            return torch.sigmoid(outputs)
+        mask = self.heatmap_mask.to(torch.bool)[:, None, None]
+        return torch.where(mask, torch.sigmoid(outputs), outputs)
 
     def heatmaps(self, images: torch.Tensor) -> torch.Tensor:
         """Images -> the heatmaps decoders read."""

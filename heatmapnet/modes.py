@@ -8,6 +8,11 @@ between the framings lives in one registered class here:
   bodies by PCK and OKS AP.
 - ``multi``: the whole image letterboxed, every instance's keypoints of a type share one channel
   (CenterNet), decoded as the top peaks of all channels; scored by per-type detection AP.
+- ``bottomup``: whole images, people found by their centres and grouped by regressed joint
+  offsets (CenterNet's multi-pose, :mod:`heatmapnet.bottomup`); scored by OKS AP of the people.
+
+Each mode also says how many output channels the model has, which of them are heatmaps, and the
+criterion that applies the configured heatmap loss to a batch.
 
 A mode turns a batch's heatmaps, with the affine matrices that map input pixels back to the
 original image, into predictions in original image pixels (:meth:`decode_batch`), joins the
@@ -21,10 +26,13 @@ from typing import List, Sequence
 import numpy as np
 import torch
 
-from .data.pipelines import MultiInstanceDataset, TopDownDataset
+from .bottomup import BottomUpCriterion, BottomUpLayout
+from .data.pipelines import BottomUpDataset, MultiInstanceDataset, TopDownDataset
 from .data.transforms import box_to_center_size, crop_matrix, letterbox_matrix
-from .evaluation import (PeakPredictions, TopDownPredictions, apply_affine_batch, coco_results, face_metrics,
-                         is_face_scheme, keypoint_detection_ap, peak_results, pose_metrics)
+from .evaluation import (PeakPredictions, PeoplePredictions, TopDownPredictions, apply_affine_batch, coco_results,
+                         face_metrics, is_face_scheme, keypoint_detection_ap, peak_results, people_metrics,
+                         people_results, pose_metrics)
+from .losses import HeatmapCriterion
 from .registry import Registry
 
 #: Data modes by their ``data.mode`` name; each has ``from_config(config, scheme)``.
@@ -37,11 +45,24 @@ def _concatenate(kind, parts: Sequence):
     return kind(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in kind.__dataclass_fields__})
 
 
-@MODES.register("topdown")
-class TopDownMode:
-    """One crop per instance; ``padding`` grows each box before it is cropped."""
+class _HeatmapOutputs:
+    """Modes whose model outputs one heatmap per keypoint type."""
 
     codec = "heatmap"
+
+    def num_outputs(self, scheme) -> int:
+        return scheme.num_keypoints
+
+    def heatmap_channels(self, scheme):
+        return None  # every channel
+
+    def criterion(self, loss, config, scheme):
+        return HeatmapCriterion(loss)
+
+
+@MODES.register("topdown")
+class TopDownMode(_HeatmapOutputs):
+    """One crop per instance; ``padding`` grows each box before it is cropped."""
 
     def __init__(self, padding: float = 1.25):
         self.padding = float(padding)
@@ -90,11 +111,9 @@ class TopDownMode:
 
 
 @MODES.register("multi")
-class MultiInstanceMode:
+class MultiInstanceMode(_HeatmapOutputs):
     """Whole images; ``max_peaks`` peaks of all channels together are kept per image, and an
     image's prediction lists those scoring at least ``min_score``."""
-
-    codec = "heatmap"
 
     def __init__(self, max_peaks: int = 100, min_score: float = 0.05):
         self.max_peaks = int(max_peaks)
@@ -134,3 +153,59 @@ class MultiInstanceMode:
                 for k, p, s in zip(predictions.keypoint_type.tolist(), predictions.points, predictions.scores.tolist())
                 if s > self.min_score]
 
+
+
+@MODES.register("bottomup")
+class BottomUpMode:
+    """Whole images in, people out; an image's prediction lists the people scoring at least
+    ``min_score`` (evaluation keeps every decoded candidate: OKS AP ranks them by score)."""
+
+    codec = "bottomup"
+
+    def __init__(self, min_score: float = 0.1):
+        self.min_score = float(min_score)
+
+    @classmethod
+    def from_config(cls, config, scheme) -> "BottomUpMode":
+        return cls()
+
+    def num_outputs(self, scheme) -> int:
+        return BottomUpLayout(scheme.num_keypoints).num_outputs
+
+    def heatmap_channels(self, scheme) -> tuple:
+        return BottomUpLayout(scheme.num_keypoints).heatmap_channels
+
+    def criterion(self, loss, config, scheme):
+        weights = config.bottomup
+        return BottomUpCriterion(loss, BottomUpLayout(scheme.num_keypoints), weights.centre_offset_weight,
+                                 weights.size_weight, weights.joint_offsets_weight, weights.joint_offset_weight)
+
+    def dataset(self, records, codec, scheme, augmentation, seed: int = 0) -> BottomUpDataset:
+        return BottomUpDataset(records, codec, scheme.num_keypoints, scheme.flip_permutation, augmentation, seed)
+
+    def image_matrices(self, image_size, boxes, input_size) -> tuple:
+        return [letterbox_matrix(image_size, input_size)], None
+
+    def decode_batch(self, codec, maps: torch.Tensor, back: torch.Tensor, record_index, instance_index=None
+                     ) -> PeoplePredictions:
+        people = codec.decode(maps)
+        batch, count = people.scores.shape
+        points = apply_affine_batch(people.keypoints.double(), back).cpu().numpy()
+        record = np.broadcast_to(np.asarray(record_index)[:, None], (batch, count))
+        return PeoplePredictions(record.reshape(-1), points.reshape(batch * count, -1, 2),
+                                 people.keypoint_scores.cpu().numpy().reshape(batch * count, -1),
+                                 people.scores.cpu().numpy().reshape(-1))
+
+    def concatenate(self, parts: Sequence[PeoplePredictions]) -> PeoplePredictions:
+        return _concatenate(PeoplePredictions, parts)
+
+    def evaluate(self, records, predictions: PeoplePredictions, scheme, eval_section) -> dict:
+        return people_metrics(records, predictions, range(len(records)), scheme)
+
+    def results(self, records, predictions: PeoplePredictions) -> List[dict]:
+        return people_results(records, predictions)
+
+    def image_results(self, predictions: PeoplePredictions, scheme, boxes=None) -> List[dict]:
+        return [{"score": float(score), "keypoints": predictions.keypoints[i].tolist(),
+                 "scores": predictions.scores[i].tolist(), "keypoint_names": list(scheme.keypoint_names)}
+                for i, score in enumerate(predictions.person_scores.tolist()) if score >= self.min_score]

@@ -70,7 +70,7 @@ class Predictor:
     def heatmaps(self, images: torch.Tensor) -> torch.Tensor:
         """Input tensors (B, 3, H, W) -> heatmaps, flip-tested if the predictor is."""
         flip = self.scheme.flip_permutation if self.flip_test else None
-        return heatmap_probabilities(self.model, images.to(self.device), flip)
+        return heatmap_probabilities(self.model, images.to(self.device), flip, self.codec)
 
     @torch.no_grad()
     def __call__(self, image: Union[str, np.ndarray], boxes: Optional[Sequence] = None) -> List[dict]:

@@ -134,8 +134,8 @@ def test_unknown_names_are_errors_listing_the_choices():
                                    build.build_scheme(config_with())), "model.head", "hourglass", HEADS),
         (lambda: build.build_codec(config_with("target.sigma_policy=gauss"), build.build_scheme(config_with())),
          "target.sigma_policy", "gauss", SIGMA_POLICIES),
-        (lambda: build.build_mode(config_with("data.mode=bottomup"), build.build_scheme(config_with())),
-         "data.mode", "bottomup", MODES),
+        (lambda: build.build_mode(config_with("data.mode=sideways"), build.build_scheme(config_with())),
+         "data.mode", "sideways", MODES),
     ]
     for make, key, name, registry in cases:
         with pytest.raises(ValueError) as error:
@@ -143,7 +143,7 @@ def test_unknown_names_are_errors_listing_the_choices():
         assert str(error.value) == f"unknown {key} '{name}'; choose one of {registry.names()}"
     assert set(LOSSES.names()) >= {"awing", "focal", "mse", "retina_focal"}
     assert set(SIGMA_POLICIES.names()) >= {"fixed", "radius", "oks"}
-    assert set(MODES.names()) >= {"topdown", "multi"}
+    assert set(MODES.names()) >= {"topdown", "multi", "bottomup"}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -219,15 +219,16 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(mtfl, tmp_path, monk
 
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(mtfl, tmp_path):
     trainer = Trainer(load_config("mtfl5", tiny_overrides(steps=5, **{"train.checkpoint_every": 1})), tmp_path)
-    real_loss = trainer.loss_fn
+    real_criterion = trainer.criterion
     calls = {"n": 0}
 
     def turns_nan(*args):
         calls["n"] += 1
-        value = real_loss(*args)
+        value = real_criterion(*args)
         return value * float("nan") if calls["n"] == 3 else value
 
-    trainer.loss_fn = turns_nan
+    turns_nan.target_keys = real_criterion.target_keys
+    trainer.criterion = turns_nan
     with pytest.raises(NonFiniteLossError, match=r"step 3: the loss is nan.*last.pt \(left as it was\)"):
         trainer.run()
     state = load_checkpoint(tmp_path / "last.pt")

@@ -72,14 +72,17 @@ class _KeypointDataset(Dataset):
         """(K,) the loss weight of each heatmap channel, from the instances' (N, K) weights."""
         raise NotImplementedError
 
+    def _targets(self, keypoints, visible, boxes) -> dict:
+        """The codec's training targets for the sample's instances (input pixels)."""
+        encoded = self.codec.encode(keypoints, visible, boxes)
+        return {"heatmaps": encoded.heatmaps, "heatmap_weights": self._heatmap_weights(encoded.keypoint_weights),
+                "keypoint_weights": encoded.keypoint_weights}
+
     def _finish(self, image, keypoints, visible, boxes, matrix, rng, index, extra):
         image = jitter_colour(image, rng, self.augmentation)
-        encoded = self.codec.encode(keypoints, visible, boxes)
         sample = {
             "image": torch.from_numpy(to_input_tensor(image)),
-            "heatmaps": encoded.heatmaps,
-            "heatmap_weights": self._heatmap_weights(encoded.keypoint_weights),
-            "keypoint_weights": encoded.keypoint_weights,
+            **self._targets(keypoints, visible, boxes),
             "keypoints": torch.from_numpy(keypoints.astype(np.float32)),
             "visible": torch.from_numpy(visible),
             "matrix": torch.from_numpy(matrix.astype(np.float64)),
@@ -142,6 +145,12 @@ class MultiInstanceDataset(_KeypointDataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    def _instance_boxes(self, record: Record, matrix: np.ndarray) -> np.ndarray:
+        """Each instance's box (x, y, w, h) after ``matrix``; only its size is used (it sizes the
+        instance's Gaussians), so the box is scaled by the transform's zoom."""
+        zoom = float(np.hypot(*matrix[:, 0]))
+        return np.array([i.bbox for i in record.instances], dtype=np.float64).reshape(-1, 4) * zoom
+
     def _heatmap_weights(self, keypoint_weights: torch.Tensor) -> torch.Tensor:
         """A channel mixes every instance's points of one type: all channels count in full."""
         return torch.ones(self.num_keypoints)
@@ -163,11 +172,29 @@ class MultiInstanceDataset(_KeypointDataset):
             raise ValueError(f"{record.image_path}: instances have {keypoints.shape[1]} keypoints, "
                              f"expected {self.num_keypoints}")
         keypoints, visible = self._mirror_order(transform_points(keypoints, matrix), visible, params)
-        zoom = float(np.hypot(*matrix[:, 0]))
-        boxes = np.array([i.bbox for i in record.instances], dtype=np.float64).reshape(-1, 4) * zoom
+        boxes = self._instance_boxes(record, matrix)
         extra = {"record_index": torch.tensor(index), "boxes": torch.from_numpy(boxes.astype(np.float32)),
                  "num_instances": torch.tensor(len(record.instances))}
         return self._finish(image, keypoints, visible, boxes, matrix, rng, index, extra)
+
+
+class BottomUpDataset(MultiInstanceDataset):
+    """Whole images as :class:`MultiInstanceDataset` frames them, with the bottom-up codec's
+    targets (centre and joint heatmaps, per-person regression rows); boxes follow the image's
+    affine transform (the axis-aligned box of the four moved corners)."""
+
+    def _targets(self, keypoints, visible, boxes) -> dict:
+        return self.codec.encode(keypoints, visible, boxes)
+
+    def _instance_boxes(self, record: Record, matrix: np.ndarray) -> np.ndarray:
+        if not record.instances:
+            return np.zeros((0, 4))
+        x, y, w, h = np.array([i.bbox for i in record.instances], dtype=np.float64).T
+        corners = np.stack([np.stack([x, y], -1), np.stack([x + w, y], -1), np.stack([x, y + h], -1),
+                            np.stack([x + w, y + h], -1)], axis=1)  # (N, 4, 2)
+        moved = transform_points(corners, matrix)
+        low, high = moved.min(axis=1), moved.max(axis=1)
+        return np.concatenate([low, high - low], axis=1)
 
 
 def collate_samples(samples: Sequence[dict]) -> dict:

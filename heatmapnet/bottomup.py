@@ -1,0 +1,331 @@
+"""Bottom-up multi-person pose, CenterNet style: whole images in, people out.
+
+The network predicts, at stride 4, ``7 + 3K`` channels (:class:`BottomUpLayout`):
+
+====================  ==========  ==============================================================
+channels              activation  meaning
+====================  ==========  ==============================================================
+centre                heatmap     each person's box centre, a Gaussian sized by the person's box
+centre_offset (2)     none        sub-pixel offset of the centre from its nearest pixel
+size (2)              none        the person's box (w, h) in heatmap pixels
+joint_offsets (2K)    none        each joint minus the centre's nearest pixel, read at that pixel
+joints (K)            heatmap     each joint type's Gaussians, each sized by its own person's box
+joint_offset (2)      none        sub-pixel offset of a joint from its nearest pixel
+====================  ==========  ==============================================================
+
+:class:`BottomUpCodec` encodes a sample's people into these targets (the heatmaps drawn by the
+same vectorised splatting as every other target; regression targets as per-person rows with the
+flat index of the pixel they are read at) and decodes maps into people without a Python loop
+over people: centre peaks by max-pool suppression and top-k, each candidate's regressed joints,
+each joint snapped to the nearest joint-heatmap peak of its type inside the candidate's box and
+above a threshold, else kept where it was regressed. :class:`BottomUpCriterion` is the training
+loss: the configured heatmap loss (distance-aware focal, or MSE for the ablation) on both
+heatmaps, and L1 on offsets and sizes at labelled pixels only.
+
+Coordinates follow :mod:`heatmapnet.codec`: pixel centres at integers, heatmap pixel j covers
+input pixels [j s, (j + 1) s), so x_heat = (x_in - (s - 1) / 2) / s.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .codec import CODECS
+from .targets import SIGMA_POLICIES, OKSSigma, RadiusSigma, render_heatmaps
+
+
+@dataclass(frozen=True)
+class BottomUpLayout:
+    """Where each output lies among the ``7 + 3K`` channels."""
+
+    num_keypoints: int
+
+    @property
+    def centre(self) -> slice:
+        return slice(0, 1)
+
+    @property
+    def centre_offset(self) -> slice:
+        return slice(1, 3)
+
+    @property
+    def size(self) -> slice:
+        return slice(3, 5)
+
+    @property
+    def joint_offsets(self) -> slice:
+        return slice(5, 5 + 2 * self.num_keypoints)
+
+    @property
+    def joints(self) -> slice:
+        k = self.num_keypoints
+        return slice(5 + 2 * k, 5 + 3 * k)
+
+    @property
+    def joint_offset(self) -> slice:
+        k = self.num_keypoints
+        return slice(5 + 3 * k, 7 + 3 * k)
+
+    @property
+    def num_outputs(self) -> int:
+        return 7 + 3 * self.num_keypoints
+
+    @property
+    def heatmap_channels(self) -> tuple:
+        """The channels the output activation applies to (the two heatmaps)."""
+        return (0,) + tuple(range(self.joints.start, self.joints.stop))
+
+
+class People(NamedTuple):
+    """Decoded people, ``T`` candidates per image (sorted by score; low scores are weak ones)."""
+
+    scores: torch.Tensor  # (B, T) centre heatmap value
+    keypoints: torch.Tensor  # (B, T, K, 2) input pixels
+    keypoint_scores: torch.Tensor  # (B, T, K) the joint heatmap at the chosen point
+    snapped: torch.Tensor  # (B, T, K) bool: taken from a joint peak (else regressed)
+    boxes: torch.Tensor  # (B, T, 4) x, y, w, h in input pixels
+
+
+def _nearest_pixel(points: torch.Tensor) -> torch.Tensor:
+    return torch.floor(points + 0.5)
+
+
+def _local_maxima(maps: torch.Tensor, pool: int = 3) -> torch.Tensor:
+    """``maps`` with every value that is not the maximum of its pool x pool neighbourhood at -inf."""
+    pooled = F.max_pool2d(maps, pool, stride=1, padding=pool // 2)
+    return torch.where(pooled == maps, maps, torch.full_like(maps, -math.inf))
+
+
+def _gather(maps: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """maps (B, C, H, W), index (B, N) flat pixel indices -> (B, N, C)."""
+    flat = maps.flatten(2)
+    return flat.gather(2, index[:, None, :].expand(-1, flat.shape[1], -1)).transpose(1, 2)
+
+
+@CODECS.register("bottomup")
+class BottomUpCodec:
+    """People (keypoints, visibility, boxes in input pixels) <-> the bottom-up outputs.
+
+    ``sigma_policy`` sizes each person's joint Gaussians from its box; ``centre_policy`` its
+    centre's (the same policy unless it is per keypoint type, OKS, where the centre takes
+    CornerNet's radius). ``max_people`` centre candidates are decoded per image; a joint snaps to
+    a peak of ``joint_threshold`` or more."""
+
+    def __init__(self, input_size, num_keypoints: int, stride: int = 4, sigma_policy=None, centre_policy=None,
+                 exact_peak: bool = True, max_people: int = 20, joint_threshold: float = 0.1):
+        width, height = (int(v) for v in input_size)
+        if width % stride or height % stride:
+            raise ValueError(f"input_size {tuple(input_size)} must be divisible by stride {stride}")
+        self.input_size = (width, height)
+        self.stride = int(stride)
+        self.layout = BottomUpLayout(int(num_keypoints))
+        self.sigma_policy = sigma_policy or RadiusSigma()
+        self.centre_policy = centre_policy or self.sigma_policy
+        self.exact_peak = bool(exact_peak)
+        self.max_people = int(max_people)
+        self.joint_threshold = float(joint_threshold)
+
+    @classmethod
+    def from_config(cls, config, scheme, output_activation: str) -> "BottomUpCodec":
+        target, sigmoid = config.target, output_activation == "sigmoid"
+        name = target.sigma_policy if target.sigma_policy != "auto" else ("radius" if sigmoid else "fixed")
+        policy = SIGMA_POLICIES.get(name).from_config(target, scheme)
+        centre = RadiusSigma(float(target.min_overlap), str(target.radius_formula)) \
+            if isinstance(policy, OKSSigma) else policy
+        exact_peak = sigmoid if target.exact_peak is None else bool(target.exact_peak)
+        return cls(tuple(config.data.input_size), scheme.num_keypoints, target.stride, policy, centre, exact_peak,
+                   config.eval.max_instances, config.eval.joint_threshold)
+
+    # -- geometry ------------------------------------------------------------------------------
+    @property
+    def heatmap_size(self) -> tuple:
+        """(height, width) of the maps."""
+        return self.input_size[1] // self.stride, self.input_size[0] // self.stride
+
+    @property
+    def num_outputs(self) -> int:
+        return self.layout.num_outputs
+
+    @property
+    def heatmap_channels(self) -> tuple:
+        return self.layout.heatmap_channels
+
+    def input_to_heatmap(self, points):
+        return (points - (self.stride - 1) / 2.0) / self.stride
+
+    def heatmap_to_input(self, points):
+        return points * self.stride + (self.stride - 1) / 2.0
+
+    # -- encode --------------------------------------------------------------------------------
+    def encode(self, keypoints, visible, boxes) -> dict:
+        """One image's N people: keypoints (N, K, 2) and visible (N, K) in input pixels, boxes
+        (N, 4) as (x, y, w, h) in input pixels. Returns the sample's targets:
+
+        ``heatmaps`` (1 + K, H, W): centre, then joints; ``centre_index`` (N,) flat index of each
+        centre's nearest pixel, ``centre_mask`` (N,) 1 where that pixel is on the map; targets read
+        there: ``centre_offset`` (N, 2), ``size`` (N, 2), ``joint_offsets`` (N, K, 2) with
+        ``joint_offsets_mask`` (N, K) (labelled joints of people whose centre is on the map, also
+        joints outside the image); ``joint_index`` (N, K), ``joint_offset`` (N, K, 2) and
+        ``joint_mask`` (N, K) for the sub-pixel offset at each on-map labelled joint."""
+        keypoints = torch.as_tensor(np.asarray(keypoints, dtype=np.float32))
+        num_people, num_keypoints = keypoints.shape[:2]
+        if keypoints.dim() != 3 or num_keypoints != self.layout.num_keypoints:
+            raise ValueError(f"keypoints must have shape (N, {self.layout.num_keypoints}, 2), "
+                             f"got {tuple(keypoints.shape)}")
+        visible = torch.as_tensor(np.asarray(visible, dtype=bool)).reshape(num_people, num_keypoints)
+        boxes = torch.as_tensor(np.asarray(boxes, dtype=np.float32)).reshape(num_people, 4)
+        height, width = self.heatmap_size
+        points = self.input_to_heatmap(torch.where(visible[..., None], keypoints, torch.zeros(())))
+        centres = self.input_to_heatmap(boxes[:, :2] + boxes[:, 2:] / 2.0)
+        sizes = boxes[:, 2:] / self.stride
+        people = (sizes > 0).all(dim=1)
+
+        centre_pixel = _nearest_pixel(centres)
+        centre_on_map = people & _on_map(centre_pixel, height, width)
+        joint_pixel = _nearest_pixel(points)
+        joint_on_map = visible & _on_map(joint_pixel, height, width)
+
+        centre_sigma = self.centre_policy(sizes, 1)[:, 0]
+        joint_sigma = self.sigma_policy(sizes, num_keypoints)
+        labels = torch.arange(num_keypoints).expand(num_people, num_keypoints) + 1
+        heatmaps = render_heatmaps(torch.cat([centres, points.reshape(-1, 2)]),
+                                   torch.cat([torch.zeros(num_people, dtype=torch.long), labels.reshape(-1)]),
+                                   torch.cat([centre_sigma, joint_sigma.reshape(-1)]), 1 + num_keypoints,
+                                   (height, width), weights=torch.cat([centre_on_map, joint_on_map.reshape(-1)]).float(),
+                                   exact_peak=self.exact_peak)
+        centre_pixel = torch.where(centre_on_map[:, None], centre_pixel, torch.zeros(()))
+        joint_pixel = torch.where(joint_on_map[..., None], joint_pixel, torch.zeros(()))
+        return {
+            "heatmaps": heatmaps,
+            "centre_index": (centre_pixel[:, 1] * width + centre_pixel[:, 0]).long(),
+            "centre_mask": centre_on_map.float(),
+            "centre_offset": (centres - centre_pixel) * centre_on_map[:, None],
+            "size": sizes * centre_on_map[:, None],
+            "joint_offsets": (points - centre_pixel[:, None, :]) * (visible & centre_on_map[:, None])[..., None],
+            "joint_offsets_mask": (visible & centre_on_map[:, None]).float(),
+            "joint_index": (joint_pixel[..., 1] * width + joint_pixel[..., 0]).long(),
+            "joint_offset": (points - joint_pixel) * joint_on_map[..., None],
+            "joint_mask": joint_on_map.float(),
+        }
+
+    # -- decode --------------------------------------------------------------------------------
+    def flip_back(self, maps: torch.Tensor, flip_permutation) -> torch.Tensor:
+        """The maps of a mirrored image, mirrored back: columns reversed, left/right joints
+        swapped, every x offset negated (pixel j of the mirror is pixel W - 1 - j)."""
+        layout, perm = self.layout, torch.as_tensor(np.asarray(flip_permutation), device=maps.device).long()
+        maps = maps.flip(dims=[3])
+        centre_offset = maps[:, layout.centre_offset] * maps.new_tensor([-1.0, 1.0])[:, None, None]
+        joint_offsets = maps[:, layout.joint_offsets].unflatten(1, (layout.num_keypoints, 2))[:, perm]
+        joint_offsets = joint_offsets * maps.new_tensor([-1.0, 1.0])[:, None, None]
+        joint_offset = maps[:, layout.joint_offset] * maps.new_tensor([-1.0, 1.0])[:, None, None]
+        return torch.cat([maps[:, layout.centre], centre_offset, maps[:, layout.size], joint_offsets.flatten(1, 2),
+                          maps[:, layout.joints][:, perm], joint_offset], dim=1)
+
+    @torch.no_grad()
+    def decode(self, maps: torch.Tensor, max_people: Optional[int] = None) -> People:
+        """Activated maps (B, 7 + 3K, H, W) -> ``max_people`` candidates per image, best first."""
+        layout = self.layout
+        batch, channels, height, width = maps.shape
+        if channels != layout.num_outputs:
+            raise ValueError(f"maps have {channels} channels, the layout {layout.num_outputs}")
+        maps = maps.float()
+        people = min(max_people or self.max_people, height * width)
+        scores, centre_index = _local_maxima(maps[:, layout.centre]).flatten(1).topk(people, dim=1)  # (B, T)
+        at_centre = _gather(maps, centre_index)  # (B, T, C)
+        centre_pixel = torch.stack([centre_index % width, centre_index // width], dim=-1).float()
+        centres = centre_pixel + at_centre[..., layout.centre_offset]
+        sizes = at_centre[..., layout.size].clamp_min(0)
+        regressed = centre_pixel[:, :, None, :] + at_centre[..., layout.joint_offsets].unflatten(-1, (-1, 2))
+
+        joints = maps[:, layout.joints]  # (B, K, H, W)
+        num_keypoints = joints.shape[1]
+        peak_scores, peak_index = _local_maxima(joints).flatten(2).topk(min(people, height * width), dim=2)
+        offsets = _gather(maps[:, layout.joint_offset], peak_index.flatten(1)).unflatten(1, peak_index.shape[1:])
+        peaks = torch.stack([peak_index % width, peak_index // width], dim=-1).float() + offsets  # (B, K, J, 2)
+
+        low, high = centres - sizes / 2.0, centres + sizes / 2.0  # (B, T, 2)
+        inside = ((peaks[:, None] >= low[:, :, None, None]) & (peaks[:, None] <= high[:, :, None, None])).all(-1)
+        usable = inside & (peak_scores[:, None] >= self.joint_threshold)  # (B, T, K, J)
+        distance = (peaks[:, None] - regressed[:, :, :, None]).norm(dim=-1)
+        distance = torch.where(usable, distance, torch.full_like(distance, math.inf))
+        nearest = distance.argmin(dim=-1)  # (B, T, K)
+        snapped = torch.isfinite(distance.gather(-1, nearest[..., None])[..., 0])
+        chosen = peaks[:, None].expand(-1, people, -1, -1, -1).gather(
+            3, nearest[..., None, None].expand(-1, -1, -1, 1, 2))[..., 0, :]
+        chosen_score = peak_scores[:, None].expand(-1, people, -1, -1).gather(3, nearest[..., None])[..., 0]
+        points = torch.where(snapped[..., None], chosen, regressed)
+        pixel = _nearest_pixel(regressed)
+        x, y = pixel[..., 0].long(), pixel[..., 1].long()
+        on_map = (x >= 0) & (x < width) & (y >= 0) & (y < height)
+        channel = torch.arange(num_keypoints, device=maps.device) * (height * width)
+        flat = channel + y.clamp(0, height - 1) * width + x.clamp(0, width - 1)  # (B, T, K) into K*H*W
+        regressed_score = joints.flatten(1).gather(1, flat.flatten(1)).view_as(flat)
+        regressed_score = torch.where(on_map, regressed_score, torch.zeros(()))
+        keypoint_scores = torch.where(snapped, chosen_score, regressed_score)
+        boxes = torch.cat([self.heatmap_to_input(low), sizes * self.stride], dim=-1)
+        return People(scores, self.heatmap_to_input(points), keypoint_scores, snapped, boxes)
+
+
+def _on_map(pixel: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    return (pixel[..., 0] >= 0) & (pixel[..., 0] <= width - 1) & (pixel[..., 1] >= 0) & (pixel[..., 1] <= height - 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# the training loss
+# ----------------------------------------------------------------------------------------------
+def masked_l1(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """sum |prediction - target| over the labelled rows (``mask`` broadcast over the trailing
+    coordinate axis) / max(1, labelled rows): CenterNet's RegL1Loss, without its 1e-4."""
+    mask = mask.to(prediction.dtype)
+    total = ((prediction - target).abs() * mask[..., None]).sum()
+    return total / mask.sum().clamp_min(1.0)
+
+
+class BottomUpCriterion(nn.Module):
+    """The bottom-up training loss on raw outputs (B, 7 + 3K, H, W) and a collated batch:
+
+    ``heatmap_loss(centre) + heatmap_loss(joints)`` (each divided by its own positives for the
+    focal loss) ``+ centre_offset * L1 + size * L1 + joint_offsets * L1 + joint_offset * L1``,
+    the L1 terms at labelled pixels only, each divided by its number of labelled rows. The
+    default weights are CenterNet's multi-pose ones (1, 0.1, 1, 1)."""
+
+    target_keys = ("heatmaps", "centre_index", "centre_mask", "centre_offset", "size", "joint_offsets",
+                   "joint_offsets_mask", "joint_index", "joint_offset", "joint_mask")
+
+    def __init__(self, heatmap_loss: nn.Module, layout: BottomUpLayout, centre_offset: float = 1.0,
+                 size: float = 0.1, joint_offsets: float = 1.0, joint_offset: float = 1.0):
+        super().__init__()
+        self.heatmap_loss = heatmap_loss
+        self.layout = layout
+        self.weights = {"centre_offset": float(centre_offset), "size": float(size),
+                        "joint_offsets": float(joint_offsets), "joint_offset": float(joint_offset)}
+
+    def forward(self, output: torch.Tensor, batch: dict) -> torch.Tensor:
+        return sum(self.terms(output, batch).values())
+
+    def terms(self, output: torch.Tensor, batch: dict) -> dict:
+        """Each weighted term of the loss by name."""
+        layout = self.layout
+        target = batch["heatmaps"]
+        at_centre = _gather(output, batch["centre_index"])  # (B, N, C)
+        joint_index = batch["joint_index"].flatten(1)
+        at_joints = _gather(output[:, layout.joint_offset], joint_index).unflatten(1, batch["joint_index"].shape[1:])
+        regressed = at_centre[..., layout.joint_offsets].unflatten(-1, (-1, 2))
+        w = self.weights
+        return {
+            "centre": self.heatmap_loss(output[:, layout.centre], target[:, :1]),
+            "joints": self.heatmap_loss(output[:, layout.joints], target[:, 1:]),
+            "centre_offset": w["centre_offset"] * masked_l1(at_centre[..., layout.centre_offset],
+                                                            batch["centre_offset"], batch["centre_mask"]),
+            "size": w["size"] * masked_l1(at_centre[..., layout.size], batch["size"], batch["centre_mask"]),
+            "joint_offsets": w["joint_offsets"] * masked_l1(regressed, batch["joint_offsets"],
+                                                            batch["joint_offsets_mask"]),
+            "joint_offset": w["joint_offset"] * masked_l1(at_joints, batch["joint_offset"], batch["joint_mask"]),
+        }
+
