@@ -50,15 +50,18 @@ class ModelSection:
 
 @dataclass
 class SplitSection:
-    """Where one split comes from: a synthetic generator or files in a reader's format."""
+    """Where one split comes from: a synthetic generator, files in a reader's format, or mosaics
+    of the files' single-person records (:class:`heatmapnet.data.mosaic.MosaicPeople`)."""
 
-    source: str = "files"  # files | synthetic_faces | synthetic_faces5 | synthetic_people
+    source: str = "files"  # files | mosaic | synthetic_faces | synthetic_faces5 | synthetic_people
     format: Optional[str] = None  # reader format; None guesses it from ann_file
     ann_file: Optional[str] = None
     img_dir: Optional[str] = None
-    subset: Optional[str] = None  # a Python slice of the records, e.g. "0:2500" or "2500:"
-    num_samples: int = 0  # synthetic sources only
-    seed: int = 0  # synthetic sources only
+    subset: Optional[str] = None  # a Python slice of the records (mosaic: of the source people), e.g. "0:2500"
+    num_samples: int = 0  # synthetic and mosaic sources only
+    seed: int = 0  # synthetic and mosaic sources only
+    people: List[int] = field(default_factory=lambda: [2, 4])  # mosaic only: fewest and most people per image
+    canvas: List[int] = field(default_factory=lambda: [384, 384])  # mosaic only: image width, height
 
 
 @dataclass

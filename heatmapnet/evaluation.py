@@ -202,15 +202,10 @@ _OKS_NAMES = ("oks_ap", "oks_ap50", "oks_ap75", "oks_ap_medium", "oks_ap_large",
 
 def people_results(records, predictions: PeoplePredictions, use_record_index: bool = False) -> List[dict]:
     """COCO keypoint results of decoded people: one entry per person, ``score`` its own score."""
-    results = []
-    for row in range(len(predictions.record_index)):
-        record = records[int(predictions.record_index[row])]
-        image_id = int(predictions.record_index[row]) if use_record_index or record.image_id is None \
-            else int(record.image_id)
-        triples = np.concatenate([predictions.keypoints[row], predictions.scores[row][:, None]], axis=1)
-        results.append({"image_id": image_id, "category_id": 1, "keypoints": triples.reshape(-1).round(3).tolist(),
-                        "score": float(predictions.person_scores[row]), "image_path": record.image_path})
-    return results
+    if len(predictions.record_index) == 0:  # nobody decoded (keypoint_results cannot reshape 0 rows)
+        return []
+    return keypoint_results(records, predictions.record_index, predictions.keypoints, predictions.scores,
+                            predictions.person_scores, use_record_index)
 
 
 def people_metrics(records, predictions: PeoplePredictions, record_indices: Sequence[int],
@@ -223,16 +218,25 @@ def people_metrics(records, predictions: PeoplePredictions, record_indices: Sequ
 
 
 def coco_results(records, predictions: TopDownPredictions, use_record_index: bool = False) -> List[dict]:
-    """COCO keypoint results: one entry per instance, ``keypoints`` as x, y, score triples."""
-    results = []
-    for row in range(len(predictions.record_index)):
-        record = records[int(predictions.record_index[row])]
-        image_id = int(predictions.record_index[row]) if use_record_index or record.image_id is None \
-            else int(record.image_id)
-        triples = np.concatenate([predictions.keypoints[row], predictions.scores[row][:, None]], axis=1)
-        results.append({"image_id": image_id, "category_id": 1, "keypoints": triples.reshape(-1).round(3).tolist(),
-                        "score": float(predictions.scores[row].mean()), "image_path": record.image_path})
-    return results
+    """COCO keypoint results of top-down predictions: one entry per instance, ``score`` the mean
+    of its keypoint scores."""
+    return keypoint_results(records, predictions.record_index, predictions.keypoints, predictions.scores,
+                            predictions.scores.mean(axis=1), use_record_index)
+
+
+def keypoint_results(records, record_index: np.ndarray, keypoints: np.ndarray, scores: np.ndarray,
+                     instance_scores: np.ndarray, use_record_index: bool = False) -> List[dict]:
+    """COCO keypoint results, one entry per row: ``keypoints`` as x, y, score triples, ``image_id``
+    the record's own id (or its index). Each record is read once (generated records draw their
+    image on every access)."""
+    images = {}
+    for index in sorted(set(int(r) for r in record_index)):
+        record = records[index]
+        image_id = index if use_record_index or record.image_id is None else int(record.image_id)
+        images[index] = {"image_id": image_id, "category_id": 1, "image_path": record.image_path}
+    triples = np.concatenate([keypoints, scores[..., None]], axis=-1).reshape(len(record_index), -1).round(3)
+    return [{**images[int(r)], "keypoints": row.tolist(), "score": float(score)}
+            for r, row, score in zip(record_index, triples, instance_scores)]
 
 
 def peak_results(records, predictions: PeakPredictions, min_score: float = 0.05) -> List[dict]:

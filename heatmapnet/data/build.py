@@ -8,6 +8,7 @@ from .readers import read
 from .readers.coco import load_json
 
 SYNTHETIC_SOURCES = ("synthetic_faces", "synthetic_faces5", "synthetic_people")
+MOSAIC_SOURCES = ("mosaic",)  # generated from files: crowds of the files' single-person records
 
 
 def select_subset(records: Sequence, subset: Optional[str]):
@@ -33,13 +34,26 @@ def read_split(split, skip_invalid: bool = False, name: str = "data.train"):
             return SyntheticPeople(split.num_samples, seed=split.seed)
         return SyntheticFaces(split.num_samples, seed=split.seed,
                               num_keypoints=5 if split.source == "synthetic_faces5" else 68)
-    if split.source != "files":
-        raise ValueError(f"unknown {name}.source {split.source!r}; choose files or one of {SYNTHETIC_SOURCES}")
+    if split.source not in ("files",) + MOSAIC_SOURCES:
+        raise ValueError(f"unknown {name}.source {split.source!r}; choose files, mosaic or one of "
+                         f"{SYNTHETIC_SOURCES}")
+    if split.source in MOSAIC_SOURCES and split.num_samples <= 0:
+        raise ValueError(f"{name}.num_samples must be > 0 for source {split.source}")
     _require_ann_file(split, name)
     options = {"skip_invalid": skip_invalid}
     if split.img_dir:
         options["image_root"] = split.img_dir
-    return select_subset(read(split.ann_file, format=split.format, **options), split.subset)
+    records = select_subset(read(split.ann_file, format=split.format, **options), split.subset)
+    if split.source in MOSAIC_SOURCES:
+        from pathlib import Path
+
+        from .mosaic import MosaicPeople  # mosaics of the (subset's) records, drawn on demand
+
+        ann = Path(split.ann_file)
+        label = (ann if ann.is_dir() else ann.parent).name + (f"[{split.subset}]" if split.subset else "")
+        return MosaicPeople(records, split.num_samples, seed=split.seed, people=tuple(split.people),
+                            canvas=tuple(split.canvas), name=label)
+    return records
 
 
 def _require_ann_file(split, name: str) -> None:
