@@ -115,7 +115,11 @@ class BottomUpCodec:
     ``sigma_policy`` sizes each person's joint Gaussians from its box; ``centre_policy`` its
     centre's (the same policy unless it is per keypoint type, OKS, where the centre takes
     CornerNet's radius). ``max_people`` centre candidates are decoded per image; a joint snaps to
-    a peak of ``joint_threshold`` or more."""
+    a peak of ``joint_threshold`` or more, inside the person's box and within ``snap_distance`` times
+    its longer side (CenterNet's 0.3); ``joint_candidates`` peaks per joint type are considered."""
+
+    joint_candidates = 100  # CenterNet's K
+    snap_distance = 0.3
 
     def __init__(self, input_size, num_keypoints: int, stride: int = 4, sigma_policy=None, centre_policy=None,
                  exact_peak: bool = True, max_people: int = 20, joint_threshold: float = 0.1):
@@ -245,14 +249,20 @@ class BottomUpCodec:
 
         joints = maps[:, layout.joints]  # (B, K, H, W)
         num_keypoints = joints.shape[1]
-        peak_scores, peak_index = _local_maxima(joints).flatten(2).topk(min(people, height * width), dim=2)
+        # joint candidates per type do not depend on how many people are decoded (the best person's
+        # joints must not change when fewer candidates are asked for)
+        candidates = min(max(people, self.joint_candidates), height * width)
+        peak_scores, peak_index = _local_maxima(joints).flatten(2).topk(candidates, dim=2)
         offsets = _gather(maps[:, layout.joint_offset], peak_index.flatten(1)).unflatten(1, peak_index.shape[1:])
         peaks = torch.stack([peak_index % width, peak_index // width], dim=-1).float() + offsets  # (B, K, J, 2)
 
         low, high = centres - sizes / 2.0, centres + sizes / 2.0  # (B, T, 2)
         inside = ((peaks[:, None] >= low[:, :, None, None]) & (peaks[:, None] <= high[:, :, None, None])).all(-1)
-        usable = inside & (peak_scores[:, None] >= self.joint_threshold)  # (B, T, K, J)
         distance = (peaks[:, None] - regressed[:, :, :, None]).norm(dim=-1)
+        # CenterNet's gate: a peak farther than 0.3 x the box's longer side from the regressed joint
+        # is someone else's (a joint outside the image or unlabelled keeps its regressed point)
+        near = distance <= self.snap_distance * sizes.amax(dim=-1)[:, :, None, None]
+        usable = inside & near & (peak_scores[:, None] >= self.joint_threshold)  # (B, T, K, J)
         distance = torch.where(usable, distance, torch.full_like(distance, math.inf))
         nearest = distance.argmin(dim=-1)  # (B, T, K)
         snapped = torch.isfinite(distance.gather(-1, nearest[..., None])[..., 0])

@@ -202,8 +202,6 @@ _OKS_NAMES = ("oks_ap", "oks_ap50", "oks_ap75", "oks_ap_medium", "oks_ap_large",
 
 def people_results(records, predictions: PeoplePredictions, use_record_index: bool = False) -> List[dict]:
     """COCO keypoint results of decoded people: one entry per person, ``score`` its own score."""
-    if len(predictions.record_index) == 0:  # nobody decoded (keypoint_results cannot reshape 0 rows)
-        return []
     return keypoint_results(records, predictions.record_index, predictions.keypoints, predictions.scores,
                             predictions.person_scores, use_record_index)
 
@@ -234,7 +232,7 @@ def keypoint_results(records, record_index: np.ndarray, keypoints: np.ndarray, s
         record = records[index]
         image_id = index if use_record_index or record.image_id is None else int(record.image_id)
         images[index] = {"image_id": image_id, "category_id": 1, "image_path": record.image_path}
-    triples = np.concatenate([keypoints, scores[..., None]], axis=-1).reshape(len(record_index), -1).round(3)
+    triples = np.concatenate([keypoints, scores[..., None]], axis=-1).reshape(len(record_index), keypoints.shape[1] * 3).round(3)
     return [{**images[int(r)], "keypoints": row.tolist(), "score": float(score)}
             for r, row, score in zip(record_index, triples, instance_scores)]
 

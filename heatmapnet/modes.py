@@ -162,7 +162,7 @@ class BottomUpMode:
 
     codec = "bottomup"
 
-    def __init__(self, min_score: float = 0.1):
+    def __init__(self, min_score: float = 0.3):
         self.min_score = float(min_score)
 
     @classmethod
