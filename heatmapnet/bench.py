@@ -5,7 +5,9 @@ median of ``--repeats`` runs (more for calls of a few milliseconds), and separat
 peak memory, so the reported ratios (ours / baseline) are measured side by side rather than
 quoted from elsewhere. The baselines are the anchors' published functions as
 :mod:`heatmapnet.reference` writes them (CenterNet's per-object drawing loop and focal loss, HRNet's
-and mmpose's per-keypoint decoding loops); the same functions are the oracles the fast paths are
+and mmpose's per-keypoint decoding loops, CenterNet's multi-pose decoding with its per-image
+post-processing); cases that have one are also set beside a floor (writing or reading the data
+once). The same functions are the oracles the fast paths are
 checked against in ``tests/test_bench.py``, which also states where ours differs by design.
 
 Peak memory. On CUDA: ``torch.cuda.max_memory_allocated`` above the level before the call. On
@@ -39,11 +41,14 @@ import torch
 
 from .decode import decode_keypoints
 from .losses import DistanceAwareFocalLoss, HeatmapCriterion
-from .reference import (centernet_focal_loss, centernet_keypoint_heatmaps, centernet_keypoint_radius,
+from .reference import (CENTERNET_HP_THRESH, centernet_focal_loss, centernet_keypoint_heatmaps,
+                        centernet_keypoint_radius, centernet_multi_pose_decode, centernet_multi_pose_post_process,
+                        centernet_nms, centernet_topk_channel, centernet_transpose_and_gather_feat,
                         hrnet_quarter_decode, mmpose_dark_decode)
 from .targets import TRUNCATE_SIGMAS, lazy_zeros, render_heatmaps_batched, sigma_from_radius
 
-CASES = ("targets", "focal_loss", "decode_quarter", "decode_dark", "data_loader", "train_step")
+CASES = ("targets", "focal_loss", "decode_quarter", "decode_dark", "data_loader", "train_step",
+         "decode_people")
 
 
 @dataclass(frozen=True)
@@ -433,8 +438,220 @@ def bench_train_step(settings: Settings) -> dict:
                    images_per_s=batch / ours_ms * 1e3, baseline_images_per_s=batch / baseline_ms * 1e3)
 
 
+# ----------------------------------------------------------------------------------------------
+# 6. bottom-up people: CenterNet's multi_pose_decode and its per-image post-processing
+# ----------------------------------------------------------------------------------------------
+def people_maps(batch: int, num_keypoints: int, map_size: int, people=(4, 16), stride: int = 4, seed: int = 0):
+    """Activated bottom-up maps (B, 7 + 3K, S, S) of random crowds, as a trained network might
+    give them, and the codec that made them (input S x stride square, ``max_people`` 32).
+
+    Per image ``people`` (low, high) persons: boxes from 6% to 45% of the image wide, 1.2 to 2.5
+    times as high (at most 95% of it), inside the image; joints uniform in their box, 90%
+    labelled. :meth:`BottomUpCodec.encode` gives the heatmaps, drawn at 0.9 plus a background
+    of distinct values below 0.04 (so no two background pixels tie), and the regression rows,
+    written at their pixels: the centre offset and size as encoded, the joint offsets from the
+    centre with N(0, 0.4) px of error (so that snapping has something to correct), the joint
+    offset as encoded. Elsewhere the regression channels hold what an untrained pixel might
+    predict: offsets N(0, 0.25), sizes U(0, 4), joint offsets N(0, 2) heatmap pixels. The
+    background's local maxima are the low-scoring candidates that fill each image's top K."""
+    from .bottomup import BottomUpCodec
+
+    codec = BottomUpCodec((map_size * stride, map_size * stride), num_keypoints, stride, max_people=32)
+    layout, size = codec.layout, map_size * stride
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(seed)
+    shape = (batch, layout.num_outputs, map_size, map_size)
+    maps = torch.empty(shape)
+    maps[:, layout.centre_offset] = 0.25 * torch.randn((batch, 2, map_size, map_size), generator=generator)
+    maps[:, layout.size] = 4.0 * torch.rand((batch, 2, map_size, map_size), generator=generator)
+    maps[:, layout.joint_offsets] = 2.0 * torch.randn((batch, 2 * num_keypoints, map_size, map_size),
+                                                      generator=generator)
+    maps[:, layout.joint_offset] = 0.25 * torch.randn((batch, 2, map_size, map_size), generator=generator)
+    pixels = map_size * map_size
+    levels = torch.rand((batch, 1 + num_keypoints, pixels), generator=generator).argsort(dim=-1)
+    background = (0.04 * (levels.float() + 0.5) / pixels).view(batch, 1 + num_keypoints, map_size, map_size)
+    heatmap_channels = list(layout.heatmap_channels)
+    for b in range(batch):
+        count = int(rng.integers(people[0], people[1] + 1))
+        widths = rng.uniform(0.06, 0.45, count) * size
+        heights = np.minimum(widths * rng.uniform(1.2, 2.5, count), 0.95 * size)
+        corners = rng.uniform(0, 1, (count, 2)) * (size - np.stack([widths, heights], -1))
+        sides = np.stack([widths, heights], -1)
+        keypoints = corners[:, None, :] + rng.uniform(0, 1, (count, num_keypoints, 2)) * sides[:, None, :]
+        visible = rng.uniform(0, 1, (count, num_keypoints)) < 0.9
+        targets = codec.encode(keypoints, visible, np.concatenate([corners, sides], -1))
+        maps[b, heatmap_channels] = 0.9 * targets["heatmaps"] + background[b]
+        flat = maps[b].view(layout.num_outputs, -1)
+        on_map = targets["centre_mask"] > 0
+        where = targets["centre_index"][on_map]
+        flat[layout.centre_offset, where] = targets["centre_offset"][on_map].T
+        flat[layout.size, where] = targets["size"][on_map].T
+        person, joint = torch.nonzero(targets["joint_offsets_mask"] > 0, as_tuple=True)
+        error = 0.4 * torch.randn((len(person), 2), generator=generator)
+        values = targets["joint_offsets"][person, joint] + error
+        for axis in (0, 1):
+            flat[layout.joint_offsets.start + 2 * joint + axis, targets["centre_index"][person]] = values[:, axis]
+        person, joint = torch.nonzero(targets["joint_mask"] > 0, as_tuple=True)
+        flat[layout.joint_offset, targets["joint_index"][person, joint]] = targets["joint_offset"][person, joint].T
+    return maps, codec
+
+
+def centernet_heads(maps: torch.Tensor, layout) -> dict:
+    """heatmapnet's bottom-up channels as CenterNet's multi-pose heads (the same maps, sliced)."""
+    return {"heat": maps[:, layout.centre], "wh": maps[:, layout.size], "kps": maps[:, layout.joint_offsets],
+            "reg": maps[:, layout.centre_offset], "hm_hp": maps[:, layout.joints],
+            "hp_offset": maps[:, layout.joint_offset]}
+
+
+def centernet_people(maps: torch.Tensor, layout, max_people: int, centre, scale) -> list:
+    """CenterNet's multi-pose path from activated maps to people: ``multi_pose_decode``, the
+    detections to numpy, ``multi_pose_post_process`` (its loop over images and points), and per
+    image the detector's conversion of the rows to a float32 array (B arrays (K, 2J + 5): box
+    x1, y1, x2, y2, score, joints, image pixels)."""
+    heads = centernet_heads(maps, layout)
+    dets = centernet_multi_pose_decode(heads["heat"], heads["wh"], heads["kps"], reg=heads["reg"],
+                                       hm_hp=heads["hm_hp"], hp_offset=heads["hp_offset"], K=max_people)
+    dets = dets.detach().cpu().numpy()
+    batch, height, width = dets.shape[0], maps.shape[2], maps.shape[3]
+    results = centernet_multi_pose_post_process(dets.copy(), [centre] * batch, [scale] * batch, height, width)
+    columns = dets.shape[2] - 1
+    return [np.array(result[1], dtype=np.float32).reshape(-1, columns) for result in results]
+
+
+def _max_or_zero(values: torch.Tensor) -> float:
+    return float(values.max()) if values.numel() else 0.0
+
+
+def people_agreement(codec, maps: torch.Tensor, people, rows: list) -> dict:
+    """Ours (:class:`~heatmapnet.bottomup.People`) against CenterNet's rows on the same maps.
+
+    People: the same candidates in the same order, with the same scores and boxes. Joints: each
+    decoder keeps the regressed joint (read at the centre pixel) or snaps it to a joint-heatmap
+    peak of its type. CenterNet takes, among its top-K peaks of the type (K = people) scoring
+    above 0.1, the nearest one wherever it lies, and keeps the regressed joint if that peak is
+    outside the box or farther than 0.3 x the box's longer side. Ours snaps to the nearest peak
+    that passes every test (inside the box, score >= 0.1, and its own distance gate where the
+    codec has one), among ``joint_candidates`` peaks per type. So they may differ by design, and
+    only, where ours snapped and (a) its peak is not among CenterNet's top-K peaks above 0.1,
+    (b) a nearer peak above 0.1 lies outside the box (CenterNet takes it and refuses it), (c) the
+    peak's score is exactly 0.1, or (d) the peak is beyond CenterNet's 0.3 x longer side. These
+    are decided from CenterNet's own peaks, regressed joints and boxes, not from the difference
+    of the two outputs; ``max_joint_difference_px`` (input pixels) is over every other joint and
+    must be float rounding, and ``joints_differing_unexplained`` counts differing joints outside
+    (a)-(d)."""
+    layout = codec.layout
+    batch, count = people.scores.shape
+    joints = layout.num_keypoints
+    maps = maps.cpu()
+    heads = centernet_heads(maps, layout)
+    theirs = torch.from_numpy(np.stack(rows)).double()  # (B, T, 2J + 5) input px
+    ours_scores, ours_boxes = people.scores.cpu().double(), people.boxes.cpu().double()
+    theirs_boxes = torch.cat([theirs[..., 0:2], theirs[..., 2:4] - theirs[..., 0:2]], dim=-1)
+    score_difference = (ours_scores - theirs[..., 4]).abs()
+    box_difference = (ours_boxes - theirs_boxes).abs().amax(dim=-1)
+    matched = (score_difference <= 1e-6) & (box_difference <= 1e-3)
+
+    # CenterNet's own intermediate values, in heatmap pixels
+    plain = centernet_multi_pose_decode(heads["heat"], heads["wh"], heads["kps"], reg=heads["reg"], K=count)
+    regressed = plain[..., 5:5 + 2 * joints].reshape(batch, count, joints, 2).double()
+    boxes = plain[..., :4].double()
+    limit = 0.3 * torch.maximum(boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1])  # (B, T)
+    theirs_heat = codec.input_to_heatmap(theirs[..., 5:].reshape(batch, count, joints, 2))
+    theirs_snapped = (theirs_heat - regressed).norm(dim=-1) > 1e-4
+    peak_scores, peak_index, peak_ys, peak_xs = centernet_topk_channel(centernet_nms(heads["hm_hp"]), count)
+    offsets = centernet_transpose_and_gather_feat(heads["hp_offset"], peak_index.view(batch, -1))
+    offsets = offsets.view(batch, joints, count, 2)
+    peaks = torch.stack([peak_xs + offsets[..., 0], peak_ys + offsets[..., 1]], dim=-1).double()[:, None]
+    above = (peak_scores > CENTERNET_HP_THRESH)[:, None]  # (B, 1, J, P)
+    low, high = boxes[:, :, None, None, :2], boxes[:, :, None, None, 2:]
+    inside = ((peaks >= low) & (peaks <= high)).all(dim=-1)  # (B, T, J, P)
+    peak_distance = (peaks - regressed[..., None, :]).norm(dim=-1)
+
+    ours_heat = codec.input_to_heatmap(people.keypoints.cpu().double())
+    ours_snapped = people.snapped.cpu()
+    ours_distance = (ours_heat - regressed).norm(dim=-1)  # (B, T, J)
+    in_their_list = (above & ((peaks - ours_heat[..., None, :]).norm(dim=-1) <= 1e-4)).any(dim=-1)
+    at_threshold = ours_snapped & (people.keypoint_scores.cpu() <= CENTERNET_HP_THRESH)
+    beyond_top_k = ours_snapped & ~at_threshold & ~in_their_list
+    nearer_outside = (above & ~inside & (peak_distance <= ours_distance[..., None] + 1e-6)).any(dim=-1)
+    hidden = ours_snapped & ~at_threshold & ~beyond_top_k & nearer_outside
+    beyond_limit = ours_snapped & ~at_threshold & ~beyond_top_k & ~hidden & (ours_distance > limit[..., None] + 1e-6)
+    by_design = at_threshold | beyond_top_k | hidden | beyond_limit
+
+    difference = (people.keypoints.cpu().double() - theirs[..., 5:].reshape(batch, count, joints, 2)).norm(dim=-1)
+    differing = difference > 1e-3
+    confident = (ours_scores >= 0.5)[..., None].expand_as(by_design)
+    return {"people": batch * count, "people_matched": int(matched.sum()),
+            "max_score_difference": float(score_difference.max()),
+            "max_box_difference_px": float(box_difference.max()),
+            "joints": int(by_design.numel()), "joints_snapped_ours": int(ours_snapped.sum()),
+            "joints_snapped_centernet": int(theirs_snapped.sum()),
+            "max_joint_difference_px": _max_or_zero(difference[~by_design]),
+            "joints_differing": int(differing.sum()),
+            "joints_differing_by_design_peak_beyond_centernet_top_k": int((differing & beyond_top_k).sum()),
+            "joints_differing_by_design_nearer_peak_outside_box": int((differing & hidden).sum()),
+            "joints_differing_by_design_distance_limit": int((differing & beyond_limit).sum()),
+            "joints_differing_by_design_score_at_threshold": int((differing & at_threshold).sum()),
+            "joints_differing_unexplained": int((differing & ~by_design).sum()),
+            "joints_differing_of_people_above_0.5": int((differing & confident).sum()),
+            "joints_of_people_above_0.5": int(confident.sum()),
+            "max_joint_difference_px_by_design": _max_or_zero(difference[by_design & differing]),
+            "ours_joint_candidates": int(min(max(count, getattr(codec, "joint_candidates", count)),
+                                             maps.shape[2] * maps.shape[3])),
+            "ours_snap_distance": getattr(codec, "snap_distance", None)}
+
+
+def bench_decode_people(settings: Settings) -> dict:
+    """Bottom-up people from activated maps: ours (:meth:`BottomUpCodec.decode`, no Python loop)
+    beside CenterNet's ``multi_pose_decode`` plus its per-image post-processing, in the same run,
+    and beside the floor, one read of all the maps. Goal: within 2x of the floor."""
+    batch, joints, size, max_people = (2, 17, 32, 16) if settings.quick else (32, 17, 128, 32)
+    people = (2, 6) if settings.quick else (4, 16)
+    device = settings.device
+    maps, codec = people_maps(batch, joints, size, people)
+    layout = codec.layout
+    maps_device = maps.to(device)
+    input_size = codec.input_size
+    # CenterNet's c = (W / 2, H / 2) and s = max(W, H) invert its own encoding (x_out = x_in / 4);
+    # these maps are heatmapnet's (x_heat = (x_in - 1.5) / 4): the centre moves by (s - 1) / 2
+    centre = np.array([input_size[0] / 2.0, input_size[1] / 2.0], np.float32) + (codec.stride - 1) / 2.0
+    scale = float(max(input_size))
+
+    def ours():
+        return codec.decode(maps_device, max_people=max_people)
+
+    def baseline():
+        return centernet_people(maps_device, layout, max_people, centre, scale)
+
+    def floor():  # one read of every map: any decoder's minimum work
+        return maps_device.amax()
+
+    agreement = people_agreement(codec, maps, ours(), baseline())
+    ours_ms, baseline_ms = median_ms(ours, settings.repeats, device), median_ms(baseline, settings.repeats, device)
+    floor_ms = median_ms(floor, settings.repeats, device)
+    return _result("decode_people", device, "ours_ms <= 2 x floor_ms", ours_ms, baseline_ms,
+                   peak_bytes(ours, device), peak_bytes(baseline, device), ours_ms <= 2 * floor_ms,
+                   floor_ms=floor_ms, floor_ratio=ours_ms / floor_ms, baseline_to_floor=baseline_ms / floor_ms,
+                   **agreement, shape=list(maps.shape), max_people=max_people, people_per_image=list(people),
+                   agreement_note=(
+                       "Same candidates (centre NMS and top-K) with the same scores and boxes. Joints: where both "
+                       "keep the regressed joint or snap to the same peak they agree (max_joint_difference_px: "
+                       "float rounding). CenterNet takes the nearest peak > 0.1 among its top-K of the type "
+                       "wherever it lies and then refuses it (keeping the regressed joint) if it is outside the box "
+                       "or farther than 0.3 x the box's longer side; ours takes the nearest peak that passes every "
+                       "test (inside, >= 0.1, its own distance gate if any: ours_snap_distance) among "
+                       "ours_joint_candidates per type. So by design ours may snap where CenterNet does not, or to "
+                       "another peak, as counted in joints_differing_by_design_*: a nearer peak outside the box "
+                       "hides an inside one from CenterNet; ours' peak is beyond CenterNet's top-K; a score of "
+                       "exactly 0.1; a peak beyond 0.3 x the longer side. CenterNet does not clamp sizes (a negative "
+                       "one admits no peak; ours clamps to 0) and returns no joint scores. Its post-processing is "
+                       "given c = (W/2 + 1.5, H/2 + 1.5), s = max(W, H), heatmapnet's pixel-centre convention; its "
+                       "own c would put every point 1.5 px up-left."))
+
+
 BENCHMARKS = {"targets": bench_targets, "focal_loss": bench_focal_loss, "decode_quarter": bench_decode_quarter,
-              "decode_dark": bench_decode_dark, "data_loader": bench_data_loader, "train_step": bench_train_step}
+              "decode_dark": bench_decode_dark, "data_loader": bench_data_loader, "train_step": bench_train_step,
+              "decode_people": bench_decode_people}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -12,8 +12,11 @@ Departures from the published code, the same everywhere and none of them changin
 - nothing is modified in place (CenterNet's ``_sigmoid`` and mmpose's ``gaussian_blur`` overwrite
   their input; mmpose's codec copies its heatmaps first, so its decoding does not either);
 - coordinates stay in heatmap pixels: the transforms back to the image (HRNet's
-  ``transform_preds``, mmpose's ``scale_factor``) are left out;
-- inputs are batched (B, K, H, W) arrays where the published function takes one instance.
+  ``transform_preds``, mmpose's ``scale_factor``) are left out, except in CenterNet's multi-pose
+  post-processing, whose per-point transform loop is itself part of the baseline;
+- inputs are batched (B, K, H, W) arrays where the published function takes one instance
+  (CenterNet's multi-pose decoding is batched as published; its maps are passed as slices of
+  heatmapnet's bottom-up channel layout).
 
 Each function's docstring names its source and any further departure.
 """
@@ -276,3 +279,238 @@ def mmpose_dark_decode(heatmaps: np.ndarray, blur_kernel: Optional[int] = 11) ->
                     offset = -np.linalg.inv(hessian) @ gradient
                     locs[n, k] += offset[:, 0]
     return locs
+
+
+# ----------------------------------------------------------------------------------------------
+# CenterNet: multi-pose decoding (src/lib/models/decode.py, src/lib/models/utils.py) and its
+# post-processing (src/lib/utils/post_process.py, src/lib/utils/image.py,
+# src/lib/detectors/multi_pose.py)
+# ----------------------------------------------------------------------------------------------
+def centernet_nms(heat: torch.Tensor, kernel: int = 3) -> torch.Tensor:
+    """CenterNet's ``_nms``: ``heat`` times a float mask of the values equal to the maximum of their
+    ``kernel`` x ``kernel`` neighbourhood (``max_pool2d``, stride 1, padding (kernel - 1) / 2).
+    The other values become 0, they are not removed: a map with fewer than K peaks fills its
+    top-K with zeros at arbitrary pixels. Equal neighbours (a plateau) are all kept."""
+    pad = (kernel - 1) // 2
+    pooled = torch.nn.functional.max_pool2d(heat, (kernel, kernel), stride=1, padding=pad)
+    keep = (pooled == heat).float()
+    return heat * keep
+
+
+def centernet_gather_feat(feat: torch.Tensor, ind: torch.Tensor) -> torch.Tensor:
+    """CenterNet's ``_gather_feat`` (without its mask argument): ``feat`` (B, N, D) rows at
+    ``ind`` (B, M) -> (B, M, D)."""
+    dim = feat.size(2)
+    index = ind.unsqueeze(2).expand(ind.size(0), ind.size(1), dim)
+    return feat.gather(1, index)
+
+
+def centernet_transpose_and_gather_feat(feat: torch.Tensor, ind: torch.Tensor) -> torch.Tensor:
+    """CenterNet's ``_transpose_and_gather_feat``: the whole (B, C, H, W) map permuted to a
+    contiguous (B, H W, C) copy, then the rows at the flat pixel indices ``ind`` (B, M)."""
+    feat = feat.permute(0, 2, 3, 1).contiguous()
+    feat = feat.view(feat.size(0), -1, feat.size(3))
+    return centernet_gather_feat(feat, ind)
+
+
+def centernet_topk_channel(scores: torch.Tensor, K: int = 40):
+    """CenterNet's ``_topk_channel``: the K highest values of every channel of (B, C, H, W):
+    scores, flat pixel indices, and the rows and columns as floats (``(index / width).int()``,
+    ``(index % width).int()``), each (B, C, K)."""
+    batch, cat, height, width = scores.size()
+    topk_scores, topk_inds = torch.topk(scores.view(batch, cat, -1), K)
+    topk_inds = topk_inds % (height * width)
+    topk_ys = (topk_inds / width).int().float()
+    topk_xs = (topk_inds % width).int().float()
+    return topk_scores, topk_inds, topk_ys, topk_xs
+
+
+def centernet_topk(scores: torch.Tensor, K: int = 40):
+    """CenterNet's ``_topk``: the K highest values of each channel, then the K highest of those
+    over all channels: scores, flat pixel indices, classes (``(index / K).int()``), rows and
+    columns as floats, each (B, K)."""
+    batch, cat, height, width = scores.size()
+    topk_scores, topk_inds = torch.topk(scores.view(batch, cat, -1), K)
+    topk_inds = topk_inds % (height * width)
+    topk_ys = (topk_inds / width).int().float()
+    topk_xs = (topk_inds % width).int().float()
+    topk_score, topk_ind = torch.topk(topk_scores.view(batch, -1), K)
+    topk_clses = (topk_ind / K).int()
+    topk_inds = centernet_gather_feat(topk_inds.view(batch, -1, 1), topk_ind).view(batch, K)
+    topk_ys = centernet_gather_feat(topk_ys.view(batch, -1, 1), topk_ind).view(batch, K)
+    topk_xs = centernet_gather_feat(topk_xs.view(batch, -1, 1), topk_ind).view(batch, K)
+    return topk_score, topk_inds, topk_clses, topk_ys, topk_xs
+
+
+CENTERNET_HP_THRESH = 0.1  # multi_pose_decode's ``thresh``, a constant in the published code
+
+
+def centernet_multi_pose_decode(heat: torch.Tensor, wh: torch.Tensor, kps: torch.Tensor,
+                                reg: Optional[torch.Tensor] = None, hm_hp: Optional[torch.Tensor] = None,
+                                hp_offset: Optional[torch.Tensor] = None, K: int = 100) -> torch.Tensor:
+    """CenterNet's ``multi_pose_decode`` on activated maps (the detector applies ``sigmoid_`` to
+    ``hm`` and ``hm_hp`` first). Returns its detections (B, K, 2J + 6): box (x1, y1, x2, y2),
+    score, J (x, y) joints, class (always 0), in heatmap pixels.
+
+    Inputs: ``heat`` (B, 1, H, W) centre heatmap, ``wh`` (B, 2, H, W) box sizes, ``kps``
+    (B, 2J, H, W) joint offsets from the centre pixel ((x, y) per joint), ``reg`` (B, 2, H, W)
+    the centre's sub-pixel offset, ``hm_hp`` (B, J, H, W) joint heatmaps, ``hp_offset``
+    (B, 2, H, W) the joints' sub-pixel offset (one pair for all joint types). heatmapnet's
+    :class:`~heatmapnet.bottomup.BottomUpLayout` holds the same maps in one tensor (centre,
+    centre_offset, size, joint_offsets, joints, joint_offset): they are passed as its slices,
+    the only adaptation.
+
+    What it does, with its quirks:
+
+    - centres: :func:`centernet_nms` (non-peaks set to 0) and :func:`centernet_topk`; the centre is
+      the integer pixel plus ``reg`` (plus 0.5 without ``reg``), the box centre +- ``wh`` / 2,
+      ``wh`` not clamped (a negative size inverts the box, which then contains no point);
+    - regressed joints: ``kps`` read at the centre's *integer* pixel plus that pixel;
+    - joint peaks: :func:`centernet_nms` of ``hm_hp`` and the top K per joint type (K = the number
+      of people), each at its pixel plus ``hp_offset`` read there;
+    - threshold 0.1, strict: a peak with score ``<= 0.1`` gets score -1 and position
+      (-10000, -10000) (so it is never the nearest unless all are), i.e. a peak of exactly 0.1
+      is not used;
+    - matching: per person and joint type the *nearest* peak of all K (any box) to the regressed
+      joint is taken, and then refused, keeping the regressed joint, if it lies outside the box
+      (x < x1, x > x2, y < y1 or y > y2: the box's edges count as inside), if its score is below
+      0.1, or if it is farther than 0.3 x the box's longer side. A nearer peak outside the box
+      therefore hides a farther one inside it; several people may take the same peak;
+    - unmatched joints keep the regressed position; the joint scores are not returned.
+    """
+    batch, cat, height, width = heat.size()
+    num_joints = kps.shape[1] // 2
+    heat = centernet_nms(heat)
+    scores, inds, clses, ys, xs = centernet_topk(heat, K=K)
+
+    kps = centernet_transpose_and_gather_feat(kps, inds).view(batch, K, num_joints * 2)
+    kps[..., ::2] += xs.view(batch, K, 1).expand(batch, K, num_joints)
+    kps[..., 1::2] += ys.view(batch, K, 1).expand(batch, K, num_joints)
+    if reg is not None:
+        reg = centernet_transpose_and_gather_feat(reg, inds).view(batch, K, 2)
+        xs = xs.view(batch, K, 1) + reg[:, :, 0:1]
+        ys = ys.view(batch, K, 1) + reg[:, :, 1:2]
+    else:
+        xs = xs.view(batch, K, 1) + 0.5
+        ys = ys.view(batch, K, 1) + 0.5
+    wh = centernet_transpose_and_gather_feat(wh, inds).view(batch, K, 2)
+    clses = clses.view(batch, K, 1).float()
+    scores = scores.view(batch, K, 1)
+    bboxes = torch.cat([xs - wh[..., 0:1] / 2, ys - wh[..., 1:2] / 2,
+                        xs + wh[..., 0:1] / 2, ys + wh[..., 1:2] / 2], dim=2)
+
+    if hm_hp is not None:
+        hm_hp = centernet_nms(hm_hp)
+        thresh = CENTERNET_HP_THRESH
+        kps = kps.view(batch, K, num_joints, 2).permute(0, 2, 1, 3).contiguous()  # B x J x K x 2
+        reg_kps = kps.unsqueeze(3).expand(batch, num_joints, K, K, 2)
+        hm_score, hm_inds, hm_ys, hm_xs = centernet_topk_channel(hm_hp, K=K)  # B x J x K
+        if hp_offset is not None:
+            hp_offset = centernet_transpose_and_gather_feat(hp_offset, hm_inds.view(batch, -1))
+            hp_offset = hp_offset.view(batch, num_joints, K, 2)
+            hm_xs = hm_xs + hp_offset[:, :, :, 0]
+            hm_ys = hm_ys + hp_offset[:, :, :, 1]
+        else:
+            hm_xs = hm_xs + 0.5
+            hm_ys = hm_ys + 0.5
+        mask = (hm_score > thresh).float()
+        hm_score = (1 - mask) * -1 + mask * hm_score
+        hm_ys = (1 - mask) * (-10000) + mask * hm_ys
+        hm_xs = (1 - mask) * (-10000) + mask * hm_xs
+        hm_kps = torch.stack([hm_xs, hm_ys], dim=-1).unsqueeze(2).expand(batch, num_joints, K, K, 2)
+        dist = ((reg_kps - hm_kps) ** 2).sum(dim=4) ** 0.5
+        min_dist, min_ind = dist.min(dim=3)  # B x J x K
+        hm_score = hm_score.gather(2, min_ind).unsqueeze(-1)  # B x J x K x 1
+        min_dist = min_dist.unsqueeze(-1)
+        min_ind = min_ind.view(batch, num_joints, K, 1, 1).expand(batch, num_joints, K, 1, 2)
+        hm_kps = hm_kps.gather(3, min_ind).view(batch, num_joints, K, 2)
+        left = bboxes[:, :, 0].view(batch, 1, K, 1).expand(batch, num_joints, K, 1)
+        top = bboxes[:, :, 1].view(batch, 1, K, 1).expand(batch, num_joints, K, 1)
+        right = bboxes[:, :, 2].view(batch, 1, K, 1).expand(batch, num_joints, K, 1)
+        bottom = bboxes[:, :, 3].view(batch, 1, K, 1).expand(batch, num_joints, K, 1)
+        mask = (hm_kps[..., 0:1] < left) + (hm_kps[..., 0:1] > right) + \
+               (hm_kps[..., 1:2] < top) + (hm_kps[..., 1:2] > bottom) + \
+               (hm_score < thresh) + (min_dist > (torch.max(bottom - top, right - left) * 0.3))
+        mask = (mask > 0).float().expand(batch, num_joints, K, 2)
+        kps = (1 - mask) * hm_kps + mask * kps
+        kps = kps.permute(0, 2, 1, 3).contiguous().view(batch, K, num_joints * 2)
+    return torch.cat([bboxes, scores, kps, clses], dim=2)
+
+
+def centernet_get_dir(src_point, rot_rad: float):
+    """CenterNet's ``get_dir``: ``src_point`` rotated by ``rot_rad``."""
+    sn, cs = np.sin(rot_rad), np.cos(rot_rad)
+    return [src_point[0] * cs - src_point[1] * sn, src_point[0] * sn + src_point[1] * cs]
+
+
+def centernet_get_3rd_point(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """CenterNet's ``get_3rd_point``: ``b`` plus ``a - b`` turned by 90 degrees."""
+    direct = a - b
+    return b + np.array([-direct[1], direct[0]], dtype=np.float32)
+
+
+def centernet_get_affine_transform(center, scale, rot: float, output_size, shift=(0.0, 0.0),
+                                   inv: int = 0) -> np.ndarray:
+    """CenterNet's ``get_affine_transform`` (from HRNet): the 2 x 3 matrix (float64, by
+    ``cv2.getAffineTransform`` from three float32 point pairs) taking the square of side
+    ``scale`` (a scalar is used for both axes; only its width counts) around ``center`` to the
+    ``output_size`` (w, h) map, centre to centre; ``inv=1`` the other way."""
+    if not isinstance(scale, np.ndarray) and not isinstance(scale, list):
+        scale = np.array([scale, scale], dtype=np.float32)
+    shift = np.array(shift, dtype=np.float32)
+    src_w = scale[0]
+    dst_w, dst_h = output_size[0], output_size[1]
+    rot_rad = np.pi * rot / 180
+    src_dir = centernet_get_dir([0, src_w * -0.5], rot_rad)
+    dst_dir = np.array([0, dst_w * -0.5], np.float32)
+    src = np.zeros((3, 2), dtype=np.float32)
+    dst = np.zeros((3, 2), dtype=np.float32)
+    src[0, :] = center + scale * shift
+    src[1, :] = center + src_dir + scale * shift
+    dst[0, :] = [dst_w * 0.5, dst_h * 0.5]
+    dst[1, :] = np.array([dst_w * 0.5, dst_h * 0.5], np.float32) + dst_dir
+    src[2:, :] = centernet_get_3rd_point(src[0, :], src[1, :])
+    dst[2:, :] = centernet_get_3rd_point(dst[0, :], dst[1, :])
+    if inv:
+        return cv2.getAffineTransform(np.float32(dst), np.float32(src))
+    return cv2.getAffineTransform(np.float32(src), np.float32(dst))
+
+
+def centernet_affine_transform(pt, t: np.ndarray) -> np.ndarray:
+    """CenterNet's ``affine_transform``: one point, through a float32 (x, y, 1), times ``t``."""
+    new_pt = np.array([pt[0], pt[1], 1.0], dtype=np.float32).T
+    return np.dot(t, new_pt)[:2]
+
+
+def centernet_transform_preds(coords: np.ndarray, center, scale, output_size) -> np.ndarray:
+    """CenterNet's ``transform_preds``: map points (N, 2) back to the image, one
+    :func:`centernet_affine_transform` per point in a Python loop (float64 out)."""
+    target_coords = np.zeros(coords.shape)
+    trans = centernet_get_affine_transform(center, scale, 0, output_size, inv=1)
+    for p in range(coords.shape[0]):
+        target_coords[p, 0:2] = centernet_affine_transform(coords[p, 0:2], trans)
+    return target_coords
+
+
+def centernet_multi_pose_post_process(dets: np.ndarray, c, s, h: int, w: int) -> list:
+    """CenterNet's ``multi_pose_post_process``: per image in a Python loop, the box corners and
+    the joints of every detection back to image pixels (:func:`centernet_transform_preds` with
+    the image's centre ``c[i]`` and scale ``s[i]``, maps (w, h)), concatenated as float32 rows
+    (x1, y1, x2, y2, score, J (x, y)) and turned into lists, in a dict under the class key
+    ``np.int32(1)``: one ``{1: [[...], ...]}`` per image.
+
+    Departure: the joints are columns 5 .. 5 + 2J of ``dets`` for any J (published: 5:39,
+    i.e. the 17 COCO joints). As CenterNet's ``c`` and ``s`` describe its own convention
+    (x_in = s / w (x_out - w / 2) + c, so c = (W / 2, H / 2), s = max(W, H) gives x_in = 4 x_out
+    at stride 4), maps encoded with heatmapnet's pixel centres (x_heat = (x_in - 1.5) / 4) come
+    back to heatmapnet's input pixels with c = (W / 2 + 1.5, H / 2 + 1.5); CenterNet's own c
+    puts every point 1.5 px up and left of them."""
+    num_coords = dets.shape[2] - 6
+    ret = []
+    for i in range(dets.shape[0]):
+        bbox = centernet_transform_preds(dets[i, :, :4].reshape(-1, 2), c[i], s[i], (w, h))
+        pts = centernet_transform_preds(dets[i, :, 5:5 + num_coords].reshape(-1, 2), c[i], s[i], (w, h))
+        top_preds = np.concatenate([bbox.reshape(-1, 4), dets[i, :, 4:5], pts.reshape(-1, num_coords)],
+                                   axis=1).astype(np.float32).tolist()
+        ret.append({np.ones(1, dtype=np.int32)[0]: top_preds})
+    return ret

@@ -232,6 +232,91 @@ def test_dark_against_mmpose_in_every_column_and_row():
 
 
 # ----------------------------------------------------------------------------------------------
+# bottom-up people: CenterNet's multi_pose_decode + post-processing
+# ----------------------------------------------------------------------------------------------
+def _hand_people_maps():
+    """tests/test_reference.py's 8 x 8 multi-pose maps (3 joint types, people A and B) in
+    heatmapnet's bottom-up layout, for a 32 x 32 input at stride 4."""
+    from heatmapnet.bottomup import BottomUpCodec
+
+    codec = BottomUpCodec((32, 32), 3, stride=4)
+    layout = codec.layout
+    maps = torch.zeros(1, layout.num_outputs, 8, 8)
+    centre, offset, size = layout.centre.start, layout.centre_offset.start, layout.size.start
+    joint_offsets, joints, joint_offset = layout.joint_offsets.start, layout.joints.start, layout.joint_offset.start
+    maps[0, centre, 4, 3], maps[0, centre, 4, 4], maps[0, centre, 1, 6] = 0.9, 0.5, 0.4  # A, suppressed, B
+    maps[0, offset:offset + 2, 4, 3] = torch.tensor([0.25, -0.25])
+    maps[0, size:size + 2, 4, 3] = torch.tensor([4.0, 6.0])
+    maps[0, size:size + 2, 1, 6] = torch.tensor([2.0, 4.0])
+    maps[0, joint_offsets:joint_offsets + 6, 4, 3] = torch.tensor([-1.0, -2.0, 1.5, 2.0, 0.0, -1.0])
+    maps[0, joint_offsets:joint_offsets + 6, 1, 6] = torch.tensor([0.5, 0.0, 0.0, 0.0, 0.0, 0.0])
+    for (joint, x, y, score, sub_pixel) in ((0, 2, 3, 0.8, (0.5, 0.0)), (0, 7, 1, 0.3, (0.0, 0.0)),
+                                            (1, 6, 6, 0.7, (-0.4, 0.0)), (1, 4, 5, 0.6, (0.0, -0.2)),
+                                            (2, 6, 2, 0.1, (0.0, 0.0)), (2, 5, 6, 0.5, (0.0, 0.0))):
+        maps[0, joints + joint, y, x] = score
+        maps[0, joint_offset:joint_offset + 2, y, x] = torch.tensor(sub_pixel)
+    return maps, codec
+
+
+def test_ours_and_centernet_differ_on_hand_made_people_only_by_design():
+    # The maps of test_reference's multi-pose test, where CenterNet gives (heatmap px) A: joints
+    # (2.5, 3), (4.5, 6) regressed, (3, 3) regressed; B: (7, 1), (6, 1) and (6, 1) regressed.
+    # Ours takes the nearest peak that is inside the box, >= 0.1 and within 0.3 x the longer side:
+    #   A type 1: (5.6, 6) is outside (x > 5.25), (4, 4.8) inside at 1.3 <= 1.8: ours snaps to it;
+    #     CenterNet takes the nearer (5.6, 6) and refuses it. By design: nearer peak outside the box.
+    #   A type 2: (6, 2) outside A's box, (5, 6) inside at 3.606 > 1.8: regressed in both.
+    #   B type 2: (6, 2) scores exactly 0.1 (>= 0.1 for ours, not > 0.1 for CenterNet), inside,
+    #     at 1 <= 0.3 x 4: ours snaps, CenterNet keeps (6, 1). By design: score at the threshold.
+    # Input px = 4 x heatmap px + 1.5 (CenterNet's post-processing given c = 16 + 1.5, s = 32).
+    maps, codec = _hand_people_maps()
+    ours = codec.decode(maps, max_people=2)
+    rows = bench.centernet_people(maps, codec.layout, 2, np.array([17.5, 17.5], np.float32), 32.0)
+    heat = torch.tensor([[[2.5, 3.0], [4.0, 4.8], [3.0, 3.0]], [[7.0, 1.0], [6.0, 1.0], [6.0, 2.0]]])
+    torch.testing.assert_close(ours.keypoints[0], 4 * heat + 1.5)
+    assert ours.snapped[0].tolist() == [[True, True, False], [True, False, True]]
+    np.testing.assert_allclose(rows[0][:, 5:].reshape(2, 3, 2),
+                               4 * np.array([[[2.5, 3.0], [4.5, 6.0], [3.0, 3.0]],
+                                             [[7.0, 1.0], [6.0, 1.0], [6.0, 1.0]]]) + 1.5, atol=1e-5)
+    agreement = bench.people_agreement(codec, maps, ours, rows)
+    assert agreement["people"] == agreement["people_matched"] == 2
+    assert agreement["max_score_difference"] == 0.0 and agreement["max_box_difference_px"] < 1e-5
+    assert agreement["joints"] == 6 and agreement["joints_snapped_ours"] == 4
+    assert agreement["joints_snapped_centernet"] == 2
+    assert agreement["joints_differing"] == 2
+    assert agreement["joints_differing_by_design_nearer_peak_outside_box"] == 1
+    assert agreement["joints_differing_by_design_score_at_threshold"] == 1
+    assert agreement["joints_differing_by_design_distance_limit"] == 0
+    assert agreement["joints_differing_by_design_peak_beyond_centernet_top_k"] == 0
+    assert agreement["joints_differing_unexplained"] == 0
+    assert agreement["max_joint_difference_px"] < 1e-5
+    # A type 1: |(4, 4.8) - (4.5, 6)| = 1.3 heatmap px = 5.2 input px
+    assert agreement["max_joint_difference_px_by_design"] == pytest.approx(5.2, abs=1e-5)
+
+
+def test_decode_people_quick_agrees_with_centernet_except_by_design(tmp_path):
+    out = tmp_path / "bench.json"
+    assert cli_main(["bench", "--quick", "--repeats", "1", "--json", str(out), "--device", "cpu",
+                     "--cases", "decode_people"]) == 0
+    (case,) = json.loads(out.read_text())["cases"]
+    assert case["name"] == "decode_people" and case["goal"] == "ours_ms <= 2 x floor_ms"
+    assert case["shape"] == [2, 7 + 3 * 17, 32, 32] and case["max_people"] == 16
+    assert case["ours_ms"] > 0 and case["baseline_ms"] > 0 and case["floor_ms"] > 0 and isinstance(case["met"], bool)
+    assert case["floor_ratio"] == pytest.approx(case["ours_ms"] / case["floor_ms"])
+    # the same candidates, scores and boxes (float32 rounding of x 4 + 1.5 only)
+    assert case["people"] == case["people_matched"] == 2 * 16
+    assert case["max_score_difference"] == 0.0 and case["max_box_difference_px"] < 1e-3
+    # every joint agrees except where the rules differ by design, and each difference has its reason
+    assert case["joints"] == 2 * 16 * 17
+    assert case["max_joint_difference_px"] < 1e-3
+    assert case["joints_differing_unexplained"] == 0
+    assert case["joints_differing"] == sum(case[key] for key in case if key.startswith("joints_differing_by_design_"))
+    # ours never refuses a peak CenterNet takes: CenterNet's accepted peak passes all of ours' tests
+    assert case["joints_snapped_ours"] >= case["joints_snapped_centernet"]
+    assert case["joints_snapped_ours"] - case["joints_snapped_centernet"] <= case["joints_differing"]
+    assert "by design" in case["agreement_note"]
+
+
+# ----------------------------------------------------------------------------------------------
 # the command
 # ----------------------------------------------------------------------------------------------
 def test_bench_quick_json_has_the_documented_keys(tmp_path, monkeypatch, capsys):

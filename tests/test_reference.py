@@ -351,3 +351,127 @@ def test_mmpose_maps_without_a_positive_maximum_give_minus_one():
     np.testing.assert_array_equal(vals[0], [0.0, np.float32(-0.2)])
     for kernel in (None, 11):
         np.testing.assert_array_equal(reference.mmpose_dark_decode(maps, blur_kernel=kernel)[0], [[-1, -1], [-1, -1]])
+
+
+# ----------------------------------------------------------------------------------------------
+# CenterNet: multi_pose_decode and multi_pose_post_process
+# ----------------------------------------------------------------------------------------------
+def test_centernet_nms_zeroes_non_maxima_and_keeps_plateaus():
+    # 3 x 3 max-pool, stride 1, padded: a value survives where it equals its neighbourhood's max.
+    heat = torch.tensor([[[[0.9, 0.2, 0.0, 0.0, 0.3],
+                           [0.1, 0.0, 0.0, 0.0, 0.0],
+                           [0.0, 0.0, 0.5, 0.5, 0.0],
+                           [0.0, 0.0, 0.0, 0.0, 0.0]]]])
+    # 0.9 (corner) and 0.3 (corner) are maxima; the plateau 0.5, 0.5 keeps both; 0.2 and 0.1 lose
+    # to 0.9; the zeros away from everything equal their (all-zero) neighbourhood's max and stay 0.
+    expected = torch.zeros_like(heat)
+    expected[0, 0, 0, 0], expected[0, 0, 0, 4] = 0.9, 0.3
+    expected[0, 0, 2, 2] = expected[0, 0, 2, 3] = 0.5
+    torch.testing.assert_close(reference.centernet_nms(heat), expected)
+
+
+def test_centernet_topk_rows_and_columns_from_flat_indices():
+    # W = 5: index 13 is row 13 // 5 = 2, column 3; index 4 is row 0, column 4
+    heat = torch.zeros(1, 1, 4, 5)
+    heat[0, 0, 2, 3], heat[0, 0, 0, 4], heat[0, 0, 3, 0] = 0.8, 0.6, 0.7
+    scores, inds, clses, ys, xs = reference.centernet_topk(heat, K=3)
+    torch.testing.assert_close(scores, torch.tensor([[0.8, 0.7, 0.6]]))
+    assert inds.tolist() == [[13, 15, 4]] and clses.tolist() == [[0, 0, 0]]
+    assert ys.tolist() == [[2.0, 3.0, 0.0]] and xs.tolist() == [[3.0, 0.0, 4.0]]
+    assert ys.dtype == xs.dtype == torch.float32
+
+
+def _multi_pose_maps():
+    """8 x 8 maps, 3 joint types, two people (see the test below for every value's purpose)."""
+    heat = torch.zeros(1, 1, 8, 8)
+    wh, reg, kps = torch.zeros(1, 2, 8, 8), torch.zeros(1, 2, 8, 8), torch.zeros(1, 6, 8, 8)
+    hm_hp, hp_offset = torch.zeros(1, 3, 8, 8), torch.zeros(1, 2, 8, 8)
+    # person A at pixel (x 3, y 4); its neighbour (4, 4) = 0.5 is suppressed by the NMS
+    heat[0, 0, 4, 3], heat[0, 0, 4, 4] = 0.9, 0.5
+    reg[0, :, 4, 3] = torch.tensor([0.25, -0.25])
+    wh[0, :, 4, 3] = torch.tensor([4.0, 6.0])
+    kps[0, :, 4, 3] = torch.tensor([-1.0, -2.0, 1.5, 2.0, 0.0, -1.0])
+    # person B at pixel (6, 1)
+    heat[0, 0, 1, 6] = 0.4
+    wh[0, :, 1, 6] = torch.tensor([2.0, 4.0])
+    kps[0, :, 1, 6] = torch.tensor([0.5, 0.0, 0.0, 0.0, 0.0, 0.0])
+    # joint peaks, as [type, y, x] = score, with the sub-pixel offset at their pixel
+    for (joint, x, y, score, offset) in ((0, 2, 3, 0.8, (0.5, 0.0)), (0, 7, 1, 0.3, (0.0, 0.0)),
+                                         (1, 6, 6, 0.7, (-0.4, 0.0)), (1, 4, 5, 0.6, (0.0, -0.2)),
+                                         (2, 6, 2, 0.1, (0.0, 0.0)), (2, 5, 6, 0.5, (0.0, 0.0))):
+        hm_hp[0, joint, y, x] = score
+        hp_offset[0, :, y, x] = torch.tensor(offset)
+    return heat, wh, kps, reg, hm_hp, hp_offset
+
+
+def test_centernet_multi_pose_decode_by_hand():
+    # Person A: centre (3 + 0.25, 4 - 0.25) = (3.25, 3.75), box +- (2, 3): (1.25, 0.75, 5.25, 6.75),
+    # longer side 6, so a peak is refused farther than 0.3 * 6 = 1.8 from the regressed joint.
+    # Regressed joints: pixel (3, 4) + offsets: (2, 2), (4.5, 6), (3, 3).
+    # Person B: centre (6, 1), box (5, -1, 7, 3), limit 1.2; regressed (6.5, 1), (6, 1), (6, 1).
+    # Joint peaks (pixel + hp_offset): type 0: P (2.5, 3) 0.8, Q (7, 1) 0.3;
+    #   type 1: (5.6, 6) 0.7, (4, 4.8) 0.6; type 2: (6, 2) 0.1, (5, 6) 0.5.
+    # A type 0: nearest P, |(0.5, 1)| = 1.118 <= 1.8, inside: snapped (2.5, 3).
+    # A type 1: nearest (5.6, 6) at 1.1 (the other at 1.3), x 5.6 > 5.25 outside: regressed (4.5, 6),
+    #   although (4, 4.8) is inside the box and within 1.8: the nearer peak outside hides it.
+    # A type 2: (6, 2) has score 0.1, not > 0.1: moved to (-10000, -10000); nearest is then (5, 6) at
+    #   |(2, 3)| = 3.606 > 1.8 although inside: regressed (3, 3).
+    # B type 0: Q (7, 1) at 0.5 <= 1.2, on the box's right edge x = 7 (inclusive): snapped (7, 1).
+    # B type 1: nearest (4, 4.8) at 4.294, outside: regressed (6, 1).
+    # B type 2: (6, 2) at distance 1 <= 1.2 inside, but its score 0.1 is not > 0.1: regressed (6, 1).
+    dets = reference.centernet_multi_pose_decode(*_multi_pose_maps(), K=2)
+    assert dets.shape == (1, 2, 12)
+    expected = torch.tensor([[[1.25, 0.75, 5.25, 6.75, 0.9, 2.5, 3.0, 4.5, 6.0, 3.0, 3.0, 0.0],
+                              [5.0, -1.0, 7.0, 3.0, 0.4, 7.0, 1.0, 6.0, 1.0, 6.0, 1.0, 0.0]]])
+    torch.testing.assert_close(dets, expected)
+
+
+def test_centernet_multi_pose_decode_threshold_and_distance_limit():
+    heat, wh, kps, reg, hm_hp, hp_offset = _multi_pose_maps()
+    # a score just above 0.1 is used: B type 2 snaps to (6, 2); A's type 2 now has (6, 2) nearest
+    # (|(3, -1)| = 3.162 > 1.8): still regressed (3, 3)
+    hm_hp[0, 2, 2, 6] = 0.1001
+    dets = reference.centernet_multi_pose_decode(heat, wh, kps, reg, hm_hp, hp_offset, K=2)
+    torch.testing.assert_close(dets[0, 1, 9:11], torch.tensor([6.0, 2.0]))
+    torch.testing.assert_close(dets[0, 0, 9:11], torch.tensor([3.0, 3.0]))
+    # back to 0.1; A's box 12.1 high: limit 0.3 * 12.1 = 3.63 >= 3.606, so A type 2 snaps to (5, 6);
+    # type 1's nearest (5.6, 6) is still outside in x (x2 = 5.25): regressed (4.5, 6)
+    hm_hp[0, 2, 2, 6] = 0.1
+    wh[0, 1, 4, 3] = 12.1
+    dets = reference.centernet_multi_pose_decode(heat, wh, kps, reg, hm_hp, hp_offset, K=2)
+    torch.testing.assert_close(dets[0, 0, :5], torch.tensor([1.25, 3.75 - 6.05, 5.25, 3.75 + 6.05, 0.9]))
+    torch.testing.assert_close(dets[0, 0, 5:11], torch.tensor([2.5, 3.0, 4.5, 6.0, 5.0, 6.0]))
+    # a negative size inverts the box (x1 > x2), which then holds no peak: all of A's joints are
+    # regressed (CenterNet does not clamp wh)
+    wh[0, :, 4, 3] = torch.tensor([-4.0, 6.0])
+    dets = reference.centernet_multi_pose_decode(heat, wh, kps, reg, hm_hp, hp_offset, K=2)
+    torch.testing.assert_close(dets[0, 0, 5:11], torch.tensor([2.0, 2.0, 4.5, 6.0, 3.0, 3.0]))
+
+
+def test_centernet_multi_pose_decode_without_offsets_adds_half_a_pixel():
+    # reg and hp_offset None: centres and peaks at their pixel + 0.5. A: centre (3.5, 4.5), box
+    # (1.5, 1.5, 5.5, 7.5); type 0: P at (2.5, 3.5), 1.58 from (2, 2) <= 1.8, inside: snapped.
+    heat, wh, kps, _, hm_hp, _ = _multi_pose_maps()
+    dets = reference.centernet_multi_pose_decode(heat, wh, kps, hm_hp=hm_hp, K=2)
+    torch.testing.assert_close(dets[0, 0, :7], torch.tensor([1.5, 1.5, 5.5, 7.5, 0.9, 2.5, 3.5]))
+
+
+def test_centernet_multi_pose_post_process_maps_back_by_centre_and_scale():
+    # get_affine_transform(c, s, 0, (w, h), inv=1): the output centre (w / 2, h / 2) goes to c and
+    # the scale is s / w on both axes (s is the side of a square). Image 32 x 24 (W x H), maps 8 x 6,
+    # c = (16, 12), s = 32: x_in = 4 (x - 4) + 16 = 4 x, y_in = 4 (y - 3) + 12 = 4 y.
+    dets = np.array([[[1.25, 0.75, 5.25, 6.75, 0.9, 2.5, 3.0, 4.5, 6.0, 3.0, 3.0, 0.0],
+                      [5.0, -1.0, 7.0, 3.0, 0.4, 7.0, 1.0, 6.0, 1.0, 6.0, 1.0, 0.0]]], np.float32)
+    before = dets.copy()
+    results = reference.centernet_multi_pose_post_process(dets, [np.array([16.0, 12.0])], [32.0], 6, 8)
+    assert len(results) == 1 and list(results[0]) == [1] and isinstance(list(results[0])[0], np.int32)
+    rows = results[0][1]
+    assert isinstance(rows, list) and len(rows) == 2 and len(rows[0]) == 11  # 4 + score + 2 x 3 joints
+    np.testing.assert_allclose(rows[0], [5, 3, 21, 27, 0.9, 10, 12, 18, 24, 12, 12], atol=1e-5)
+    np.testing.assert_allclose(rows[1], [20, -4, 28, 12, 0.4, 28, 4, 24, 4, 24, 4], atol=1e-5)
+    np.testing.assert_array_equal(dets, before)  # the class column is dropped, dets not written
+    # a centre moved by (1.5, 1.5) moves every point by it (heatmapnet's pixel-centre convention at
+    # stride 4: x_in = 4 x + 1.5); the score stays
+    shifted = reference.centernet_multi_pose_post_process(dets, [np.array([17.5, 13.5])], [32.0], 6, 8)[0][1]
+    np.testing.assert_allclose(np.array(shifted) - np.array(rows),
+                               [[1.5] * 4 + [0.0] + [1.5] * 6] * 2, atol=1e-5)
