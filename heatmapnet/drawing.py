@@ -38,6 +38,11 @@ ERROR_COLOR = (0, 215, 255)  # BGR: yellow line from a ground-truth point to its
 TEXT_COLOR = (255, 255, 255)
 BAR_COLOR = (40, 40, 40)
 BOX_COLOR = (255, 200, 0)  # BGR: light blue frames of top-down boxes
+#: BGR colours of people by rank (a person's rank r gets PERSON_PALETTE[r % len]): distinct hues,
+#: bright enough to read over an image and a heatmap
+PERSON_PALETTE = ((255, 140, 0), (0, 165, 255), (60, 200, 60), (60, 60, 240), (220, 80, 220), (255, 255, 0),
+                  (0, 230, 230), (180, 120, 255), (255, 0, 140), (150, 255, 150))
+NEUTRAL_COLOR = (210, 210, 210)  # BGR: legend markers that stand for every person's colour
 DEFAULT_COLORMAP = "turbo"
 MAX_AUTO_PANELS = 20  # up to this many keypoints: one panel each; more: an even spread of ...
 SPREAD_PANELS = 15  # ... this many
@@ -306,6 +311,73 @@ def draw_boxes(image, boxes, factor: int = 1, color=BOX_COLOR) -> np.ndarray:
     for x, y, w, h in np.asarray(_numpy(boxes), dtype=np.float64).reshape(-1, 4):
         corners = magnify_points(np.array([[x - 0.5, y - 0.5], [x + w - 0.5, y + h - 0.5]]), factor)
         cv2.rectangle(out, _fixed_point(corners[0]), _fixed_point(corners[1]), color, 1, cv2.LINE_AA, _SHIFT)
+    return out
+
+
+def person_color(rank: int, palette: Sequence = PERSON_PALETTE) -> tuple:
+    """The colour of the person of ``rank`` (0 = first): the palette's colours in turn."""
+    if not len(palette):
+        raise ValueError("the palette is empty")
+    return tuple(int(c) for c in palette[int(rank) % len(palette)])
+
+
+def draw_people(image, people_points, visible=None, skeleton: Sequence = (), palette: Sequence = PERSON_PALETTE,
+                radius: float = 3.0, hollow=None, thickness: int = 1, marker: str = "circle") -> np.ndarray:
+    """``image`` with each person of ``people_points`` (N, K, 2) (or one person, (K, 2)), in the
+    image's pixels, in its own colour: person n in :func:`person_color` ``(n, palette)``, its
+    ``skeleton`` joined where both ends are visible, its joints drawn sub-pixel as ``marker``
+    (default a filled circle); joints where ``hollow`` (N, K) is True as rings instead (e.g.
+    joints that were regressed rather than snapped to a peak). ``visible`` (N, K) hides joints
+    (default: those with finite coordinates). Every skeleton is drawn before any joint."""
+    out = _as_bgr(image)
+    points = np.asarray(_numpy(people_points), dtype=np.float64)
+    if points.ndim == 2:
+        points = points[None]
+    if points.ndim != 3 or points.shape[-1] != 2:
+        raise ValueError(f"people_points must have shape (K, 2) or (N, K, 2), got {points.shape}")
+    shown = np.isfinite(points).all(axis=-1)
+    if visible is not None:
+        shown &= np.asarray(_numpy(visible), dtype=bool).reshape(shown.shape)
+    rings = np.zeros(shown.shape, bool) if hollow is None else np.asarray(_numpy(hollow), bool).reshape(shown.shape)
+    for rank, (person, mask) in enumerate(zip(points, shown)):
+        color = person_color(rank, palette)
+        for a, b in skeleton:
+            if mask[a] and mask[b]:
+                cv2.line(out, _fixed_point(person[a]), _fixed_point(person[b]), color, thickness, cv2.LINE_AA,
+                         _SHIFT)
+    for rank, (person, mask, ring) in enumerate(zip(points, shown, rings)):
+        color = person_color(rank, palette)
+        for point, is_ring in zip(person[mask], ring[mask]):
+            _draw_marker(out, point, color, radius, "ring" if is_ring else marker, thickness)
+    return out
+
+
+def draw_arrows(image, starts, ends, color=PRED_COLOR, thickness: int = 1, tip_size: float = 5.0,
+                outline: bool = True) -> np.ndarray:
+    """``image`` with an arrow from each of ``starts`` (M, 2) to the matching ``ends`` (M, 2),
+    sub-pixel accurate, in the image's pixels; the head's sides are ``tip_size`` px long (at most
+    half the arrow). ``color`` is one BGR colour or one per arrow, (M, 3). Pairs with a
+    non-finite end and zero-length arrows are skipped. ``outline``: a dark edge first, so the
+    arrows read over a heatmap."""
+    out = _as_bgr(image)
+    starts = np.asarray(_numpy(starts), dtype=np.float64).reshape(-1, 2)
+    ends = np.asarray(_numpy(ends), dtype=np.float64).reshape(-1, 2)
+    if starts.shape != ends.shape:
+        raise ValueError(f"starts {starts.shape} and ends {ends.shape} differ")
+    colors = np.asarray(color)
+    if colors.ndim == 1:
+        colors = np.broadcast_to(colors, (len(starts), colors.shape[0]))
+    if colors.shape != (len(starts), 3):
+        raise ValueError(f"color must be one BGR colour or one per arrow, got shape {np.asarray(color).shape}")
+    layers = (((0, 0, 0), thickness + 2), (None, thickness)) if outline else ((None, thickness),)
+    for layer_color, width in layers:
+        for start, end, own in zip(starts, ends, colors):
+            length = float(np.hypot(*(end - start)))
+            if not (np.isfinite(start).all() and np.isfinite(end).all()) or length < 1e-6:
+                continue
+            paint = tuple(int(c) for c in own) if layer_color is None else layer_color
+            cv2.arrowedLine(out, _fixed_point(start), _fixed_point(end), paint, width, cv2.LINE_AA, _SHIFT,
+                            min(0.5, tip_size / length))
     return out
 
 

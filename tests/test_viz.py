@@ -11,19 +11,22 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from heatmapnet.build import build_model, build_scheme
+from heatmapnet.ablate import report
+from heatmapnet.bottomup import BottomUpCodec
+from heatmapnet.build import build_codec, build_dataset, build_model, build_scheme, read_records
 from heatmapnet.checkpoint import load_checkpoint, save_checkpoint
 from heatmapnet.codec import HeatmapCodec
 from heatmapnet.config import ConfigError, load_config
 from heatmapnet.data.transforms import to_input_tensor
-from heatmapnet.drawing import (BOX_COLOR, GT_COLOR, PRED_COLOR, display_factor, draw_boxes, draw_keypoints,
-                                heatmap_grid, input_image, magnify_image, magnify_points, overlay_heatmap, peak_rows,
-                                resample_heatmap, select_keypoints, stride_matrix, target_vs_prediction)
-from heatmapnet.modes import MultiInstanceMode, TopDownMode
+from heatmapnet.drawing import (BOX_COLOR, GT_COLOR, PERSON_PALETTE, PRED_COLOR, display_factor, draw_arrows,
+                                draw_boxes, draw_keypoints, draw_people, heatmap_grid, input_image, magnify_image,
+                                magnify_points, overlay_heatmap, peak_rows, person_color, resample_heatmap,
+                                select_keypoints, stride_matrix, target_vs_prediction)
+from heatmapnet.modes import BottomUpMode, MultiInstanceMode, TopDownMode
 from heatmapnet.predict import Predictor
 from heatmapnet.targets import FixedSigma
-from heatmapnet.viz import (add_viz_parser, config_from_checkpoint, decode_for_display, visualize_dataset,
-                            visualize_image)
+from heatmapnet.viz import (add_viz_parser, bottomup_pictures, centre_heatmap, centre_panel, config_from_checkpoint,
+                            decode_for_display, joint_heatmaps, people_panel, visualize_dataset, visualize_image)
 
 
 def _centroid(values: np.ndarray) -> np.ndarray:
@@ -359,3 +362,250 @@ def test_without_a_config_the_viz_command_uses_the_checkpoints_own(checkpoint, t
     assert _has_colour(keypoints, GT_COLOR) and _has_colour(keypoints, PRED_COLOR)
     factor = display_factor(64, 64, 160)  # the checkpoint's 64 x 64 input: target vs prediction, [max | nose]
     assert heatmaps.shape == (16 + 16 + 64 * factor + 20, 2 * (3 * 64 * factor + 2 * 2) + 10, 3)
+
+
+# ----------------------------------------------------------------------------------------------
+# bottom-up: people in their own colours, the centre heatmap, the centre-to-joint offsets
+# ----------------------------------------------------------------------------------------------
+def _colour_near(image: np.ndarray, point, colour, radius: int = 1, tolerance: int = 40) -> bool:
+    """Whether a pixel within ``radius`` of ``point`` (x, y) has ``colour``."""
+    x, y = np.round(point).astype(int)
+    window = image[max(0, y - radius):y + radius + 1, max(0, x - radius):x + radius + 1].astype(int)
+    return bool((np.abs(window - colour).max(axis=2) < tolerance).any())
+
+
+def test_each_person_gets_its_own_colour_and_hollow_joints_are_rings():
+    canvas = np.zeros((60, 80, 3), np.uint8)
+    people = np.array([[[10.0, 10.0], [10.0, 30.0]], [[50.0, 10.0], [50.0, 30.0]], [[70.0, 50.0], [70.0, 50.0]]])
+    drawn = draw_people(canvas, people, skeleton=[(0, 1)], palette=PERSON_PALETTE[:2], radius=4.0,
+                        hollow=[[False, True], [False, False], [False, False]])
+    assert canvas.max() == 0
+    first, second = person_color(0), person_color(1)
+    assert first != second and person_color(2, PERSON_PALETTE[:2]) == first  # the palette's colours in turn
+    assert _colour_near(drawn, (10, 10), first, 0) and _colour_near(drawn, (50, 10), second, 0)  # filled joints
+    assert _colour_near(drawn, (10, 20), first, 0) and _colour_near(drawn, (50, 20), second, 0)  # skeletons
+    assert _colour_near(drawn, (70, 50), first, 0)  # the third person: the 2-colour palette starts again
+    assert not _colour_near(drawn, (10, 32), first, 0) and _colour_near(drawn, (14, 30), first)  # a ring
+    assert _colour_near(drawn, (50, 32), second, 0)  # filled
+
+
+def test_an_arrow_runs_from_its_start_to_its_end_and_no_further():
+    canvas = np.zeros((80, 80, 3), np.uint8)
+    starts, ends = np.array([[20.3, 60.6], [40.0, 40.0]]), np.array([[20.3, 15.2], [72.6, 47.1]])
+    colours = [person_color(0), person_color(1)]
+    drawn = draw_arrows(canvas, starts, ends, colours, thickness=2, tip_size=5.0)
+    for start, end, colour in zip(starts, ends, colours):
+        direction = (end - start) / np.linalg.norm(end - start)
+        for t in (0.0, 0.25, 0.5, 0.75, 1.0):
+            assert _colour_near(drawn, start + t * (end - start), colour), (start, end, t)
+        assert not _colour_near(drawn, start - 4 * direction, colour)
+        assert not _colour_near(drawn, end + 4 * direction, colour)
+    assert draw_arrows(canvas, [[5.0, 5.0]], [[5.0, 5.0]]).max() == 0  # zero length: nothing
+
+
+PEOPLE = np.array([[[16.3, 12.6], [27.4, 29.3]], [[47.2, 17.4], [57.6, 33.1]]])  # 2 people, 2 joints each
+PEOPLE_BOXES = np.array([[4.0, 8.0, 26.0, 40.0], [36.0, 12.0, 24.0, 40.0]])  # centres (17, 28), (48, 32)
+SHIFT = np.array([0.6, -0.45])  # regressed joints are off their peaks by this many heatmap px
+
+
+def _bottomup_maps(codec: BottomUpCodec, people=PEOPLE, boxes=PEOPLE_BOXES, shift=SHIFT) -> torch.Tensor:
+    """Hand-made activated maps (7 + 3K, h, w) of ``people``: the codec's targets written where
+    the decoder reads them, the centre-to-joint offsets off by ``shift``, person 1's centre at 0.8
+    and its joint 1's peak taken away (so that joint stays where it was regressed)."""
+    visible = np.ones(people.shape[:2], bool)
+    target = codec.encode(people, visible, boxes)
+    layout, (height, width) = codec.layout, codec.heatmap_size
+    maps = torch.zeros(layout.num_outputs, height, width)
+    maps[layout.centre] = target["heatmaps"][:1]
+    maps[layout.joints] = target["heatmaps"][1:]
+    for n in range(len(people)):
+        y, x = divmod(int(target["centre_index"][n]), width)
+        maps[layout.centre_offset, y, x] = target["centre_offset"][n]
+        maps[layout.size, y, x] = target["size"][n]
+        maps[layout.joint_offsets, y, x] = (target["joint_offsets"][n] + torch.tensor(shift).float()).reshape(-1)
+        for k in range(people.shape[1]):
+            y, x = divmod(int(target["joint_index"][n, k]), width)
+            maps[layout.joint_offset.start:layout.joint_offset.stop, y, x] = target["joint_offset"][n, k]
+    centre = maps[layout.centre.start]
+    centre[:, width // 2:] *= 0.8  # person 1 (right half) scores 0.8
+    maps[layout.joints.start + 1, :, 10:] = 0.0  # person 1's joint 1 (x = 57.6 px: heatmap column 14) gone
+    return maps
+
+
+def test_bottom_up_maps_decode_for_display_as_people_with_snapped_joints_centres_and_offsets():
+    codec = BottomUpCodec((64, 64), 2, stride=4)
+    maps = _bottomup_maps(codec)[None]
+    shown = decode_for_display(BottomUpMode(), codec, maps)
+    assert shown.instances and shown.points.shape == (2, 2, 2) and shown.visible.all()
+    assert shown.scores == pytest.approx([1.0, 0.8], abs=1e-4)  # best first
+    assert shown.snapped.tolist() == [[True, True], [True, False]]
+    regressed = PEOPLE + SHIFT * codec.stride
+    assert shown.regressed == pytest.approx(regressed, abs=1e-3)
+    assert shown.points[0] == pytest.approx(PEOPLE[0], abs=1e-3)  # snapped onto the peaks
+    assert shown.points[1, 0] == pytest.approx(PEOPLE[1, 0], abs=1e-3)
+    assert shown.points[1, 1] == pytest.approx(regressed[1, 1], abs=1e-3)  # no peak: left where regressed
+    assert shown.centres == pytest.approx(PEOPLE_BOXES[:, :2] + PEOPLE_BOXES[:, 2:] / 2, abs=1e-3)
+
+    back = torch.tensor([[[2.0, 0.0, 10.0], [0.0, 2.0, -5.0]]], dtype=torch.float64)  # input -> original
+    moved = decode_for_display(BottomUpMode(), codec, maps, back=back)
+    for name in ("points", "centres", "regressed"):
+        assert getattr(moved, name) == pytest.approx(getattr(shown, name) * 2 + [10.0, -5.0], abs=1e-6)
+    only_first = decode_for_display(BottomUpMode(), codec, maps, peak_threshold=0.9)
+    assert only_first.points.shape == (1, 2, 2) and only_first.snapped.tolist() == [[True, True]]
+
+    assert joint_heatmaps(codec, maps).shape == (1, 2, 16, 16)
+    assert torch.equal(joint_heatmaps(codec, maps)[0, 0], maps[0, codec.layout.joints.start])
+    target = codec.encode(PEOPLE, np.ones((2, 2), bool), PEOPLE_BOXES)["heatmaps"]
+    assert torch.equal(joint_heatmaps(codec, target), target[1:]) and torch.equal(centre_heatmap(codec, target),
+                                                                                  target[0])
+
+
+def test_the_offset_arrows_start_at_the_decoded_centres_and_end_at_the_regressed_joints():
+    codec = BottomUpCodec((64, 64), 2, stride=4)
+    maps = _bottomup_maps(codec)
+    shown = decode_for_display(BottomUpMode(), codec, maps[None])
+    factor = 4
+    panel = centre_panel(np.zeros((64, 64, 3), np.uint8), centre_heatmap(codec, maps), codec, factor, shown.centres,
+                         shown.regressed, mark_centres=False)
+    assert panel.shape == (256, 256, 3)
+    centres = magnify_points(PEOPLE_BOXES[:, :2] + PEOPLE_BOXES[:, 2:] / 2, factor)  # where the arrows start
+    tips = magnify_points(PEOPLE + SHIFT * codec.stride, factor)  # where they end: the regressed joints
+    for rank in range(2):
+        colour = person_color(rank)
+        for tip in tips[rank]:
+            direction = (tip - centres[rank]) / np.linalg.norm(tip - centres[rank])
+            assert _colour_near(panel, centres[rank] + direction, colour)  # the tail
+            assert not _colour_near(panel, centres[rank] - 4 * direction, colour)  # nothing behind it
+            assert _colour_near(panel, (centres[rank] + tip) / 2, colour)
+            assert _colour_near(panel, tip, colour)  # the tip
+            assert not _colour_near(panel, tip + 4 * direction, colour)  # and no further
+            # the snapped point (the peak), 2.4 and -1.8 px (x 4 shown) away, is not where it ends
+            snapped = tip - magnify_points(SHIFT * codec.stride, factor) + (factor - 1) / 2
+            assert not _colour_near(panel, snapped + 2 * (snapped - tip) / np.linalg.norm(snapped - tip), colour)
+    marked = centre_panel(np.zeros((64, 64, 3), np.uint8), centre_heatmap(codec, maps), codec, factor, shown.centres,
+                          shown.regressed)
+    assert tuple(marked[tuple(np.round(centres[1][::-1]).astype(int))]) == person_color(1)  # a cross on the centre
+
+
+def test_the_centre_heatmap_is_brightest_at_each_persons_centre():
+    codec = BottomUpCodec((64, 64), 2, stride=4, exact_peak=False)  # Gaussians centred on the sub-pixel centre
+    centre_map = centre_heatmap(codec, _bottomup_maps(codec))
+    factor = 3
+    panel = centre_panel(np.zeros((64, 64, 3), np.uint8), centre_map, codec, factor, alpha=1.0, colormap="gray")
+    centres = magnify_points(PEOPLE_BOXES[:, :2] + PEOPLE_BOXES[:, 2:] / 2, factor)
+    values = (panel[:, :, 1].astype(np.float64) / 255.0) ** 0.5  # on black, grey, opacity = value: 255 v^2
+    half = 32 * factor  # person 0 in the left half, person 1 in the right
+    for rank, (left, right) in enumerate([(0, half), (half, 64 * factor)]):
+        part = values[:, left:right]
+        y, x = np.unravel_index(np.argmax(part), part.shape)
+        brightest = np.array([x + left, y])
+        assert np.abs(brightest - centres[rank]).max() <= codec.stride * factor / 2 + 0.5  # the centre's heatmap px
+        reach = 3 * codec.stride * factor  # the peak's surroundings: its Gaussian (sigma 0.75 heatmap px)
+        top, start = y - reach, x + left - reach
+        window = values[top:y + reach + 1, start:x + left + reach + 1]
+        assert np.linalg.norm(_centroid(window) + [start, top] - centres[rank]) < 0.25 * factor
+
+
+def test_bottom_up_pictures_show_people_centres_and_joint_heatmaps():
+    codec = BottomUpCodec((64, 64), 2, stride=4)
+    maps = _bottomup_maps(codec)
+    shown = decode_for_display(BottomUpMode(), codec, maps[None])
+    scheme = type("Scheme", (), {"keypoint_names": ("top", "side"), "skeleton": ((0, 1),)})()
+    target = codec.encode(PEOPLE, np.ones((2, 2), bool), PEOPLE_BOXES)["heatmaps"].numpy()
+    image = np.full((64, 64, 3), 90, np.uint8)
+    pictures = bottomup_pictures(image, codec, scheme, target, PEOPLE, np.ones((2, 2), bool), PEOPLE_BOXES,
+                                 maps.numpy(), shown, caption="hand-made")
+    assert sorted(pictures) == ["centres", "heatmaps", "keypoints"]
+    factor = display_factor(64, 64, 384)
+    assert pictures["keypoints"].shape == (16 + 16 + 64 * factor + 20, 2 * 64 * factor + 4, 3)  # gt | predicted
+    assert pictures["centres"].shape == pictures["keypoints"].shape
+    for name in ("keypoints", "centres"):
+        assert _has_colour(pictures[name], person_color(0)) and _has_colour(pictures[name], person_color(1))
+
+    panel = people_panel(image, shown.points, shown.visible, (), factor, hollow=~shown.snapped)
+    joints = magnify_points(shown.points, factor)
+    assert tuple(panel[tuple(np.round(joints[0, 0][::-1]).astype(int))]) == person_color(0)
+    assert tuple(panel[tuple(np.round(joints[1, 0][::-1]).astype(int))]) == person_color(1)  # another colour
+    assert tuple(panel[tuple(np.round(joints[1, 1][::-1]).astype(int))]) != person_color(1)  # hollow: regressed
+    without_model = bottomup_pictures(image, codec, scheme, target, PEOPLE, np.ones((2, 2), bool), PEOPLE_BOXES)
+    assert sorted(without_model) == ["centres", "heatmaps", "keypoints"]
+    assert without_model["keypoints"].shape == (16 + 64 * factor + 20, 64 * factor, 3)  # ground truth alone
+
+
+BOTTOMUP_TINY = ["data.train.num_samples=4", "data.val.num_samples=4", "data.input_size=[64,64]",
+                 "data.num_workers=0", "model.backbone=mobilenetv3_small_050", "model.head_channels=16"]
+
+
+@pytest.fixture
+def bottomup_checkpoint(tmp_path):
+    """An untrained bottom-up model whose centre heatmap is near 1 everywhere (so people are
+    decoded and drawn), written by ``save_checkpoint``."""
+    config = load_config("people_bottomup", BOTTOMUP_TINY)
+    scheme = build_scheme(config)
+    torch.manual_seed(0)
+    model = build_model(config, scheme)
+    state = model.state_dict()
+    state["head.classifier.bias"][0] = 6.0  # the centre channel: sigmoid ~ 1
+    path = tmp_path / "bottomup.pt"
+    save_checkpoint(path, config=OmegaConf.to_container(config), scheme=scheme, model=state, step=0)
+    return path
+
+
+def test_the_viz_command_draws_bottom_up_samples_and_images(bottomup_checkpoint, tmp_path, capsys):
+    parser = argparse.ArgumentParser(prog="heatmapnet")
+    add_viz_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["viz", "people_bottomup", "--set", *BOTTOMUP_TINY, "--num-samples", "2",
+                              "--out", str(tmp_path / "a")])
+    assert args.handler(args) == 0
+    printed = capsys.readouterr().out.split()
+    assert [p.rsplit("/", 1)[-1] for p in printed] == [f"sample_00{n}_{name}.png" for n in (0, 1)
+                                                       for name in ("keypoints", "centres", "heatmaps")]
+    keypoints, centres, heatmaps = map(_read_png, printed[:3])
+    assert _has_colour(keypoints, person_color(0))  # the ground-truth people, the first in the first colour
+    panel = 64 * display_factor(64, 64, 200)
+    assert heatmaps.shape[1] == 6 * panel + 5 * 2  # the 17 joints' target maps (max + 17 panels, 6 a row)
+    assert heatmaps.shape[0] == 16 + 3 * (16 + panel) + 2 * 2
+
+    args = parser.parse_args(["viz", "--checkpoint", str(bottomup_checkpoint), "--num-samples", "1", "--keypoints",
+                              "nose", "--out", str(tmp_path / "b")])
+    assert args.handler(args) == 0
+    keypoints, centres, heatmaps = map(_read_png, capsys.readouterr().out.split())
+    factor = display_factor(64, 64, 384)
+    assert keypoints.shape == (16 + 16 + 64 * factor + 20, 2 * 64 * factor + 4, 3)  # ground truth | predicted
+    predicted = keypoints[32:32 + 64 * factor, 64 * factor + 4:]
+    assert _has_colour(predicted, person_color(0)) and _has_colour(predicted, person_color(1))
+    assert centres.shape == keypoints.shape
+    group = (16 + 64 * display_factor(64, 64, 160), 3 * 64 * display_factor(64, 64, 160) + 2 * 2)
+    assert heatmaps.shape == (16 + group[0] + 20, 2 * group[1] + 10, 3)  # title, [max | nose], legend
+
+    config = load_config("people_bottomup", BOTTOMUP_TINY)
+    sample = build_dataset(config, read_records(config, "val"), build_codec(config, build_scheme(config)),
+                           build_scheme(config), train=False)[0]
+    image_path = tmp_path / "crowd.png"
+    cv2.imwrite(str(image_path), cv2.resize(input_image(sample["image"]), (96, 80)))
+    args = parser.parse_args(["viz", "--checkpoint", str(bottomup_checkpoint), "--image", str(image_path),
+                              "--out", str(tmp_path / "c")])
+    assert args.handler(args) == 0
+    printed = capsys.readouterr().out.split()
+    assert [p.rsplit("/", 1)[-1] for p in printed] == ["crowd_keypoints.png", "crowd_centres.png",
+                                                       "crowd_heatmaps.png"]
+    picture = _read_png(printed[0])
+    assert picture.shape == (16 + 80 * display_factor(96, 80, 480) + 20, 96 * display_factor(96, 80, 480), 3)
+    assert _has_colour(picture, person_color(0)) and _has_colour(picture, person_color(1))
+
+
+def test_the_ablation_example_image_works_for_a_bottom_up_run(bottomup_checkpoint, tmp_path):
+    config = load_config("people_bottomup", BOTTOMUP_TINY)
+    scheme = build_scheme(config)
+    codec = build_codec(config, scheme)
+    model = build_model(config, scheme)
+    model.load_state_dict(load_checkpoint(bottomup_checkpoint).model)
+    data = type("Data", (), {"scheme": scheme, "val_set": build_dataset(config, read_records(config, "val"), codec,
+                                                                         scheme, train=False)})()
+    trainer = type("Trainer", (), {"model": model, "config": config, "codec": codec, "data": data})()
+    maps, points = report.predict_and_decode(trainer, data.val_set[0]["image"], 0.3)
+    assert maps.shape == (1, 17, 16, 16)  # the joint heatmaps
+    assert points.instances and points.points.shape[1:] == (17, 2) and len(points.points) > 0
+    name = report.example_image("people", {"focal": trainer}, tmp_path / "example.png")
+    picture = _read_png(tmp_path / name)
+    assert picture.shape[0] > 100 and picture.shape[1] > 100

@@ -15,6 +15,10 @@ ARMS: Dict[str, Dict[str, object]] = {
                     "target.exact_peak": True},
     "focal_fixed": {"loss.name": "focal", "target.sigma_policy": "fixed", "target.exact_peak": True},
     "mse_radius": {"loss.name": "mse", "target.sigma_policy": "radius", "target.exact_peak": False},
+    # the radius policy alone (focal loss, exact peak): CenterNet's published radius, OKS sigmas
+    "focal_centernet": {"loss.name": "focal", "target.sigma_policy": "radius", "target.radius_formula": "centernet",
+                        "target.exact_peak": True},
+    "focal_oks": {"loss.name": "focal", "target.sigma_policy": "oks", "target.exact_peak": True},
 }
 DEFAULT_ARMS = ("mse", "focal")
 # With no config: the top-down setting (faces, NME) and the multi-instance one (people).

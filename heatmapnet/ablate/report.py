@@ -82,14 +82,15 @@ def _example_index(dataset, multi: bool, candidates: int = 16) -> int:
 
 def predict_and_decode(trainer, image, peak_threshold: float):
     """A trained model's heatmaps for one image (C, H, W tensor) and the points decoded from
-    them for display: (maps (1, K, h, w), :class:`heatmapnet.viz.DisplayPoints`). The one place
-    the ablation predicts."""
+    them for display: (maps (1, K, h, w), :class:`heatmapnet.viz.DisplayPoints`); bottom-up
+    models: the joint heatmaps and the people above ``peak_threshold``. The one place the
+    ablation predicts."""
     from ..build import build_mode
-    from ..viz import decode_for_display, predict_maps
+    from ..viz import decode_for_display, joint_heatmaps, predict_maps
 
     maps = predict_maps(trainer.model, image[None])
-    return maps, decode_for_display(build_mode(trainer.config, trainer.data.scheme), trainer.codec, maps,
-                                    peak_threshold)
+    points = decode_for_display(build_mode(trainer.config, trainer.data.scheme), trainer.codec, maps, peak_threshold)
+    return joint_heatmaps(trainer.codec, maps), points
 
 
 def example_image(name: str, trainers: Dict[str, object], path: Path, peak_threshold: float = 0.3) -> str:
@@ -97,9 +98,10 @@ def example_image(name: str, trainers: Dict[str, object], path: Path, peak_thres
     its predicted heatmaps and the decoded points (the maximum over all channels, then two
     keypoints)."""
     from ..drawing import input_image, target_vs_prediction, tile, titled, write_png
+    from ..viz import joint_heatmaps
 
     first = next(iter(trainers.values()))
-    index = _example_index(first.data.val_set, first.config.data.mode == "multi")
+    index = _example_index(first.data.val_set, first.config.data.mode != "topdown")
     scheme = first.data.scheme
     shown = sorted({0, scheme.num_keypoints // 2})
     pictures = []
@@ -107,8 +109,9 @@ def example_image(name: str, trainers: Dict[str, object], path: Path, peak_thres
         sample = trainer.data.val_set[index]
         trainer.model.eval()
         maps, points = predict_and_decode(trainer, sample["image"], peak_threshold)
+        target = joint_heatmaps(trainer.codec, sample["heatmaps"])  # bottom-up: the joint channels
         pictures.append(target_vs_prediction(
-            input_image(sample["image"]), sample["heatmaps"], maps[0].numpy(), scheme.keypoint_names, trainer.codec,
+            input_image(sample["image"]), target, maps[0].numpy(), scheme.keypoint_names, trainer.codec,
             sample["keypoints"].numpy(), sample["visible"].numpy(), points.points, points.visible, scheme.skeleton,
             keypoints=shown,
             title=f"{arm} (loss {trainer.config.loss.name}, sigma {trainer.codec.sigma_policy.__class__.__name__})",

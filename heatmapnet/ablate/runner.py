@@ -45,14 +45,18 @@ BUDGETS: Dict[str, Budget] = {
                     overrides={"topdown": {**_SMALL_CPU, "data.input_size": [64, 64], "train.steps": 80,
                                            "train.batch_size": 16, "train.warmup_steps": 8, "train.eval_every": 16},
                                "multi": {**_SMALL_CPU, "data.input_size": [96, 96], "train.steps": 80,
-                                         "train.batch_size": 8, "train.warmup_steps": 8, "train.eval_every": 16}}),
+                                         "train.batch_size": 8, "train.warmup_steps": 8, "train.eval_every": 16},
+                               "bottomup": {**_SMALL_CPU, "data.input_size": [128, 128], "train.steps": 80,
+                                            "train.batch_size": 8, "train.warmup_steps": 8, "train.eval_every": 16}}),
     # about 15 minutes: the same sizes, 2.5x the steps, 3 seeds, a 3-rate sweep, more validation samples
     "full": Budget(seeds=3, lr_factors=(1.0, 2.5, 5.0), sweep_fraction=0.4, holdout=64, val_samples=100, name="full",
                    extend_sweep=2,
                    overrides={"topdown": {**_SMALL_CPU, "data.input_size": [64, 64], "train.steps": 250,
                                           "train.batch_size": 16, "train.warmup_steps": 20, "train.eval_every": 25},
                               "multi": {**_SMALL_CPU, "data.input_size": [96, 96], "train.steps": 250,
-                                        "train.batch_size": 8, "train.warmup_steps": 20, "train.eval_every": 25}}),
+                                        "train.batch_size": 8, "train.warmup_steps": 20, "train.eval_every": 25},
+                              "bottomup": {**_SMALL_CPU, "data.input_size": [128, 128], "train.steps": 250,
+                                           "train.batch_size": 8, "train.warmup_steps": 20, "train.eval_every": 25}}),
 }
 
 
