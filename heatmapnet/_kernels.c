@@ -13,9 +13,17 @@
  * clamped to one pixel. A peak whose value is <= 0, or whose blurred patch has an in-map value at
  * or below the log floor, is flagged for the caller, which blurs that map whole: there the
  * rescaling to the original maximum matters.
+ *
+ * top_peaks (heatmapnet.bottomup): per map, in one pass, the k best peaks: pixels >= each of
+ * their (up to) eight neighbours -- equal to the 3x3 max-pool with -inf padding, plateaus
+ * included -- whose value is >= a threshold and > -inf, best first (value descending; equal
+ * values: the lower flat index first), padded with -inf and index -1. The scan skips a run of
+ * pixels all below the bar (the threshold, then the k-th best value once k peaks are held) after
+ * one vectorised comparison, which makes sparse maps cost one read.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -357,6 +365,272 @@ done:
     return release_buffers(held, 5);
 }
 
+/* a * b into *product (a, b >= 0); 0, with nothing written, where it would overflow Py_ssize_t. */
+static int multiply_sizes(Py_ssize_t a, Py_ssize_t b, Py_ssize_t *product)
+{
+    if (b != 0 && a > PY_SSIZE_T_MAX / b)
+        return 0;
+    *product = a * b;
+    return 1;
+}
+
+typedef struct {
+    float value;
+    int64_t index;
+} Peak;
+
+/* The order of top_peaks: a is worse than b where its value is lower, or equal and its index higher. */
+static int worse_peak(Peak a, Peak b)
+{
+    return a.value < b.value || (a.value == b.value && a.index > b.index);
+}
+
+/* The held peaks are a heap with the worst at its root. */
+static void sift_down(Peak *heap, Py_ssize_t size, Py_ssize_t i)
+{
+    const Peak item = heap[i];
+    for (;;) {
+        Py_ssize_t child = 2 * i + 1;
+        if (child >= size)
+            break;
+        if (child + 1 < size && worse_peak(heap[child + 1], heap[child]))
+            child++;
+        if (!worse_peak(heap[child], item))
+            break;
+        heap[i] = heap[child];
+        i = child;
+    }
+    heap[i] = item;
+}
+
+static void sift_up(Peak *heap, Py_ssize_t i)
+{
+    const Peak item = heap[i];
+    while (i > 0) {
+        const Py_ssize_t parent = (i - 1) / 2;
+        if (!worse_peak(item, heap[parent]))
+            break;
+        heap[i] = heap[parent];
+        i = parent;
+    }
+    heap[i] = item;
+}
+
+/* Whether (x, y), of value v (not NaN), is >= each of its in-map neighbours (itself included). */
+static int is_local_maximum(const float *map, Py_ssize_t height, Py_ssize_t width, Py_ssize_t x, Py_ssize_t y,
+                            float v)
+{
+    const Py_ssize_t top = y > 0 ? y - 1 : y, bottom = y < height - 1 ? y + 1 : y;
+    const Py_ssize_t left = x > 0 ? x - 1 : x, right = x < width - 1 ? x + 1 : x;
+    for (Py_ssize_t r = top; r <= bottom; r++) {
+        const float *line = map + r * width;
+        for (Py_ssize_t c = left; c <= right; c++)
+            if (!(v >= line[c]))  /* a NaN neighbour fails too, as in the max-pool */
+                return 0;
+    }
+    return 1;
+}
+
+#define SCAN 16 /* pixels of a row tested at once */
+
+#if defined(__SSE2__) && !defined(HEATMAPNET_SCALAR_SCAN)
+#include <emmintrin.h>
+#endif
+
+/* Bit c (c < SCAN) set where p[c] >= bar and >= both its row neighbours p[c - 1], p[c + 1] (all in
+ * the map); NaN fails every test. Most runs have no pixel at the bar: one comparison per pixel. */
+static unsigned row_candidates(const float *p, float bar)
+{
+    unsigned bits = 0;
+#if defined(__SSE2__) && !defined(HEATMAPNET_SCALAR_SCAN)
+    const __m128 level = _mm_set1_ps(bar);
+    const __m128 any = _mm_or_ps(_mm_or_ps(_mm_cmpge_ps(_mm_loadu_ps(p), level),
+                                           _mm_cmpge_ps(_mm_loadu_ps(p + 4), level)),
+                                 _mm_or_ps(_mm_cmpge_ps(_mm_loadu_ps(p + 8), level),
+                                           _mm_cmpge_ps(_mm_loadu_ps(p + 12), level)));
+    if (!_mm_movemask_ps(any))
+        return 0;
+    for (int i = 0; i < SCAN; i += 4) {
+        const __m128 v = _mm_loadu_ps(p + i);
+        const __m128 keep = _mm_and_ps(_mm_cmpge_ps(v, level), _mm_and_ps(_mm_cmpge_ps(v, _mm_loadu_ps(p + i - 1)),
+                                                                          _mm_cmpge_ps(v, _mm_loadu_ps(p + i + 1))));
+        bits |= (unsigned)_mm_movemask_ps(keep) << i;
+    }
+#else
+    for (int c = 0; c < SCAN; c++)
+        bits |= (unsigned)(p[c] >= bar && p[c] >= p[c - 1] && p[c] >= p[c + 1]) << c;
+#endif
+    return bits;
+}
+
+static int lowest_bit(unsigned bits)  /* bits != 0 */
+{
+#if defined(__GNUC__)
+    return __builtin_ctz(bits);
+#else
+    int c = 0;
+    while (!(bits & 1u)) {
+        bits >>= 1;
+        c++;
+    }
+    return c;
+#endif
+}
+
+/* The peaks held while one map is scanned: heap[0:size], the worst at the root, and the bar below
+ * which no pixel can enter (the threshold until `capacity` are held, then the worst held value). */
+typedef struct {
+    Peak *heap;
+    Py_ssize_t size, capacity;
+    float bar;
+} Held;
+
+/* Offers pixel (x, y) of the map: kept if it is a peak that beats the worst held one. */
+static void offer(const float *map, Py_ssize_t height, Py_ssize_t width, Py_ssize_t x, Py_ssize_t y, Held *held)
+{
+    const float v = map[y * width + x];
+    if (!(v >= held->bar))
+        return;
+    const Peak peak = {v, (int64_t)(y * width + x)};
+    if ((held->size == held->capacity && !worse_peak(held->heap[0], peak)) ||
+        !is_local_maximum(map, height, width, x, y, v))
+        return;
+    if (held->size < held->capacity) {
+        held->heap[held->size] = peak;
+        sift_up(held->heap, held->size++);
+        if (held->size == held->capacity)
+            held->bar = held->heap[0].value;
+    } else {
+        held->heap[0] = peak;
+        sift_down(held->heap, held->size, 0);
+        held->bar = held->heap[0].value;
+    }
+}
+
+/* Offers the pixels x0 + c of row y whose bit c is set. */
+static void offer_bits(const float *map, Py_ssize_t height, Py_ssize_t width, Py_ssize_t x0, Py_ssize_t y,
+                       unsigned bits, Held *held)
+{
+    while (bits) {
+        offer(map, height, width, x0 + lowest_bit(bits), y, held);
+        bits &= bits - 1;
+    }
+}
+
+/* One map's best `capacity` (>= 1) peaks >= threshold (a number >= -FLT_MAX, or NaN: none), into
+ * heap[0:size], best first; returns size. A row's inner pixels go SCAN at a time through
+ * row_candidates (the last run overlapping the one before), its two end pixels one by one. */
+static Py_ssize_t map_peaks(const float *map, Py_ssize_t height, Py_ssize_t width, Py_ssize_t capacity,
+                            float threshold, Peak *heap)
+{
+    Held held = {heap, 0, capacity, threshold};
+    for (Py_ssize_t y = 0; y < height; y++) {
+        const float *line = map + y * width;
+        if (width < SCAN + 2) {
+            for (Py_ssize_t x = 0; x < width; x++)
+                offer(map, height, width, x, y, &held);
+            continue;
+        }
+        offer(map, height, width, 0, y, &held);
+        Py_ssize_t x = 1;
+        for (; x + SCAN <= width - 1; x += SCAN)
+            offer_bits(map, height, width, x, y, row_candidates(line + x, held.bar), &held);
+        if (x < width - 1) {  /* the last inner pixels: a run ending at width - 2, without those done */
+            const Py_ssize_t last = width - 1 - SCAN;
+            offer_bits(map, height, width, last, y, row_candidates(line + last, held.bar) & ~((1u << (x - last)) - 1u),
+                       &held);
+        }
+        offer(map, height, width, width - 1, y, &held);
+    }
+    for (Py_ssize_t n = held.size - 1; n > 0; n--) {  /* heap sort: the worst to the back, best first */
+        const Peak last = heap[n];
+        heap[n] = heap[0];
+        heap[0] = last;
+        sift_down(heap, n, 0);
+    }
+    return held.size;
+}
+
+static PyObject *top_peaks(PyObject *self, PyObject *args)
+{
+    PyObject *maps_in, *values_in, *indices_in;
+    Py_ssize_t height, width, channels, first, count, k;
+    float threshold;
+    if (!PyArg_ParseTuple(args, "OnnnnnnfOO", &maps_in, &height, &width, &channels, &first, &count, &k, &threshold,
+                          &values_in, &indices_in))
+        return NULL;
+    Py_buffer held[3] = {{NULL}};
+    Py_buffer *maps = &held[0], *values = &held[1], *indices = &held[2];
+    if (height < 1 || width < 1 || channels < 1) {
+        PyErr_SetString(PyExc_ValueError, "height, width and channels must be >= 1");
+        goto done;
+    }
+    if (first < 0 || count < 0 || first > channels - count) {
+        PyErr_Format(PyExc_ValueError, "first, count: channels [%zd, %zd + %zd) must lie in [0, %zd)", first, first,
+                     count, channels);
+        goto done;
+    }
+    if (k < 0) {
+        PyErr_Format(PyExc_ValueError, "k must be >= 0, got %zd", k);
+        goto done;
+    }
+    Py_ssize_t map_size, item_size, item_bytes, floats = -1;
+    if (!multiply_sizes(height, width, &map_size) || !multiply_sizes(map_size, channels, &item_size) ||
+        !multiply_sizes(item_size, sizeof(float), &item_bytes)) {
+        PyErr_Format(PyExc_ValueError, "maps: %zd channels of %zd x %zd are too many bytes", channels, height, width);
+        goto done;
+    }
+    if ((floats = get_buffer(maps_in, maps, 0, ANY_ITEMS, sizeof(float), "maps")) < 0)
+        goto done;
+    if (maps->len % item_bytes != 0) {
+        PyErr_Format(PyExc_ValueError, "maps: %zd bytes are not whole float32 items of %zd channels of %zd x %zd",
+                     maps->len, channels, height, width);
+        goto done;
+    }
+    const Py_ssize_t batch = floats / item_size;
+    Py_ssize_t outputs, output_bytes;
+    if (!multiply_sizes(batch, count, &outputs) || !multiply_sizes(outputs, k, &outputs) ||
+        !multiply_sizes(outputs, sizeof(int64_t), &output_bytes)) {
+        PyErr_Format(PyExc_ValueError, "values, indices: %zd x %zd x %zd peaks are too many", batch, count, k);
+        goto done;
+    }
+    if (get_buffer(values_in, values, 1, outputs, sizeof(float), "values") < 0 ||
+        get_buffer(indices_in, indices, 1, outputs, sizeof(int64_t), "indices") < 0)
+        goto done;
+    const Py_ssize_t capacity = k < map_size ? k : map_size;  /* a map has at most map_size peaks */
+    Peak *heap = malloc(sizeof(Peak) * (capacity > 0 ? capacity : 1));
+    if (heap == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (threshold < -FLT_MAX)  /* -inf is no peak (the max-pool cannot tell it from a suppressed pixel) */
+        threshold = -FLT_MAX;
+    const float *all_maps = maps->buf;
+    float *out_values = values->buf;
+    int64_t *out_indices = indices->buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t b = 0; b < batch; b++)
+        for (Py_ssize_t c = 0; c < count; c++) {
+            const float *map = all_maps + b * item_size + (first + c) * map_size;
+            const Py_ssize_t row = b * count + c;
+            const Py_ssize_t found = capacity > 0 ? map_peaks(map, height, width, capacity, threshold, heap) : 0;
+            float *row_values = out_values + row * k;
+            int64_t *row_indices = out_indices + row * k;
+            for (Py_ssize_t n = 0; n < found; n++) {
+                row_values[n] = heap[n].value;
+                row_indices[n] = heap[n].index;
+            }
+            for (Py_ssize_t n = found; n < k; n++) {
+                row_values[n] = -INFINITY;
+                row_indices[n] = -1;
+            }
+        }
+    Py_END_ALLOW_THREADS
+    free(heap);
+done:
+    return release_buffers(held, 3);
+}
+
 PyDoc_STRVAR(max_gaussians_doc,
 "max_gaussians(maps, height, width, points, channels, sigmas, draw, truncate_sigmas,\n"
 "              value_at_truncation, exact_peak)\n\n"
@@ -374,14 +648,26 @@ PyDoc_STRVAR(blurred_dark_points_doc,
 "float32 (N, 2), x and y in pixels, and fallback uint8 (N,): 1 where the map must be blurred\n"
 "whole (its point is then the integer peak).");
 
+PyDoc_STRVAR(top_peaks_doc,
+"top_peaks(maps, height, width, channels, first, count, k, threshold, values, indices)\n\n"
+"maps: float32 (B, channels, height, width) contiguous; of each item, the maps of channels\n"
+"[first, first + count). Writes each map's k best peaks, best first, to values float32\n"
+"(B, count, k) and indices int64 (B, count, k) (flat pixel index y * width + x). A peak is a\n"
+"pixel >= each of its in-map neighbours of the 3x3 window (so equal to the 3x3 max-pool with\n"
+"-inf padding; every pixel of a flat top is one), not NaN, > -inf and >= threshold. Order:\n"
+"value descending, equal values by lower index first; rows with fewer than k peaks are padded\n"
+"with value -inf and index -1.");
+
 static PyMethodDef methods[] = {
     {"max_gaussians", max_gaussians, METH_VARARGS, max_gaussians_doc},
     {"blurred_dark_points", blurred_dark_points, METH_VARARGS, blurred_dark_points_doc},
+    {"top_peaks", top_peaks, METH_VARARGS, top_peaks_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels",
-                                    "CPU kernels of heatmapnet: target drawing and DARK decoding.", -1, methods};
+                                    "CPU kernels of heatmapnet: target drawing, DARK decoding, peak finding.",
+                                    -1, methods};
 
 PyMODINIT_FUNC PyInit__kernels(void)
 {

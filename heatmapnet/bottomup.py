@@ -16,11 +16,14 @@ joint_offset (2)      none        sub-pixel offset of a joint from its nearest p
 :class:`BottomUpCodec` encodes a sample's people into these targets (the heatmaps drawn by the
 same vectorised splatting as every other target; regression targets as per-person rows with the
 flat index of the pixel they are read at) and decodes maps into people without a Python loop
-over people: centre peaks by max-pool suppression and top-k, each candidate's regressed joints,
-each joint snapped to the nearest joint-heatmap peak of its type inside the candidate's box and
-above a threshold, else kept where it was regressed. :class:`BottomUpCriterion` is the training
-loss: the configured heatmap loss (distance-aware focal, or MSE for the ablation) on both
-heatmaps, and L1 on offsets and sizes at labelled pixels only.
+over people: centre peaks (3x3 local maxima) and top-k, each candidate's regressed joints, each
+joint snapped to the nearest joint-heatmap peak of its type inside the candidate's box and
+above a threshold, else kept where it was regressed. On CPU the peaks come from the C kernel
+``top_peaks`` (heatmapnet/_kernels.c) in one pass over each map; elsewhere, or where the kernel
+is not built, from :func:`_top_peaks_torch`, which gives the same values and indices.
+:class:`BottomUpCriterion` is the training loss: the configured heatmap loss (distance-aware
+focal, or MSE for the ablation) on both heatmaps, and L1 on offsets and sizes at labelled
+pixels only.
 
 Coordinates follow :mod:`heatmapnet.codec`: pixel centres at integers, heatmap pixel j covers
 input pixels [j s, (j + 1) s), so x_heat = (x_in - (s - 1) / 2) / s.
@@ -38,6 +41,13 @@ import torch.nn.functional as F
 
 from .codec import CODECS
 from .targets import SIGMA_POLICIES, OKSSigma, RadiusSigma, render_heatmaps
+
+try:  # the CPU kernels (heatmapnet/_kernels.c), built by setup.py where a C compiler is found
+    from . import _kernels
+except ImportError:  # peak finding takes its PyTorch path, which gives the same values
+    _kernels = None
+
+_FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 
 @dataclass(frozen=True)
@@ -97,9 +107,78 @@ def _nearest_pixel(points: torch.Tensor) -> torch.Tensor:
 
 
 def _local_maxima(maps: torch.Tensor, pool: int = 3) -> torch.Tensor:
-    """``maps`` with every value that is not the maximum of its pool x pool neighbourhood at -inf."""
-    pooled = F.max_pool2d(maps, pool, stride=1, padding=pool // 2)
+    """``maps`` with every value that is not the maximum of its pool x pool neighbourhood at -inf
+    (``pool`` odd): -inf wherever ``maps`` differs from ``F.max_pool2d(maps, pool, 1, pool // 2)``
+    (-inf padding; a NaN in the window makes the pool NaN). That max-pool is taken here along rows,
+    then columns, by ``torch.maximum``, which propagates NaN the same way: on CPU about half the
+    time of ``max_pool2d``, which computes indices it does not return."""
+    reach = pool // 2
+    height, width = maps.shape[-2:]
+    padded = F.pad(maps, (reach, reach, reach, reach), value=-math.inf)
+    rows = padded[..., :width]
+    for step in range(1, pool):
+        rows = torch.maximum(rows, padded[..., step:step + width])
+    pooled = rows[..., :height, :]
+    for step in range(1, pool):
+        pooled = torch.maximum(pooled, rows[..., step:step + height, :])
     return torch.where(pooled == maps, maps, torch.full_like(maps, -math.inf))
+
+
+def top_peaks(maps: torch.Tensor, channels: slice, k: int, threshold: float = -math.inf):
+    """The ``k`` best peaks of each map ``maps[:, channels]`` (maps (B, C, H, W)): values (B, n, k)
+    float32 and flat pixel indices (B, n, k) int64 for the n channels.
+
+    A peak is a pixel that :func:`_local_maxima` keeps (equal to its 3x3 max-pool with -inf padding,
+    so every pixel of a flat top is one; a NaN is none and makes its neighbours none) whose value
+    is >= ``threshold`` (compared in float32) and > -inf. Order: value descending, equal values by
+    the lower flat index first. A map with fewer than k peaks is padded with value -inf, index -1.
+    On CPU the C kernel (one pass over each map, no temporaries), else :func:`_top_peaks_torch`."""
+    maps = maps.float()
+    batch, num_channels, height, width = maps.shape
+    first, stop, _ = channels.indices(num_channels)
+    count = max(stop - first, 0)
+    if _kernels is not None and maps.device.type == "cpu" and height * width > 0:
+        values = torch.empty(batch, count, k)
+        index = torch.empty(batch, count, k, dtype=torch.int64)
+        _kernels.top_peaks(maps.detach().contiguous().numpy(), height, width, num_channels, first, count, k,
+                           float(threshold), values.numpy(), index.numpy())
+        return values, index
+    return _top_peaks_torch(maps[:, first:first + count], k, threshold)
+
+
+def _top_peaks_torch(maps: torch.Tensor, k: int, threshold: float = -math.inf):
+    """:func:`top_peaks` of every map of ``maps`` (B, n, H, W) in PyTorch (any device). ``topk`` does
+    not order equal values: maps whose best k + 1 hold two equal finite values are ranked again
+    by :func:`_ordered_top`."""
+    batch, count, height, width = maps.shape
+    pixels = height * width
+    taken = min(k, pixels)
+    peaks = _local_maxima(maps)
+    values = torch.where(peaks >= threshold, peaks, torch.full_like(peaks, -math.inf)).flatten(2)
+    best, index = values.topk(min(k + 1, pixels), dim=2)  # sorted; one more shows a tie at the cut
+    tied = ((best[..., 1:] == best[..., :-1]) & (best[..., 1:] > -math.inf)).any(dim=2)
+    best, index = best[..., :taken], index[..., :taken]
+    if bool(tied.any()):
+        best, index = best.clone(), index.clone()
+        best[tied], index[tied] = _ordered_top(values[tied], taken)
+    index = torch.where(best == -math.inf, torch.full_like(index, -1), index)
+    values = best
+    if k > pixels:
+        values = torch.cat([values, values.new_full((batch, count, k - pixels), -math.inf)], dim=2)
+        index = torch.cat([index, index.new_full((batch, count, k - pixels), -1)], dim=2)
+    return values, index
+
+
+def _ordered_top(values: torch.Tensor, k: int):
+    """The k best of each row of ``values`` (N, P), no NaN: value descending, equal values by the
+    lower index first. ``topk`` ranks int64 keys: the float's bits made monotone in the high half
+    (-0.0 as +0.0, so that equal values share them), the reversed index in the low half."""
+    pixels = values.shape[1]
+    bits = (values + 0.0).view(torch.int32)  # -0.0 + 0.0 = +0.0
+    ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).long()  # a value's order as an integer's
+    keys = ordered * (1 << 32) + (pixels - 1 - torch.arange(pixels, device=values.device))
+    index = pixels - 1 - (keys.topk(k, dim=1).values & 0xFFFFFFFF)
+    return values.gather(1, index), index
 
 
 def _gather(maps: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -233,43 +312,50 @@ class BottomUpCodec:
 
     @torch.no_grad()
     def decode(self, maps: torch.Tensor, max_people: Optional[int] = None) -> People:
-        """Activated maps (B, 7 + 3K, H, W) -> ``max_people`` candidates per image, best first."""
+        """Activated maps (B, 7 + 3K, H, W) -> ``max_people`` candidates per image, best first.
+
+        Candidates: the centre map's best peaks (:func:`top_peaks`: 3x3 local maxima, equal scores
+        by the lower pixel index first); where a map has fewer peaks than candidates asked for, the
+        rest score -inf and are read at pixel 0. Each candidate's joint k is the nearest of the
+        ``joint_candidates`` best peaks of joint map k (at its pixel plus the joint offset read there)
+        that is >= ``joint_threshold``, inside the candidate's box and within ``snap_distance`` x
+        the box's longer side of the regressed joint (equal distances: the better peak), scored by
+        that peak; else the regressed joint, scored by the joint map at its nearest pixel (0 off
+        the map)."""
         layout = self.layout
         batch, channels, height, width = maps.shape
         if channels != layout.num_outputs:
             raise ValueError(f"maps have {channels} channels, the layout {layout.num_outputs}")
         maps = maps.float()
         people = min(max_people or self.max_people, height * width)
-        scores, centre_index = _local_maxima(maps[:, layout.centre]).flatten(1).topk(people, dim=1)  # (B, T)
-        at_centre = _gather(maps, centre_index)  # (B, T, C)
+        scores, centre_index = top_peaks(maps, layout.centre, people)
+        scores, centre_index = scores[:, 0], centre_index[:, 0].clamp_min(0)  # (B, T)
+        # the regression rows read at the centres: centre offset, size, joint offsets (channels 1 to 5 + 2K)
+        rows = slice(layout.centre_offset.start, layout.joint_offsets.stop)
+        at_centre = _gather(maps[:, rows], centre_index)  # (B, T, 4 + 2K)
+
+        def read(part: slice) -> torch.Tensor:
+            return at_centre[..., part.start - rows.start:part.stop - rows.start]
+
         centre_pixel = torch.stack([centre_index % width, centre_index // width], dim=-1).float()
-        centres = centre_pixel + at_centre[..., layout.centre_offset]
-        sizes = at_centre[..., layout.size].clamp_min(0)
-        regressed = centre_pixel[:, :, None, :] + at_centre[..., layout.joint_offsets].unflatten(-1, (-1, 2))
+        centres = centre_pixel + read(layout.centre_offset)
+        sizes = read(layout.size).clamp_min(0)
+        regressed = centre_pixel[:, :, None, :] + read(layout.joint_offsets).unflatten(-1, (-1, 2))
+        low, high = centres - sizes / 2.0, centres + sizes / 2.0  # (B, T, 2)
 
         joints = maps[:, layout.joints]  # (B, K, H, W)
         num_keypoints = joints.shape[1]
         # joint candidates per type do not depend on how many people are decoded (the best person's
         # joints must not change when fewer candidates are asked for)
         candidates = min(max(people, self.joint_candidates), height * width)
-        peak_scores, peak_index = _local_maxima(joints).flatten(2).topk(candidates, dim=2)
-        offsets = _gather(maps[:, layout.joint_offset], peak_index.flatten(1)).unflatten(1, peak_index.shape[1:])
-        peaks = torch.stack([peak_index % width, peak_index // width], dim=-1).float() + offsets  # (B, K, J, 2)
-
-        low, high = centres - sizes / 2.0, centres + sizes / 2.0  # (B, T, 2)
-        inside = ((peaks[:, None] >= low[:, :, None, None]) & (peaks[:, None] <= high[:, :, None, None])).all(-1)
-        distance = (peaks[:, None] - regressed[:, :, :, None]).norm(dim=-1)
-        # CenterNet's gate: a peak farther than 0.3 x the box's longer side from the regressed joint
-        # is someone else's (a joint outside the image or unlabelled keeps its regressed point)
-        near = distance <= self.snap_distance * sizes.amax(dim=-1)[:, :, None, None]
-        usable = inside & near & (peak_scores[:, None] >= self.joint_threshold)  # (B, T, K, J)
-        distance = torch.where(usable, distance, torch.full_like(distance, math.inf))
-        nearest = distance.argmin(dim=-1)  # (B, T, K)
-        snapped = torch.isfinite(distance.gather(-1, nearest[..., None])[..., 0])
-        chosen = peaks[:, None].expand(-1, people, -1, -1, -1).gather(
-            3, nearest[..., None, None].expand(-1, -1, -1, 1, 2))[..., 0, :]
-        chosen_score = peak_scores[:, None].expand(-1, people, -1, -1).gather(3, nearest[..., None])[..., 0]
-        points = torch.where(snapped[..., None], chosen, regressed)
+        peak_scores, peak_index = top_peaks(maps, layout.joints, candidates, self.joint_threshold)  # (B, K, J)
+        # only the peaks >= the threshold can be taken, and they come first: the padding is dropped
+        found = int((peak_index >= 0).sum(dim=2).max()) if peak_index.numel() else 0
+        snapped = torch.zeros(batch, people, num_keypoints, dtype=torch.bool, device=maps.device)
+        points, chosen_score = regressed, torch.zeros_like(snapped, dtype=maps.dtype)
+        if found:
+            points, chosen_score, snapped = self._snap(maps, regressed, low, high, sizes,
+                                                       peak_scores[..., :found], peak_index[..., :found])
         pixel = _nearest_pixel(regressed)
         x, y = pixel[..., 0].long(), pixel[..., 1].long()
         on_map = (x >= 0) & (x < width) & (y >= 0) & (y < height)
@@ -280,6 +366,44 @@ class BottomUpCodec:
         keypoint_scores = torch.where(snapped, chosen_score, regressed_score)
         boxes = torch.cat([self.heatmap_to_input(low), sizes * self.stride], dim=-1)
         return People(scores, self.heatmap_to_input(points), keypoint_scores, snapped, boxes)
+
+    def _snap(self, maps, regressed, low, high, sizes, peak_scores, peak_index):
+        """Each regressed joint (B, T, K, 2) snapped to the nearest usable peak of its type, over
+        (B, T, K, J) and no wider: peaks (B, K, J) are the ones >= the threshold, then padding
+        (index -1); x and y are compared apart, distances squared. Returns points (B, T, K, 2),
+        the chosen peaks' scores and whether a peak was taken (B, T, K)."""
+        batch, num_keypoints, found = peak_index.shape
+        people, width = regressed.shape[1], maps.shape[3]
+        flat = peak_index.clamp_min(0)
+        offsets = maps[:, self.layout.joint_offset].flatten(2).gather(2, flat.view(batch, 1, -1).expand(-1, 2, -1))
+        padding = torch.where(peak_index >= 0, maps.new_zeros(()), maps.new_full((), math.nan))  # fails every test
+        peak_x = ((flat % width).float() + offsets[:, 0].view_as(flat) + padding)[:, None]  # (B, 1, K, J)
+        peak_y = ((flat // width).float() + offsets[:, 1].view_as(flat) + padding)[:, None]
+
+        def edge(corner, axis):  # (B, T, 1, 1)
+            return corner[..., axis, None, None]
+
+        usable = (peak_x >= edge(low, 0)) & (peak_x <= edge(high, 0))
+        usable &= (peak_y >= edge(low, 1)) & (peak_y <= edge(high, 1))  # inside the box
+        distance = (peak_x - regressed[..., 0, None]).square_()  # (B, T, K, J)
+        dy = peak_y - regressed[..., 1, None]
+        distance.addcmul_(dy, dy)
+        # CenterNet's gate: a peak farther than 0.3 x the box's longer side from the regressed joint
+        # is someone else's (a joint outside the image or unlabelled keeps its regressed point)
+        limit = self.snap_distance * sizes.amax(dim=-1)
+        usable &= distance <= (limit * limit)[:, :, None, None]
+        # the nearest usable peak, of equal distances the first (better) one; a usable peak whose
+        # squared distance overflows still beats the unusable ones
+        distance = torch.where(usable, distance.clamp_max_(_FLOAT32_MAX), math.inf)
+        nearest_distance, nearest = distance.min(dim=-1)  # (B, T, K)
+        snapped = nearest_distance <= _FLOAT32_MAX
+        choice = (torch.arange(num_keypoints, device=maps.device) * found + nearest).view(batch, -1)
+
+        def chosen(values):  # (B, [1,] K, J) -> (B, T, K)
+            return values.reshape(batch, -1).gather(1, choice).view(batch, people, num_keypoints)
+
+        points = torch.where(snapped[..., None], torch.stack([chosen(peak_x), chosen(peak_y)], dim=-1), regressed)
+        return points, chosen(peak_scores), snapped
 
 
 def _on_map(pixel: torch.Tensor, height: int, width: int) -> torch.Tensor:

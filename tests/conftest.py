@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from heatmapnet import decode, targets
+from heatmapnet import bottomup, decode, targets
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -41,4 +41,5 @@ def cpu_path(request, monkeypatch):
     else:
         monkeypatch.setattr(targets, "_kernels", None)
         monkeypatch.setattr(decode, "_kernels", None)
+        monkeypatch.setattr(bottomup, "_kernels", None)
     return request.param

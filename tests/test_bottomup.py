@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 import torch
 
+from heatmapnet import bottomup
+from heatmapnet.bench import people_maps
 from heatmapnet.bottomup import BottomUpCodec, BottomUpCriterion, BottomUpLayout
 from heatmapnet.cli import main
 from heatmapnet.data.pipelines import BottomUpDataset, collate_samples
@@ -743,3 +745,241 @@ def test_coco_custom_trains_and_evaluates_bottom_up_on_the_coco_fixture(shared_d
                  "--set", *overrides]) == 0
     results = json.loads((tmp_path / "eval" / "predictions.json").read_text())
     _check_people_results(results, image_ids=[785, 40083, 196141, 197388])  # COCO's own image ids
+
+
+# ----------------------------------------------------------------------------------------------
+# peak finding and snapping: the C kernel (top_peaks) and the PyTorch path
+# ----------------------------------------------------------------------------------------------
+def reference_peaks(maps, k, threshold=-math.inf):
+    """Each map's k best peaks (N, H, W) -> values (N, k), flat indices (N, k), one pixel at a time
+    by the definition: >= every in-map pixel of its 3 x 3 window (a NaN there fails), not NaN,
+    > -inf, >= threshold in float32; value descending, equal values by the lower index; padded
+    with -inf and -1."""
+    maps = np.asarray(maps, dtype=np.float32)
+    count, height, width = maps.shape
+    threshold = np.float32(threshold)
+    values, index = np.full((count, k), -np.inf, np.float32), np.full((count, k), -1, np.int64)
+    for n in range(count):
+        found = []
+        for y in range(height):
+            for x in range(width):
+                v = maps[n, y, x]
+                window = maps[n, max(y - 1, 0):y + 2, max(x - 1, 0):x + 2]
+                if v >= threshold and v > -np.inf and np.all(v >= window):
+                    found.append((-float(v), y * width + x))
+        found.sort()
+        for i, (negative, flat) in enumerate(found[:k]):
+            values[n, i], index[n, i] = maps[n].flat[flat], flat
+    return values, index
+
+
+def tricky_maps(shape, seed):
+    """Maps full of ties: small integers (plateaus, equal peaks), and some NaN, +-inf and -0.0."""
+    rng = np.random.default_rng(seed)
+    maps = rng.integers(0, 4, size=shape).astype(np.float32)
+    for value, share in ((np.nan, 0.03), (np.inf, 0.02), (-np.inf, 0.05), (-0.0, 0.1)):
+        maps[rng.uniform(size=shape) < share] = value
+    return torch.from_numpy(maps)
+
+
+@pytest.mark.parametrize("height, width", [(1, 1), (1, 7), (7, 1), (5, 17), (4, 18), (6, 19), (9, 40), (12, 35)])
+@pytest.mark.parametrize("threshold", [-math.inf, 1.0, 2.5, math.nan])
+def test_top_peaks_follow_their_definition_with_ties_nan_inf_and_borders(height, width, threshold, cpu_path):
+    maps = tricky_maps((2, 4, height, width), seed=height * 100 + width)
+    for k in (0, 1, 5, height * width + 3):
+        values, index = bottomup.top_peaks(maps, slice(1, 3), k, threshold)
+        assert values.shape == index.shape == (2, 2, k) and values.dtype == torch.float32
+        expected_values, expected_index = reference_peaks(maps[:, 1:3].reshape(-1, height, width), k, threshold)
+        np.testing.assert_array_equal(index.reshape(4, k).numpy(), expected_index, err_msg=f"k={k}")
+        np.testing.assert_array_equal(values.reshape(4, k).numpy(), expected_values, err_msg=f"k={k}")
+
+
+def test_top_peaks_take_every_pixel_of_a_plateau_and_order_equal_values_by_index(cpu_path):
+    maps = torch.zeros(1, 1, 4, 6)
+    maps[0, 0, 1, 1:3] = 2.0  # a plateau of two pixels
+    maps[0, 0, 3, 5] = 2.0  # an equal peak in the corner
+    maps[0, 0, 0, 5] = 3.0
+    values, index = bottomup.top_peaks(maps, slice(0, 1), 5, threshold=0.5)
+    assert values[0, 0].tolist() == [3.0, 2.0, 2.0, 2.0, -math.inf]
+    assert index[0, 0].tolist() == [5, 7, 8, 23, -1]
+    # -0.0 equals 0.0: the lower index first whichever sign it has
+    maps = torch.tensor([[[[0.0, -1.0, -0.0]]]])
+    values, index = bottomup.top_peaks(maps, slice(0, 1), 3)
+    assert index[0, 0].tolist() == [0, 2, -1]
+
+
+def test_the_c_kernel_and_the_pytorch_path_find_the_same_peaks_in_network_like_maps(c_kernels, monkeypatch):
+    maps, codec = people_maps(3, 17, 48, (4, 12))
+    maps[1] = torch.round(maps[1] * 8) / 8  # coarse values: plateaus and equal peaks everywhere
+    found = []
+    for kernels in (c_kernels, None):
+        monkeypatch.setattr(bottomup, "_kernels", kernels)
+        found.append([bottomup.top_peaks(maps, codec.layout.centre, 32),
+                      bottomup.top_peaks(maps, codec.layout.joints, 100, 0.1)])
+    for (kernel_values, kernel_index), (torch_values, torch_index) in zip(*found):
+        assert torch.equal(kernel_index, torch_index) and torch.equal(kernel_values, torch_values)
+    assert int((found[0][1][1] >= 0).sum()) > 100  # not vacuous
+
+
+@pytest.mark.parametrize("pool", [3, 5])
+def test_local_maxima_equal_the_max_pool_definition_with_nan_and_inf(pool):
+    import torch.nn.functional as F
+
+    maps = tricky_maps((2, 3, 11, 13), seed=pool)
+    pooled = F.max_pool2d(maps, pool, stride=1, padding=pool // 2)
+    expected = torch.where(pooled == maps, maps, torch.full_like(maps, -math.inf))
+    assert torch.equal(bottomup._local_maxima(maps, pool), expected)
+
+
+def test_the_peak_kernel_checks_its_arguments(c_kernels):
+    maps = np.zeros((2, 3, 4, 5), np.float32)
+    values, index = np.empty((2, 2, 4), np.float32), np.empty((2, 2, 4), np.int64)
+    c_kernels.top_peaks(maps, 4, 5, 3, 1, 2, 4, 0.5, values, index)  # fits
+    assert np.all(index == -1) and np.all(values == -np.inf)  # no pixel reaches 0.5
+    with pytest.raises(ValueError, match="values"):
+        c_kernels.top_peaks(maps, 4, 5, 3, 1, 2, 4, 0.5, np.empty((2, 1, 4), np.float32), index)
+    with pytest.raises(ValueError, match="indices"):
+        c_kernels.top_peaks(maps, 4, 5, 3, 1, 2, 4, 0.5, values, np.empty((2, 2, 4), np.int32))
+    with pytest.raises(ValueError, match="maps"):
+        c_kernels.top_peaks(maps.reshape(-1)[:-1], 4, 5, 3, 1, 2, 4, 0.5, values, index)  # not whole items
+    with pytest.raises(ValueError, match="first, count"):
+        c_kernels.top_peaks(maps, 4, 5, 3, 2, 2, 4, 0.5, values, index)
+    with pytest.raises(ValueError, match="k must be"):
+        c_kernels.top_peaks(maps, 4, 5, 3, 1, 2, -1, 0.5, values, index)
+    with pytest.raises(ValueError, match="height, width and channels"):
+        c_kernels.top_peaks(maps, 0, 5, 3, 1, 2, 4, 0.5, values, index)
+    with pytest.raises(ValueError, match="maps: .* too many bytes"):  # sizes that overflow
+        c_kernels.top_peaks(maps, 2 ** 40, 2 ** 40, 3, 1, 2, 4, 0.5, values, index)
+    with pytest.raises(ValueError, match="values, indices: .* too many"):
+        c_kernels.top_peaks(maps, 4, 5, 3, 1, 2, 2 ** 62, 0.5, values, index)
+    with pytest.raises(TypeError, match="values"):
+        c_kernels.top_peaks(maps, 4, 5, 3, 1, 2, 4, 0.5, bytes(64), index)
+
+
+def test_both_cpu_paths_decode_crowds_identically(c_kernels, monkeypatch):
+    maps, codec = people_maps(4, 17, 48, (4, 12))
+    maps[2:, codec.layout.heatmap_channels] = torch.round(maps[2:, codec.layout.heatmap_channels] * 8) / 8  # ties
+    decoded = []
+    for kernels in (c_kernels, None):
+        monkeypatch.setattr(bottomup, "_kernels", kernels)
+        decoded.append(codec.decode(maps, max_people=20))
+    for name, kernel, pytorch in zip(decoded[0]._fields, *decoded):
+        assert torch.equal(kernel, pytorch), name
+    snapped = decoded[0].snapped[:, :8]
+    assert snapped.float().mean() > 0.3 and not snapped.all()  # not vacuous
+
+
+def reference_decode(codec, maps, max_people):
+    """The decode's documented rules, one person and joint at a time in float32 numpy: centre
+    peaks as candidates (padding read at pixel 0), regressed joints, each snapped to the nearest of
+    its type's ``joint_candidates`` best peaks that is >= the threshold, inside the box and within
+    snap_distance x the longer side (equal distances: the earlier peak), else regressed."""
+    layout, maps = codec.layout, maps.numpy()
+    batch, _, height, width = maps.shape
+    num_keypoints = layout.num_keypoints
+    people = min(max_people, height * width)
+    candidates = min(max(people, codec.joint_candidates), height * width)
+    shape = (batch, people, num_keypoints)
+    scores, boxes = np.zeros((batch, people), np.float32), np.zeros((batch, people, 4), np.float32)
+    points, point_scores = np.zeros(shape + (2,), np.float32), np.zeros(shape, np.float32)
+    snapped = np.zeros(shape, bool)
+    for b in range(batch):
+        centre_values, centre_index = reference_peaks(maps[b, layout.centre], people)
+        peak_values, peak_index = reference_peaks(maps[b, layout.joints], candidates, codec.joint_threshold)
+        for t in range(people):
+            y, x = divmod(max(int(centre_index[0, t]), 0), width)
+            pixel = np.array([x, y], np.float32)
+            centre = pixel + maps[b, layout.centre_offset, y, x]
+            size = np.maximum(maps[b, layout.size, y, x], np.float32(0))
+            low, high = centre - size / np.float32(2), centre + size / np.float32(2)
+            limit = np.float32(codec.snap_distance) * size.max()
+            scores[b, t] = centre_values[0, t]
+            boxes[b, t] = [*(low * codec.stride + (codec.stride - 1) / 2), *(size * codec.stride)]
+            for k in range(num_keypoints):
+                regressed = pixel + maps[b, layout.joint_offsets, y, x].reshape(-1, 2)[k]
+                best = None
+                for j in range(candidates):
+                    if peak_index[k, j] < 0:
+                        break
+                    py, px = divmod(int(peak_index[k, j]), width)
+                    peak = np.array([px, py], np.float32) + maps[b, layout.joint_offset, py, px]
+                    d = peak - regressed
+                    distance = d[0] * d[0] + d[1] * d[1]
+                    if np.all(peak >= low) and np.all(peak <= high) and distance <= limit * limit and \
+                            (best is None or distance < best[0]):
+                        best = (distance, peak, peak_values[k, j])
+                if best is not None:
+                    points[b, t, k], point_scores[b, t, k], snapped[b, t, k] = best[1], best[2], True
+                else:
+                    points[b, t, k] = regressed
+                    rx, ry = (int(v) for v in np.floor(regressed + np.float32(0.5)))
+                    on_map = 0 <= rx < width and 0 <= ry < height
+                    point_scores[b, t, k] = maps[b, layout.joints.start + k, ry, rx] if on_map else 0.0
+    return scores, points * codec.stride + (codec.stride - 1) / 2, point_scores, snapped, boxes
+
+
+def test_decoding_crowds_follows_the_documented_rules(cpu_path):
+    maps, codec = people_maps(2, 17, 32, (4, 8), seed=3)
+    people = codec.decode(maps, max_people=12)
+    scores, keypoints, keypoint_scores, snapped, boxes = reference_decode(codec, maps, 12)
+    np.testing.assert_array_equal(people.scores.numpy(), scores)
+    np.testing.assert_array_equal(people.snapped.numpy(), snapped)
+    np.testing.assert_allclose(people.keypoints.numpy(), keypoints, rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(people.keypoint_scores.numpy(), keypoint_scores)
+    np.testing.assert_allclose(people.boxes.numpy(), boxes, rtol=0, atol=1e-4)
+    assert 0.2 < snapped[:, :4].mean() < 1.0  # both kinds of joints among the real people
+
+
+def test_equal_centre_scores_come_by_pixel_index_and_missing_candidates_score_minus_infinity(cpu_path):
+    codec = BottomUpCodec((32, 32), 1, stride=4, max_people=5)
+    maps = torch.zeros(1, 10, 8, 8)
+    maps[0, 3:5] = torch.arange(64.0).view(8, 8)  # each pixel's size tells where a candidate was read
+    for flat, score in ((54, 0.7), (20, 0.5), (9, 0.5)):
+        maps[0, 0].view(-1)[flat] = score
+    people = codec.decode(maps)
+    assert people.scores[0].tolist() == pytest.approx([0.7, 0.5, 0.5, 0.0, 0.0])
+    # the zero plateau's peaks are the pixels next to no person, 3 and 4 the first
+    assert (people.boxes[0, :, 2] / 4).tolist() == [54, 9, 20, 3, 4]
+    # a ramp has one peak: the other candidates score -inf and are read at pixel 0
+    maps[0, 0] = torch.arange(64.0).view(8, 8) / 64
+    people = codec.decode(maps, max_people=3)
+    assert people.scores[0].tolist() == [63 / 64, -math.inf, -math.inf]
+    assert (people.boxes[0, :, 2] / 4).tolist() == [63, 0, 0]
+
+
+def test_of_equidistant_peaks_the_better_one_is_taken(cpu_path):
+    codec = BottomUpCodec((64, 64), 1, stride=4, max_people=1)
+    person = [(6, 8, 0.9, (8.0, 8.0), (0.0, 0.0))]  # regressed wrist (6, 8) + nothing: peaks 1 px either side
+    for peaks, expected in [([(5, 8, 0.5), (7, 8, 0.6)], (7, 0.6)), ([(5, 8, 0.6), (7, 8, 0.5)], (5, 0.6)),
+                            ([(7, 8, 0.5), (5, 8, 0.5)], (5, 0.5))]:  # equal scores: the lower index
+        people = codec.decode(_hand_maps(peaks, person, joint_offset=(0.0, 0.0)))
+        assert bool(people.snapped[0, 0, 0])
+        assert float(people.keypoints[0, 0, 0, 0]) == pytest.approx(expected[0] * 4 + 1.5)
+        assert float(people.keypoint_scores[0, 0, 0]) == pytest.approx(expected[1])
+
+
+def test_only_the_joint_candidates_best_peaks_are_snapped_to(cpu_path):
+    codec = BottomUpCodec((64, 64), 1, stride=4, max_people=1)
+    person = [(6, 8, 0.9, (12.0, 12.0), (1.0, 0.0))]  # regressed wrist at (7, 8)
+    maps = _hand_maps([(7, 8, 0.5), (9, 8, 0.9), (4, 8, 0.8)], person, joint_offset=(0.0, 0.0))
+    assert float(codec.decode(maps).keypoints[0, 0, 0, 0]) == pytest.approx(7 * 4 + 1.5)
+    codec.joint_candidates = 2  # the nearest peak is the third best: out of the running
+    assert float(codec.decode(maps).keypoints[0, 0, 0, 0]) == pytest.approx(9 * 4 + 1.5)
+
+
+@pytest.mark.parametrize("check", [
+    "perfect_output_radius", "perfect_output_fixed", "image_without_people", "close_wrists", "peaks_not_taken",
+    "best_person", "letterboxed_sample", "empty_image"])
+def test_the_decoding_tests_hold_on_both_cpu_paths(check, cpu_path, crowd_records):
+    """The behaviour-defining decoding tests above, run through the C kernel and the PyTorch path."""
+    checks = {
+        "perfect_output_radius": lambda: test_decoding_the_perfect_output_recovers_every_person_exactly(RadiusSigma()),
+        "perfect_output_fixed": lambda: test_decoding_the_perfect_output_recovers_every_person_exactly(FixedSigma(2.0)),
+        "image_without_people": test_an_image_without_people_decodes_to_no_one_above_the_minimum_score,
+        "close_wrists": test_each_person_snaps_to_its_own_wrist_when_two_wrists_are_close,
+        "peaks_not_taken": test_a_peak_outside_the_box_below_the_threshold_or_too_far_is_not_taken,
+        "best_person": test_the_best_persons_joints_do_not_depend_on_how_many_people_are_decoded,
+        "letterboxed_sample": test_perfect_maps_of_a_letterboxed_sample_decode_to_the_original_people,
+        "empty_image": lambda: test_an_empty_image_decodes_to_candidates_that_cost_no_precision(crowd_records),
+    }
+    checks[check]()
