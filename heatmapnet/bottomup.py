@@ -200,6 +200,9 @@ class BottomUpCodec:
     joint_candidates = 100  # CenterNet's K
     snap_distance = 0.3
 
+    #: no heatmap sub-pixel decoders: the centre and joint offsets are regressed
+    refinements: tuple = ()
+
     def __init__(self, input_size, num_keypoints: int, stride: int = 4, sigma_policy=None, centre_policy=None,
                  exact_peak: bool = True, max_people: int = 20, joint_threshold: float = 0.1):
         width, height = (int(v) for v in input_size)

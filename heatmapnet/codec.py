@@ -8,12 +8,12 @@ encode -> decode round trip returns the point.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple, Optional
+from typing import ClassVar, NamedTuple, Optional
 
 import numpy as np
 import torch
 
-from .decode import DecodedKeypoints, Peaks, decode_keypoints, decode_peaks
+from .decode import REFINEMENTS, DecodedKeypoints, Peaks, decode_keypoints, decode_peaks
 from .registry import Registry
 from .targets import SIGMA_POLICIES, FixedSigma, render_heatmaps
 
@@ -37,6 +37,9 @@ class HeatmapCodec:
     (for the focal loss); MSE wants the untouched Gaussian. ``refine`` and ``blur_sigma`` are the
     decoding options of :func:`heatmapnet.decode.decode_keypoints`.
     """
+
+    #: the sub-pixel decoders this codec can use (``refine``)
+    refinements: ClassVar[tuple] = REFINEMENTS
 
     input_size: tuple  # (width, height) of the network input in pixels
     stride: int = 4

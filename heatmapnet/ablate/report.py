@@ -216,10 +216,12 @@ def setting_report(setting: dict) -> List[str]:
         mean = "—" if reached["stats"] is None else f"{reached['stats']['mean']:g}"
         rows.append([arm, per_seed, mean, f"{reached['reached']}/{len(reached['per_seed'])}"])
     lines += table(["arm", "steps per seed", "mean steps (seeds that reached it)", "reached"], rows)
-    lines += ["", f"### Final {metric} per decoding refinement (mean ± s.d. over seeds, same weights)", ""]
-    rows = [[arm] + [f"{data['refine'][r]['stats']['mean']:.4f} ± {data['refine'][r]['stats']['std']:.4f}"
-                     for r in REFINEMENTS] for arm, data in arms.items()]
-    lines += table(["arm"] + list(REFINEMENTS), rows)
+    refinements = [r for r in REFINEMENTS if all(r in data["refine"] for data in arms.values())]
+    if refinements:  # heatmap decoders; a bottom-up model's sub-pixel offsets are regressed instead
+        lines += ["", f"### Final {metric} per decoding refinement (mean ± s.d. over seeds, same weights)", ""]
+        rows = [[arm] + [f"{data['refine'][r]['stats']['mean']:.4f} ± {data['refine'][r]['stats']['std']:.4f}"
+                         for r in refinements] for arm, data in arms.items()]
+        lines += table(["arm"] + refinements, rows)
     plots = setting["plots"]
     lines += ["", f"![{metric} against step]({plots['curves']})", f"![final {metric}]({plots['final']})", "",
               f"Each arm's target and predicted heatmaps for one validation sample: ![example]({plots['example']})", ""]

@@ -187,7 +187,7 @@ def seed_runs(config_name: str, overrides: List[str], lr: float, seeds: Sequence
     from ..evaluation import primary_metric
 
     finals, curves, runs, first = [], [], [], None
-    by_refine = {r: [] for r in REFINEMENTS}
+    by_refine = {}
     for k, seed in enumerate(seeds):
         run_dir = out / f"seed{k}"
         try:
@@ -199,10 +199,10 @@ def seed_runs(config_name: str, overrides: List[str], lr: float, seeds: Sequence
         finals.append(value)
         curves.append(read_curve(run_dir, metric))
         runs.append(str(run_dir))
-        for refine in REFINEMENTS:  # the same weights under each sub-pixel decoder
+        for refine in trainer.codec.refinements:  # the same weights under each sub-pixel decoder
             result = summary["final"] if refine == trainer.config.eval.refine \
                 else trainer.evaluate(dataclasses.replace(trainer.codec, refine=refine))
-            by_refine[refine].append(primary_metric(result)[1])
+            by_refine.setdefault(refine, []).append(primary_metric(result)[1])
         first = first or trainer
         log(f"{run_dir}: lr {lr:g}: {metric} {value:.4f}")
     results = {"seeds": list(seeds), "final": finals, "stats": summarize(finals),
