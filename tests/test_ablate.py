@@ -391,6 +391,34 @@ def test_the_miniature_ablation_writes_its_report_and_valid_pngs(miniature):
     assert (out / "synthetic_faces" / "focal" / "seed1" / "metrics.jsonl").is_file()
 
 
+def test_a_bottom_up_ablation_compares_radius_policies_by_oks_ap_without_heatmap_decoders(tmp_path):
+    """Three arms on people_bottomup in miniature: OKS AP is the metric, the p-values are Holm-
+    adjusted over the three pairs, and no per-decoder table is written (the bottom-up model
+    regresses its sub-pixel offsets)."""
+    threads = torch.get_num_threads()
+    try:
+        results = ablate("people_bottomup", tmp_path, arms=["focal", "focal_centernet", "focal_fixed"],
+                         budget=Budget(seeds=2, lr_factors=(1.0,), sweep_fraction=0.5, holdout=4, val_samples=4,
+                                       overrides={"bottomup": {**TINY, "data.input_size": [64, 64]}}),
+                         log=lambda line: None,
+                         overrides=["data.num_workers=0", "train.threads=1", "train.checkpoint_every=100"])
+    finally:
+        torch.set_num_threads(threads)
+    (setting,) = results["settings"]
+    assert (setting["mode"], setting["metric"]) == ("bottomup", "oks_ap")
+    assert all(arm["refine"] == {} for arm in setting["arms"].values())
+    assert len(setting["comparisons"]) == 3
+    # Holm over three pairs: the smallest p times 3, the next times 2, the largest times 1, kept monotone
+    ps = sorted(test["p"] for test in setting["comparisons"])
+    adjusted = sorted(test["p_adjusted"] for test in setting["comparisons"])
+    expected = [min(1.0, 3 * ps[0])]
+    expected.append(max(expected[0], min(1.0, 2 * ps[1])))
+    expected.append(max(expected[1], min(1.0, ps[2])))
+    assert adjusted == pytest.approx(expected)
+    report = (tmp_path / "report.md").read_text()
+    assert "per decoding refinement" not in report and "Holm" in report
+
+
 @pytest.mark.slow
 def test_the_quick_mode_runs_end_to_end_from_the_command_line(tmp_path, capsys):
     """``heatmapnet ablate --quick`` exactly as a user types it: both built-in settings, the quick
