@@ -211,6 +211,20 @@ def _draw_marker(image: np.ndarray, point, color, radius: float, marker: str, th
         raise ValueError(f"unknown marker {marker!r}; choose circle, cross or ring")
 
 
+def _instances(points, visible, name: str):
+    """(K, 2) or (N, K, 2) points -> (N, K, 2) float64 and which are shown (N, K): finite, and
+    ``visible`` where given."""
+    points = np.asarray(_numpy(points), dtype=np.float64)
+    if points.ndim == 2:
+        points = points[None]
+    if points.ndim != 3 or points.shape[-1] != 2:
+        raise ValueError(f"{name} must have shape (K, 2) or (N, K, 2), got {points.shape}")
+    shown = np.isfinite(points).all(axis=-1)
+    if visible is not None:
+        shown &= np.asarray(_numpy(visible), dtype=bool).reshape(shown.shape)
+    return points, shown
+
+
 def draw_keypoints(image, keypoints, visible=None, skeleton: Sequence = (), color=GT_COLOR, radius: float = 3.0,
                    marker: str = "circle", thickness: int = 1, line_color=None) -> np.ndarray:
     """``image`` with ``keypoints`` (K, 2) or (N, K, 2), in the image's pixels, drawn sub-pixel
@@ -220,14 +234,7 @@ def draw_keypoints(image, keypoints, visible=None, skeleton: Sequence = (), colo
     ``marker`` is ``circle`` (filled, for ground truth), ``cross`` (for predictions) or ``ring``.
     """
     out = _as_bgr(image)
-    points = np.asarray(_numpy(keypoints), dtype=np.float64)
-    if points.ndim == 2:
-        points = points[None]
-    if points.ndim != 3 or points.shape[-1] != 2:
-        raise ValueError(f"keypoints must have shape (K, 2) or (N, K, 2), got {points.shape}")
-    shown = np.isfinite(points).all(axis=-1)
-    if visible is not None:
-        shown &= np.asarray(_numpy(visible), dtype=bool).reshape(shown.shape)
+    points, shown = _instances(keypoints, visible, "keypoints")
     line_color = color if line_color is None else line_color
     for instance, mask in zip(points, shown):
         for a, b in skeleton:
@@ -330,14 +337,7 @@ def draw_people(image, people_points, visible=None, skeleton: Sequence = (), pal
     joints that were regressed rather than snapped to a peak). ``visible`` (N, K) hides joints
     (default: those with finite coordinates). Every skeleton is drawn before any joint."""
     out = _as_bgr(image)
-    points = np.asarray(_numpy(people_points), dtype=np.float64)
-    if points.ndim == 2:
-        points = points[None]
-    if points.ndim != 3 or points.shape[-1] != 2:
-        raise ValueError(f"people_points must have shape (K, 2) or (N, K, 2), got {points.shape}")
-    shown = np.isfinite(points).all(axis=-1)
-    if visible is not None:
-        shown &= np.asarray(_numpy(visible), dtype=bool).reshape(shown.shape)
+    points, shown = _instances(people_points, visible, "people_points")
     rings = np.zeros(shown.shape, bool) if hollow is None else np.asarray(_numpy(hollow), bool).reshape(shown.shape)
     for rank, (person, mask) in enumerate(zip(points, shown)):
         color = person_color(rank, palette)

@@ -38,25 +38,21 @@ class Budget:
 # has to wait for a busy core slows these small models down by an order of magnitude.
 _SMALL_CPU = {"model.backbone": "mobilenetv3_small_050", "model.head_channels": 32, "model.head": "fpn",
               "train.threads": 1, "data.num_workers": 1}
+def _per_mode(steps: int, warmup: int, eval_every: int) -> Dict[str, Dict[str, object]]:
+    """The small CPU model per data mode: input size and batch for each, the step budget for all."""
+    schedule = {"train.steps": steps, "train.warmup_steps": warmup, "train.eval_every": eval_every}
+    sizes = {"topdown": ([64, 64], 16), "multi": ([96, 96], 8), "bottomup": ([128, 128], 8)}
+    return {mode: {**_SMALL_CPU, "data.input_size": size, "train.batch_size": batch, **schedule}
+            for mode, (size, batch) in sizes.items()}
+
+
 BUDGETS: Dict[str, Budget] = {
     # both built-in settings, default arms: about 3 minutes on 2 CPU cores
     "quick": Budget(seeds=2, lr_factors=(1.0, 2.5), sweep_fraction=0.5, holdout=48, val_samples=48, name="quick",
-                    extend_sweep=1,
-                    overrides={"topdown": {**_SMALL_CPU, "data.input_size": [64, 64], "train.steps": 80,
-                                           "train.batch_size": 16, "train.warmup_steps": 8, "train.eval_every": 16},
-                               "multi": {**_SMALL_CPU, "data.input_size": [96, 96], "train.steps": 80,
-                                         "train.batch_size": 8, "train.warmup_steps": 8, "train.eval_every": 16},
-                               "bottomup": {**_SMALL_CPU, "data.input_size": [128, 128], "train.steps": 80,
-                                            "train.batch_size": 8, "train.warmup_steps": 8, "train.eval_every": 16}}),
+                    extend_sweep=1, overrides=_per_mode(steps=80, warmup=8, eval_every=16)),
     # about 15 minutes: the same sizes, 2.5x the steps, 3 seeds, a 3-rate sweep, more validation samples
     "full": Budget(seeds=3, lr_factors=(1.0, 2.5, 5.0), sweep_fraction=0.4, holdout=64, val_samples=100, name="full",
-                   extend_sweep=2,
-                   overrides={"topdown": {**_SMALL_CPU, "data.input_size": [64, 64], "train.steps": 250,
-                                          "train.batch_size": 16, "train.warmup_steps": 20, "train.eval_every": 25},
-                              "multi": {**_SMALL_CPU, "data.input_size": [96, 96], "train.steps": 250,
-                                        "train.batch_size": 8, "train.warmup_steps": 20, "train.eval_every": 25},
-                              "bottomup": {**_SMALL_CPU, "data.input_size": [128, 128], "train.steps": 250,
-                                           "train.batch_size": 8, "train.warmup_steps": 20, "train.eval_every": 25}}),
+                   extend_sweep=2, overrides=_per_mode(steps=250, warmup=20, eval_every=25)),
 }
 
 
