@@ -39,8 +39,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .codec import CODECS
-from .targets import SIGMA_POLICIES, OKSSigma, RadiusSigma, render_heatmaps
+from .codec import CODECS, StrideGeometry, checked_input_size, targets_from_config
+from .targets import OKSSigma, RadiusSigma, render_heatmaps
 
 try:  # the CPU kernels (heatmapnet/_kernels.c), built by setup.py where a C compiler is found
     from . import _kernels
@@ -188,7 +188,7 @@ def _gather(maps: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 @CODECS.register("bottomup")
-class BottomUpCodec:
+class BottomUpCodec(StrideGeometry):
     """People (keypoints, visibility, boxes in input pixels) <-> the bottom-up outputs.
 
     ``sigma_policy`` sizes each person's joint Gaussians from its box; ``centre_policy`` its
@@ -205,11 +205,8 @@ class BottomUpCodec:
 
     def __init__(self, input_size, num_keypoints: int, stride: int = 4, sigma_policy=None, centre_policy=None,
                  exact_peak: bool = True, max_people: int = 20, joint_threshold: float = 0.1):
-        width, height = (int(v) for v in input_size)
-        if width % stride or height % stride:
-            raise ValueError(f"input_size {tuple(input_size)} must be divisible by stride {stride}")
-        self.input_size = (width, height)
         self.stride = int(stride)
+        self.input_size = checked_input_size(input_size, self.stride)
         self.layout = BottomUpLayout(int(num_keypoints))
         self.sigma_policy = sigma_policy or RadiusSigma()
         self.centre_policy = centre_policy or self.sigma_policy
@@ -219,21 +216,14 @@ class BottomUpCodec:
 
     @classmethod
     def from_config(cls, config, scheme, output_activation: str) -> "BottomUpCodec":
-        target, sigmoid = config.target, output_activation == "sigmoid"
-        name = target.sigma_policy if target.sigma_policy != "auto" else ("radius" if sigmoid else "fixed")
-        policy = SIGMA_POLICIES.get(name).from_config(target, scheme)
+        target = config.target
+        policy, exact_peak = targets_from_config(target, scheme, output_activation)
         centre = RadiusSigma(float(target.min_overlap), str(target.radius_formula)) \
             if isinstance(policy, OKSSigma) else policy
-        exact_peak = sigmoid if target.exact_peak is None else bool(target.exact_peak)
         return cls(tuple(config.data.input_size), scheme.num_keypoints, target.stride, policy, centre, exact_peak,
                    config.eval.max_instances, config.eval.joint_threshold)
 
-    # -- geometry ------------------------------------------------------------------------------
-    @property
-    def heatmap_size(self) -> tuple:
-        """(height, width) of the maps."""
-        return self.input_size[1] // self.stride, self.input_size[0] // self.stride
-
+    # -- geometry (heatmap_size, input_to_heatmap, heatmap_to_input: StrideGeometry) --------------
     @property
     def num_outputs(self) -> int:
         return self.layout.num_outputs
@@ -241,12 +231,6 @@ class BottomUpCodec:
     @property
     def heatmap_channels(self) -> tuple:
         return self.layout.heatmap_channels
-
-    def input_to_heatmap(self, points):
-        return (points - (self.stride - 1) / 2.0) / self.stride
-
-    def heatmap_to_input(self, points):
-        return points * self.stride + (self.stride - 1) / 2.0
 
     # -- encode --------------------------------------------------------------------------------
     def encode(self, keypoints, visible, boxes) -> dict:

@@ -27,9 +27,46 @@ class EncodedTargets(NamedTuple):
     sigmas: torch.Tensor  # (N, K) the Gaussian widths used, in heatmap pixels
 
 
+def checked_input_size(input_size, stride: int) -> tuple:
+    """``input_size`` as ints (width, height); both must divide by ``stride``."""
+    width, height = (int(v) for v in input_size)
+    if width % stride or height % stride:
+        raise ValueError(f"input_size {tuple(input_size)} must be divisible by stride {stride}")
+    return width, height
+
+
+class StrideGeometry:
+    """Input pixels <-> heatmap pixels for a codec with ``input_size`` (w, h) and ``stride``:
+    heatmap pixel j is the average of input pixels [j s, (j + 1) s), centred at j s + (s - 1) / 2."""
+
+    input_size: tuple
+    stride: int
+
+    @property
+    def heatmap_size(self) -> tuple:
+        """(height, width) of the heatmaps."""
+        return self.input_size[1] // self.stride, self.input_size[0] // self.stride
+
+    def input_to_heatmap(self, points):
+        return (points - (self.stride - 1) / 2.0) / self.stride
+
+    def heatmap_to_input(self, points):
+        return points * self.stride + (self.stride - 1) / 2.0
+
+
+def targets_from_config(target, scheme, output_activation: str):
+    """The sigma policy and ``exact_peak`` of ``config.target``: unless set, targets follow the
+    model's activation: sigmoid (focal) models get the size-adaptive radius target with an exact
+    1.0 peak, identity (regression) models the fixed-sigma sub-pixel Gaussian."""
+    sigmoid = output_activation == "sigmoid"
+    name = target.sigma_policy if target.sigma_policy != "auto" else ("radius" if sigmoid else "fixed")
+    exact_peak = sigmoid if target.exact_peak is None else bool(target.exact_peak)
+    return SIGMA_POLICIES.get(name).from_config(target, scheme), exact_peak
+
+
 @CODECS.register("heatmap")
 @dataclass
-class HeatmapCodec:
+class HeatmapCodec(StrideGeometry):
     """Encodes keypoints in input pixels to stride-``stride`` heatmaps and decodes them back.
 
     ``sigma_policy`` maps box sizes (N, 2) in heatmap pixels to sigmas (N, K) (see
@@ -50,31 +87,14 @@ class HeatmapCodec:
 
     @classmethod
     def from_config(cls, config, scheme, output_activation: str) -> "HeatmapCodec":
-        """From ``config.target``, ``config.data.input_size`` and ``config.eval``. Unless set, targets
-        follow the model's activation: sigmoid (focal) models get the size-adaptive radius target
-        with an exact 1.0 peak, identity (regression) models the fixed-sigma sub-pixel Gaussian."""
-        target, sigmoid = config.target, output_activation == "sigmoid"
-        policy = target.sigma_policy if target.sigma_policy != "auto" else ("radius" if sigmoid else "fixed")
-        exact_peak = sigmoid if target.exact_peak is None else bool(target.exact_peak)
-        return cls(tuple(config.data.input_size), target.stride, SIGMA_POLICIES.get(policy).from_config(target, scheme),
-                   exact_peak, config.eval.refine, config.eval.blur_sigma)
+        """From ``config.target`` (see :func:`targets_from_config`), ``config.data.input_size`` and
+        ``config.eval``."""
+        policy, exact_peak = targets_from_config(config.target, scheme, output_activation)
+        return cls(tuple(config.data.input_size), config.target.stride, policy, exact_peak, config.eval.refine,
+                   config.eval.blur_sigma)
 
     def __post_init__(self):
-        width, height = (int(v) for v in self.input_size)
-        if width % self.stride or height % self.stride:
-            raise ValueError(f"input_size {self.input_size} must be divisible by stride {self.stride}")
-        self.input_size = (width, height)
-
-    @property
-    def heatmap_size(self) -> tuple:
-        """(height, width) of the heatmaps."""
-        return self.input_size[1] // self.stride, self.input_size[0] // self.stride
-
-    def input_to_heatmap(self, points):
-        return (points - (self.stride - 1) / 2.0) / self.stride
-
-    def heatmap_to_input(self, points):
-        return points * self.stride + (self.stride - 1) / 2.0
+        self.input_size = checked_input_size(self.input_size, self.stride)
 
     def encode(self, keypoints, visible, boxes=None) -> EncodedTargets:
         """keypoints (N, K, 2) and visible (N, K) in input pixels; boxes (N, 4) as (x, y, w, h),
@@ -115,8 +135,7 @@ class HeatmapCodec:
         return torch.where(torch.isfinite(sizes), sizes, torch.zeros(()))
 
     def flip_back(self, heatmaps: torch.Tensor, flip_permutation) -> torch.Tensor:
-        """The maps of a mirrored image, mirrored back: columns reversed, left/right channels swapped."""
-        return heatmaps.flip(dims=[3])[:, torch.as_tensor(np.asarray(flip_permutation), device=heatmaps.device)]
+        return mirror_heatmaps(heatmaps, flip_permutation)
 
     def decode(self, heatmaps: torch.Tensor) -> DecodedKeypoints:
         """(B, K, H, W) heatmaps (probabilities, not logits) -> keypoints (B, K, 2) in input pixels
@@ -128,3 +147,9 @@ class HeatmapCodec:
         """Several instances per channel: the top-k peaks of all channels, in input pixels."""
         peaks = decode_peaks(heatmaps, k=k, refine=self.refine)
         return Peaks(peaks.scores, peaks.classes, self.heatmap_to_input(peaks.points))
+
+
+def mirror_heatmaps(heatmaps: torch.Tensor, flip_permutation) -> torch.Tensor:
+    """The heatmaps (B, K, H, W) of a mirrored image, mirrored back: columns reversed, left/right
+    channels swapped."""
+    return heatmaps.flip(dims=[3])[:, torch.as_tensor(np.asarray(flip_permutation), device=heatmaps.device)]

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import metrics
+from .codec import mirror_heatmaps
 from .data.pipelines import collate_samples
 from .distributed import DistInfo, gather_objects
 from .metadata import KeypointScheme
@@ -66,11 +67,8 @@ def heatmap_probabilities(model, images: torch.Tensor, flip_permutation=None, co
     maps = model.heatmaps(images)
     if flip_permutation is None:
         return maps
-    mirrored = model.heatmaps(torch.flip(images, dims=[3]))
-    if codec is not None:
-        mirrored = codec.flip_back(mirrored, flip_permutation)
-    else:
-        mirrored = mirrored.flip(dims=[3])[:, torch.as_tensor(flip_permutation)]
+    flip_back = mirror_heatmaps if codec is None else codec.flip_back
+    mirrored = flip_back(model.heatmaps(torch.flip(images, dims=[3])), flip_permutation)
     return (maps + mirrored) / 2.0
 
 

@@ -27,7 +27,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from . import resources as _resources
+from . import resources
 
 __all__ = [
     "KeypointScheme",
@@ -225,7 +225,7 @@ class KeypointScheme:
 def schemes_dir() -> Path:
     """The folder holding the scheme files (see :mod:`heatmapnet.resources`): the package's own
     ``heatmapnet/datasets/`` in an installed copy, else the checkout's ``datasets/``."""
-    return _resources.dataset_metadata_dir()
+    return resources.dataset_metadata_dir()
 
 
 def available_schemes() -> list[str]:

@@ -60,6 +60,13 @@ class _HeatmapOutputs:
         return HeatmapCriterion(loss)
 
 
+class _WholeImages:
+    """Modes that see whole images: one letterboxed input per image, no boxes."""
+
+    def image_matrices(self, image_size, boxes, input_size) -> tuple:
+        return [letterbox_matrix(image_size, input_size)], None
+
+
 @MODES.register("topdown")
 class TopDownMode(_HeatmapOutputs):
     """One crop per instance; ``padding`` grows each box before it is cropped."""
@@ -111,7 +118,7 @@ class TopDownMode(_HeatmapOutputs):
 
 
 @MODES.register("multi")
-class MultiInstanceMode(_HeatmapOutputs):
+class MultiInstanceMode(_WholeImages, _HeatmapOutputs):
     """Whole images; ``max_peaks`` peaks of all channels together are kept per image, and an
     image's prediction lists those scoring at least ``min_score``."""
 
@@ -125,9 +132,6 @@ class MultiInstanceMode(_HeatmapOutputs):
 
     def dataset(self, records, codec, scheme, augmentation, seed: int = 0) -> MultiInstanceDataset:
         return MultiInstanceDataset(records, codec, scheme.num_keypoints, scheme.flip_permutation, augmentation, seed)
-
-    def image_matrices(self, image_size, boxes, input_size) -> tuple:
-        return [letterbox_matrix(image_size, input_size)], None
 
     def decode_batch(self, codec, maps: torch.Tensor, back: torch.Tensor, record_index, instance_index=None
                      ) -> PeakPredictions:
@@ -156,7 +160,7 @@ class MultiInstanceMode(_HeatmapOutputs):
 
 
 @MODES.register("bottomup")
-class BottomUpMode:
+class BottomUpMode(_WholeImages):
     """Whole images in, people out; an image's prediction lists the people scoring at least
     ``min_score`` (evaluation keeps every decoded candidate: OKS AP ranks them by score)."""
 
@@ -182,9 +186,6 @@ class BottomUpMode:
 
     def dataset(self, records, codec, scheme, augmentation, seed: int = 0) -> BottomUpDataset:
         return BottomUpDataset(records, codec, scheme.num_keypoints, scheme.flip_permutation, augmentation, seed)
-
-    def image_matrices(self, image_size, boxes, input_size) -> tuple:
-        return [letterbox_matrix(image_size, input_size)], None
 
     def decode_batch(self, codec, maps: torch.Tensor, back: torch.Tensor, record_index, instance_index=None
                      ) -> PeoplePredictions:

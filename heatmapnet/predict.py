@@ -54,7 +54,7 @@ class Predictor:
     """A trained checkpoint as a function: images (with or without boxes) -> keypoints and scores
     in original image pixels, framed by the checkpoint's data mode (top-down models crop each box,
     the whole image when none is given, and return K keypoints per box; multi-instance models
-    return every peak of every keypoint type)."""
+    return every peak of every keypoint type; bottom-up models return people, no boxes needed)."""
 
     def __init__(self, checkpoint, device: Union[str, torch.device] = "cpu", flip_test: Optional[bool] = None):
         loaded = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
