@@ -356,16 +356,18 @@ class AdaptiveWingLoss(nn.Module):
 
 class HeatmapCriterion(nn.Module):
     """A heatmap loss applied to a collated batch: ``loss(output, batch["heatmaps"],
-    batch["heatmap_weights"])``. ``target_keys``: what the training step moves to the device."""
+    batch["heatmap_weights"])``, or without weights where ``weighted`` is False (maps that mix
+    instances, whose channels all count in full: no full-size weight tensor is built).
+    ``target_keys``: what the training step moves to the device."""
 
-    target_keys = ("heatmaps", "heatmap_weights")
-
-    def __init__(self, loss: nn.Module):
+    def __init__(self, loss: nn.Module, weighted: bool = True):
         super().__init__()
         self.loss = loss
+        self.weighted = bool(weighted)
+        self.target_keys = ("heatmaps", "heatmap_weights") if self.weighted else ("heatmaps",)
 
     def forward(self, output: torch.Tensor, batch: dict) -> torch.Tensor:
-        return self.loss(output, batch["heatmaps"], batch["heatmap_weights"])
+        return self.loss(output, batch["heatmaps"], batch["heatmap_weights"] if self.weighted else None)
 
 
 def build_loss(name: str, **kwargs) -> nn.Module:

@@ -130,6 +130,9 @@ class MultiInstanceMode(_WholeImages, _HeatmapOutputs):
     def from_config(cls, config, scheme) -> "MultiInstanceMode":
         return cls(int(config.eval.max_instances) * scheme.num_keypoints)
 
+    def criterion(self, loss, config, scheme):
+        return HeatmapCriterion(loss, weighted=False)  # a channel mixes instances: every one counts in full
+
     def dataset(self, records, codec, scheme, augmentation, seed: int = 0) -> MultiInstanceDataset:
         return MultiInstanceDataset(records, codec, scheme.num_keypoints, scheme.flip_permutation, augmentation, seed)
 
