@@ -100,6 +100,7 @@ class People(NamedTuple):
     keypoint_scores: torch.Tensor  # (B, T, K) the joint heatmap at the chosen point
     snapped: torch.Tensor  # (B, T, K) bool: taken from a joint peak (else regressed)
     boxes: torch.Tensor  # (B, T, 4) x, y, w, h in input pixels
+    regressed: torch.Tensor  # (B, T, K, 2) input pixels: the joints as regressed, before snapping
 
 
 def _nearest_pixel(points: torch.Tensor) -> torch.Tensor:
@@ -352,7 +353,8 @@ class BottomUpCodec(StrideGeometry):
         regressed_score = torch.where(on_map, regressed_score, torch.zeros(()))
         keypoint_scores = torch.where(snapped, chosen_score, regressed_score)
         boxes = torch.cat([self.heatmap_to_input(low), sizes * self.stride], dim=-1)
-        return People(scores, self.heatmap_to_input(points), keypoint_scores, snapped, boxes)
+        return People(scores, self.heatmap_to_input(points), keypoint_scores, snapped, boxes,
+                      self.heatmap_to_input(regressed))
 
     def _snap(self, maps, regressed, low, high, sizes, peak_scores, peak_index):
         """Each regressed joint (B, T, K, 2) snapped to the nearest usable peak of its type, over

@@ -20,7 +20,6 @@ to draw; the ablation's example image uses them too.
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 from typing import List, NamedTuple, Optional, Sequence, Union
 
@@ -139,13 +138,9 @@ def _num_keypoints(codec, maps) -> int:
 def _people_details(codec, maps: torch.Tensor, back: torch.Tensor) -> dict:
     """What a bottom-up codec decodes from (B, 7 + 3K, h, w) maps besides the points, one row per
     candidate (B x T, best first per image), moved through ``back``: ``snapped`` (B T, K),
-    ``centres`` (B T, 2) and ``regressed`` (B T, K, 2), the joints before snapping. These are the
-    codec's own decode with no joint peak to snap to (joint heatmaps at -inf): the centres and
-    their order are the same, and every joint stays where it was regressed."""
+    ``centres`` (B T, 2) and ``regressed`` (B T, K, 2), the joints before snapping."""
     people = codec.decode(maps)
-    unsnappable = maps.float().clone()
-    unsnappable[:, codec.layout.joints] = -math.inf
-    regressed = codec.decode(unsnappable).keypoints
+    regressed = people.regressed
     centres = people.boxes[..., :2] + people.boxes[..., 2:] / 2.0  # the box is centred on its centre
     batch, count = people.scores.shape
     regressed = apply_affine_batch(regressed.double(), back).cpu().numpy().reshape(batch * count, -1, 2)
