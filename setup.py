@@ -76,7 +76,10 @@ setup(
         "tensorboard>=2.12",
         "pillow>=9.0",
     ],
-    extras_require={"test": ["pytest>=7.0"]},
+    # export: `heatmapnet export` and `predict --backend onnx` (ONNX files run by onnxruntime; the
+    # TorchScript-based exporter needs no onnxscript). The test extra has them, so CI runs those tests.
+    extras_require={"export": ["onnx>=1.15", "onnxruntime>=1.17"],
+                    "test": ["pytest>=7.0", "onnx>=1.15", "onnxruntime>=1.17"]},
     # CPU kernels for target drawing and DARK decoding. Optional: without a C compiler the install
     # goes on and heatmapnet uses its PyTorch paths, which give the same values. Python's own
     # -fwrapv would slow their loops by half.

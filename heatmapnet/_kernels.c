@@ -20,13 +20,21 @@
  * values: the lower flat index first), padded with -inf and index -1. The scan skips a run of
  * pixels all below the bar (the threshold, then the k-th best value once k peaks are held) after
  * one vectorised comparison, which makes sparse maps cost one read.
+ *
+ * Each entry point checks all its arguments before it writes anything, and raises ValueError
+ * (TypeError for an object that is no contiguous buffer) naming the argument: a buffer whose
+ * items are not of the type it must hold (its struct format and item size are read, so a float64
+ * buffer of the right byte length is refused, not read as float32), sizes whose products would
+ * overflow, a buffer of the wrong size, an index (channel, peak) outside its range.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 static Py_ssize_t clamp_index(Py_ssize_t value, Py_ssize_t size)
 {
@@ -148,7 +156,7 @@ static void free_workspace(Workspace *work)
 /* Checks that a buffer holds exactly `items` items of item_size bytes; else ValueError naming it. */
 static int check_buffer(const Py_buffer *buffer, Py_ssize_t items, Py_ssize_t item_size, const char *name)
 {
-    if (buffer->len != items * item_size) {
+    if (buffer->len / item_size != items || buffer->len % item_size != 0) {
         PyErr_Format(PyExc_ValueError, "%s: expected %zd items of %zd bytes, got %zd bytes", name, items,
                      item_size, buffer->len);
         return 0;
@@ -156,18 +164,56 @@ static int check_buffer(const Py_buffer *buffer, Py_ssize_t items, Py_ssize_t it
     return 1;
 }
 
+/* a * b into *product (a, b >= 0); 0, with nothing written, where it would overflow Py_ssize_t. */
+static int multiply_sizes(Py_ssize_t a, Py_ssize_t b, Py_ssize_t *product)
+{
+    if (b != 0 && a > PY_SSIZE_T_MAX / b)
+        return 0;
+    *product = a * b;
+    return 1;
+}
+
+/* The items a kernel argument must hold, as the buffer protocol's struct codes name them. */
+typedef struct {
+    const char *name;   /* for messages */
+    const char *codes;  /* the codes accepted (with a native byte order) */
+    Py_ssize_t size;    /* bytes per item */
+} ItemType;
+
+static const ItemType FLOAT32 = {"float32", "f", 4};
+static const ItemType INT64 = {"int64", "lq", 8};
+static const ItemType BYTES = {"bool or uint8", "?B", 1};
+
+/* Whether the buffer's items are of `type`: one struct code of type->codes, after an optional
+ * native byte-order prefix, and type->size bytes each. A float64 buffer of the right byte length
+ * is thereby refused, not read as twice as many float32 values. */
+static int has_item_type(const Py_buffer *view, const ItemType *type)
+{
+    const char *format = view->format != NULL ? view->format : "B";  /* NULL: unsigned bytes */
+#if PY_LITTLE_ENDIAN
+    const char native = '<';
+#else
+    const char native = '>';
+#endif
+    if (*format == '@' || *format == '=' || *format == native || (native == '>' && *format == '!'))
+        format++;
+    return format[0] != '\0' && format[1] == '\0' && strchr(type->codes, format[0]) != NULL &&
+           view->itemsize == type->size;
+}
+
 #define ANY_ITEMS (-1)
 
-/* Gets the buffer of the kernel argument `name` into *view: C-contiguous, writable where asked,
- * and (items != ANY_ITEMS) holding exactly `items` items of item_size bytes. Returns the number of
- * whole items it holds, or -1 with an exception set and nothing held: the exporter's own for a
- * read-only argument that has no such buffer, a TypeError naming the argument for a writable one,
- * the ValueError of check_buffer for a wrong size. *view must start empty ({NULL}), as the
- * entry points' buffers do, so that release_buffers can release it either way. */
-static Py_ssize_t get_buffer(PyObject *object, Py_buffer *view, int writable, Py_ssize_t items, Py_ssize_t item_size,
+/* Gets the buffer of the kernel argument `name` into *view: C-contiguous, of items of `type`,
+ * writable where asked, and (items != ANY_ITEMS) holding exactly `items` of them. Returns the
+ * number of items it holds, or -1 with an exception set and nothing held: the exporter's own for
+ * a read-only argument that has no such buffer, a TypeError naming the argument for a writable
+ * one or one that is not contiguous, a ValueError naming it for other items (the format and item
+ * size it has) or a wrong count. *view must start empty ({NULL}), as the entry points' buffers
+ * do, so that release_buffers can release it either way. */
+static Py_ssize_t get_buffer(PyObject *object, Py_buffer *view, int writable, Py_ssize_t items, const ItemType *type,
                              const char *name)
 {
-    if (PyObject_GetBuffer(object, view, writable ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0) {
+    if (PyObject_GetBuffer(object, view, PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : PyBUF_SIMPLE)) < 0) {
         view->obj = NULL;  /* nothing held */
         if (writable) {
             PyErr_Clear();
@@ -181,11 +227,17 @@ static Py_ssize_t get_buffer(PyObject *object, Py_buffer *view, int writable, Py
         PyErr_Format(PyExc_TypeError, "%s: must be a contiguous buffer, not %.50s", name, Py_TYPE(object)->tp_name);
         return -1;
     }
-    if (items != ANY_ITEMS && !check_buffer(view, items, item_size, name)) {
+    if (!has_item_type(view, type)) {
+        PyErr_Format(PyExc_ValueError, "%s: expected %s items, got format '%.20s' of %zd bytes each", name,
+                     type->name, view->format != NULL ? view->format : "B", view->itemsize);
         PyBuffer_Release(view);
         return -1;
     }
-    return view->len / item_size;
+    if (items != ANY_ITEMS && !check_buffer(view, items, type->size, name)) {
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return view->len / type->size;
 }
 
 /* The end of an entry point: releases its buffers (those never acquired are empty) and returns
@@ -209,25 +261,40 @@ static PyObject *blurred_dark_points(PyObject *self, PyObject *args)
         return NULL;
     Py_buffer held[5] = {{NULL}};
     Py_buffer *maps = &held[0], *peak_index = &held[1], *kernel = &held[2], *points = &held[3], *fallback = &held[4];
-    Py_ssize_t count = -1, taps = -1;
-    if (get_buffer(maps_in, maps, 0, ANY_ITEMS, sizeof(float), "maps") < 0 ||
-        (count = get_buffer(peaks_in, peak_index, 0, ANY_ITEMS, sizeof(int64_t), "peak_index")) < 0 ||
-        (taps = get_buffer(kernel_in, kernel, 0, ANY_ITEMS, sizeof(float), "kernel")) < 0)
-        goto done;
-    if (height < 1 || width < 1 || taps % 2 != 1) {
-        PyErr_SetString(PyExc_ValueError, "height and width must be >= 1 and the kernel's length odd");
+    Py_ssize_t count = -1, taps = -1, map_size, all_values;
+    if (height < 1 || width < 1) {
+        PyErr_Format(PyExc_ValueError, "height and width must be >= 1, got %zd x %zd", height, width);
         goto done;
     }
-    if (!check_buffer(maps, count * height * width, sizeof(float), "maps") ||
-        !check_buffer(peak_index, count, sizeof(int64_t), "peak_index") ||
-        get_buffer(points_in, points, 1, 2 * count, sizeof(float), "points") < 0 ||
-        get_buffer(fallback_in, fallback, 1, count, sizeof(uint8_t), "fallback") < 0)
+    if (get_buffer(maps_in, maps, 0, ANY_ITEMS, &FLOAT32, "maps") < 0 ||
+        (count = get_buffer(peaks_in, peak_index, 0, ANY_ITEMS, &INT64, "peak_index")) < 0 ||
+        (taps = get_buffer(kernel_in, kernel, 0, ANY_ITEMS, &FLOAT32, "kernel")) < 0)
+        goto done;
+    if (taps % 2 != 1 || taps > INT_MAX / 2) {
+        PyErr_Format(PyExc_ValueError, "kernel: its length must be odd and below %d, got %zd", INT_MAX / 2, taps);
+        goto done;
+    }
+    if (!multiply_sizes(height, width, &map_size) || !multiply_sizes(map_size, count, &all_values)) {
+        PyErr_Format(PyExc_ValueError, "maps: %zd maps of %zd x %zd are more values than memory can address", count,
+                     height, width);
+        goto done;
+    }
+    if (!check_buffer(maps, all_values, sizeof(float), "maps") ||
+        get_buffer(points_in, points, 1, 2 * count, &FLOAT32, "points") < 0 ||
+        get_buffer(fallback_in, fallback, 1, count, &BYTES, "fallback") < 0)
         goto done;
     const int radius = (int)(taps / 2);
     const float *weights = kernel->buf;
-    for (int tap = 0; tap < radius; tap++)
-        if (weights[tap] != weights[taps - 1 - tap]) {
-            PyErr_SetString(PyExc_ValueError, "the kernel must be symmetric");
+    for (int tap = 0; tap < taps; tap++)
+        if (!isfinite(weights[tap]) || weights[tap] != weights[taps - 1 - tap]) {
+            PyErr_SetString(PyExc_ValueError, "kernel: must be finite and symmetric");
+            goto done;
+        }
+    const int64_t *peaks = peak_index->buf;
+    for (Py_ssize_t n = 0; n < count; n++)  /* every peak checked before anything is written */
+        if (peaks[n] < 0 || peaks[n] >= map_size) {
+            PyErr_Format(PyExc_ValueError, "peak_index[%zd] lies outside its %zd x %zd map (it is %lld)", n, height,
+                         width, (long long)peaks[n]);
             goto done;
         }
     const int span = 2 * radius + 3;
@@ -241,20 +308,14 @@ static PyObject *blurred_dark_points(PyObject *self, PyObject *args)
         goto done;
     }
     const float *all_maps = maps->buf;
-    const int64_t *peaks = peak_index->buf;
     float *out = points->buf;
     uint8_t *flags = fallback->buf;
-    Py_ssize_t bad_index = -1;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t n = 0; n < count; n++) {
-        const float *map = all_maps + n * height * width;
+        const float *map = all_maps + n * map_size;
         const int64_t index = peaks[n];
-        if (index < 0 || index >= height * width) {
-            bad_index = n;
-            break;
-        }
-        if (n + 1 < count && peaks[n + 1] >= 0 && peaks[n + 1] < height * width)
-            prefetch_window(map + height * width, height, width, peaks[n + 1], radius);
+        if (n + 1 < count)
+            prefetch_window(map + map_size, height, width, peaks[n + 1], radius);
         const Py_ssize_t px = index % width, py = index / width;
         float patch[3][3], offset[2] = {0.0f, 0.0f};
         blurred_patch(map, height, width, px, py, weights, radius, &work, patch);
@@ -281,10 +342,15 @@ static PyObject *blurred_dark_points(PyObject *self, PyObject *args)
     }
     Py_END_ALLOW_THREADS
     free_workspace(&work);
-    if (bad_index >= 0)
-        PyErr_Format(PyExc_ValueError, "peak_index[%zd] lies outside its %zd x %zd map", bad_index, height, width);
 done:
     return release_buffers(held, 5);
+}
+
+/* The sigmas a Gaussian is drawn with, the rule of heatmapnet.targets.usable_sigmas: finite, > 0,
+ * and a square that is a normal float32, so that -d^2 / (2 sigma^2) is never 0 / 0. */
+static int usable_sigma(float sigma)
+{
+    return sigma > 0.0f && sigma <= FLT_MAX && sigma * sigma >= FLT_MIN;
 }
 
 static PyObject *max_gaussians(PyObject *self, PyObject *args)
@@ -298,38 +364,58 @@ static PyObject *max_gaussians(PyObject *self, PyObject *args)
         return NULL;
     Py_buffer held[5] = {{NULL}};
     Py_buffer *maps = &held[0], *points = &held[1], *channels = &held[2], *sigmas = &held[3], *draw = &held[4];
-    Py_ssize_t values = -1, count = -1;
-    if ((values = get_buffer(maps_in, maps, 1, ANY_ITEMS, sizeof(float), "maps")) < 0 ||
-        (count = get_buffer(channels_in, channels, 0, ANY_ITEMS, sizeof(int64_t), "channels")) < 0)
-        goto done;
-    if (height < 1 || width < 1 || maps->len % (height * width * (Py_ssize_t)sizeof(float)) != 0) {
-        PyErr_SetString(PyExc_ValueError, "maps must hold whole float32 maps of height x width >= 1");
+    Py_ssize_t values = -1, count = -1, map_size;
+    if (height < 1 || width < 1 || !multiply_sizes(height, width, &map_size) || map_size > PY_SSIZE_T_MAX / 4) {
+        PyErr_Format(PyExc_ValueError, "maps: height and width must be >= 1 and a map fit in memory, got %zd x %zd",
+                     height, width);
         goto done;
     }
-    const Py_ssize_t num_maps = values / (height * width);
-    if (get_buffer(points_in, points, 0, 2 * count, sizeof(float), "points") < 0 ||
-        get_buffer(sigmas_in, sigmas, 0, count, sizeof(float), "sigmas") < 0 ||
-        get_buffer(draw_in, draw, 0, count, 1, "draw") < 0)
+    if (!(isfinite(truncate_sigmas) && truncate_sigmas > 0.0f && value_at_truncation >= 0.0f &&
+          value_at_truncation < 1.0f)) {
+        PyErr_SetString(PyExc_ValueError, "truncate_sigmas must be finite and > 0, value_at_truncation in [0, 1)");
         goto done;
+    }
+    if ((values = get_buffer(maps_in, maps, 1, ANY_ITEMS, &FLOAT32, "maps")) < 0 ||
+        (count = get_buffer(channels_in, channels, 0, ANY_ITEMS, &INT64, "channels")) < 0)
+        goto done;
+    if (values % map_size != 0) {
+        PyErr_Format(PyExc_ValueError, "maps: %zd float32 values are no whole number of %zd x %zd maps", values,
+                     height, width);
+        goto done;
+    }
+    const Py_ssize_t num_maps = values / map_size;
+    if (get_buffer(points_in, points, 0, 2 * count, &FLOAT32, "points") < 0 ||
+        get_buffer(sigmas_in, sigmas, 0, count, &FLOAT32, "sigmas") < 0 ||
+        get_buffer(draw_in, draw, 0, count, &BYTES, "draw") < 0)
+        goto done;
+    float *all_maps = maps->buf;
+    const float *xy = points->buf, *sigma_of = sigmas->buf;
+    const int64_t *channel_of = channels->buf;
+    const uint8_t *drawn = draw->buf;
+    for (Py_ssize_t n = 0; n < count; n++) {  /* every point checked before any is drawn */
+        if (channel_of[n] < 0 || channel_of[n] >= num_maps) {
+            PyErr_Format(PyExc_ValueError, "channels[%zd] must lie in [0, %zd), got %lld; nothing was drawn", n,
+                         num_maps, (long long)channel_of[n]);
+            goto done;
+        }
+        if (drawn[n] && !usable_sigma(sigma_of[n])) {
+            char text[64];
+            PyOS_snprintf(text, sizeof(text), "%g", (double)sigma_of[n]);
+            PyErr_Format(PyExc_ValueError, "sigmas[%zd] is %s: a drawn Gaussian's sigma must be finite and > 0, "
+                         "its square a normal float32 (sigma >= 1.1e-19); nothing was drawn", n, text);
+            goto done;
+        }
+    }
     float *columns = malloc(sizeof(float) * width);  /* the Gaussian along x, per point */
     if (columns == NULL) {
         PyErr_NoMemory();
         goto done;
     }
-    float *all_maps = maps->buf;
-    const float *xy = points->buf, *sigma_of = sigmas->buf;
-    const int64_t *channel_of = channels->buf;
-    const uint8_t *drawn = draw->buf;
-    Py_ssize_t bad_point = -1;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t n = 0; n < count; n++) {
-        if (channel_of[n] < 0 || channel_of[n] >= num_maps) {
-            bad_point = n;
-            break;
-        }
         const float x = xy[2 * n], y = xy[2 * n + 1], sigma = sigma_of[n];
         const float centre_x = floorf(x + 0.5f), centre_y = floorf(y + 0.5f);
-        if (!(drawn[n] && sigma > 0.0f && centre_x >= 0.0f && centre_x <= (float)(width - 1) &&
+        if (!(drawn[n] && centre_x >= 0.0f && centre_x <= (float)(width - 1) &&
               centre_y >= 0.0f && centre_y <= (float)(height - 1)))
             continue;
         const float reach_float = ceilf(truncate_sigmas * sigma + 0.5f);
@@ -343,7 +429,7 @@ static PyObject *max_gaussians(PyObject *self, PyObject *args)
             const float dx = (float)c - x;
             columns[c - left] = expf(dx * dx / scale);
         }
-        float *map = all_maps + channel_of[n] * height * width;
+        float *map = all_maps + channel_of[n] * map_size;
         for (Py_ssize_t r = top; r <= bottom; r++) {
             const float dy = (float)r - y, along_y = expf(dy * dy / scale);
             float *restrict line = map + r * width + left;
@@ -359,19 +445,8 @@ static PyObject *max_gaussians(PyObject *self, PyObject *args)
     }
     Py_END_ALLOW_THREADS
     free(columns);
-    if (bad_point >= 0)
-        PyErr_Format(PyExc_ValueError, "channels[%zd] must lie in [0, %zd)", bad_point, num_maps);
 done:
     return release_buffers(held, 5);
-}
-
-/* a * b into *product (a, b >= 0); 0, with nothing written, where it would overflow Py_ssize_t. */
-static int multiply_sizes(Py_ssize_t a, Py_ssize_t b, Py_ssize_t *product)
-{
-    if (b != 0 && a > PY_SSIZE_T_MAX / b)
-        return 0;
-    *product = a * b;
-    return 1;
 }
 
 typedef struct {
@@ -580,7 +655,7 @@ static PyObject *top_peaks(PyObject *self, PyObject *args)
         PyErr_Format(PyExc_ValueError, "maps: %zd channels of %zd x %zd are too many bytes", channels, height, width);
         goto done;
     }
-    if ((floats = get_buffer(maps_in, maps, 0, ANY_ITEMS, sizeof(float), "maps")) < 0)
+    if ((floats = get_buffer(maps_in, maps, 0, ANY_ITEMS, &FLOAT32, "maps")) < 0)
         goto done;
     if (maps->len % item_bytes != 0) {
         PyErr_Format(PyExc_ValueError, "maps: %zd bytes are not whole float32 items of %zd channels of %zd x %zd",
@@ -594,8 +669,8 @@ static PyObject *top_peaks(PyObject *self, PyObject *args)
         PyErr_Format(PyExc_ValueError, "values, indices: %zd x %zd x %zd peaks are too many", batch, count, k);
         goto done;
     }
-    if (get_buffer(values_in, values, 1, outputs, sizeof(float), "values") < 0 ||
-        get_buffer(indices_in, indices, 1, outputs, sizeof(int64_t), "indices") < 0)
+    if (get_buffer(values_in, values, 1, outputs, &FLOAT32, "values") < 0 ||
+        get_buffer(indices_in, indices, 1, outputs, &INT64, "indices") < 0)
         goto done;
     const Py_ssize_t capacity = k < map_size ? k : map_size;  /* a map has at most map_size peaks */
     Peak *heap = malloc(sizeof(Peak) * (capacity > 0 ? capacity : 1));
@@ -636,10 +711,12 @@ PyDoc_STRVAR(max_gaussians_doc,
 "              value_at_truncation, exact_peak)\n\n"
 "maps: float32 (C, height, width) contiguous, written in place; points: float32 (N, 2) x, y;\n"
 "channels: int64 (N,) in [0, C); sigmas: float32 (N,); draw: bool (N,). Each drawn point whose\n"
-"sigma is > 0 and whose nearest pixel lies in the map max-combines its Gaussian\n"
-"exp(-d^2 / 2 sigma^2), kept where above value_at_truncation, into maps[channel] over the pixels\n"
-"within ceil(truncate_sigmas sigma + 0.5) of that pixel, which exact_peak sets to 1. The\n"
-"arithmetic is heatmapnet.targets' in float32.");
+"nearest pixel lies in the map max-combines its Gaussian exp(-d^2 / 2 sigma^2), kept where above\n"
+"value_at_truncation, into maps[channel] over the pixels within ceil(truncate_sigmas sigma + 0.5)\n"
+"of that pixel, which exact_peak sets to 1. The arithmetic is heatmapnet.targets' in float32.\n"
+"ValueError, before anything is drawn: a buffer of other items (a float64 one is not read as\n"
+"float32) or size, sizes beyond memory, a channel outside [0, C), or a drawn point whose sigma is\n"
+"not finite and > 0 with a normal float32 square (heatmapnet.targets.usable_sigmas).");
 
 PyDoc_STRVAR(blurred_dark_points_doc,
 "blurred_dark_points(maps, height, width, peak_index, kernel, log_floor, points, fallback)\n\n"

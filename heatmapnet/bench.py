@@ -48,7 +48,7 @@ from .reference import (CENTERNET_HP_THRESH, centernet_focal_loss, centernet_key
 from .targets import TRUNCATE_SIGMAS, lazy_zeros, render_heatmaps_batched, sigma_from_radius
 
 CASES = ("targets", "focal_loss", "decode_quarter", "decode_dark", "data_loader", "train_step",
-         "decode_people")
+         "decode_people", "inference")
 
 
 @dataclass(frozen=True)
@@ -649,9 +649,76 @@ def bench_decode_people(settings: Settings) -> dict:
                        "own c would put every point 1.5 px up-left."))
 
 
+# ----------------------------------------------------------------------------------------------
+# 7. inference: the exported default model in onnxruntime against PyTorch eager
+# ----------------------------------------------------------------------------------------------
+def bench_inference(settings: Settings) -> dict:
+    """Images/s of the default model (untrained: speed does not depend on the weights) exported by
+    ``heatmapnet export`` and run by onnxruntime, against the same model in PyTorch eager, at batch
+    1 and 32 (``--quick``: 1 and 4), on the same normalised crops. Both do the whole job from a
+    network input to keypoints: onnxruntime runs the exported graph (network, activation, argmax
+    and DARK in the graph), PyTorch ``model.heatmaps`` and ``codec.decode`` (DARK by the C kernel).
+    onnxruntime gets as many intra-op threads as torch has (``--threads``). CPU only. ours =
+    onnxruntime, baseline = PyTorch eager; the time ratio is at the larger batch."""
+    import tempfile
+
+    from omegaconf import OmegaConf
+
+    from .build import build_codec, build_model, build_scheme
+    from .checkpoint import save_checkpoint
+    from .config import load_config
+
+    device = settings.device
+    goal = "informational: onnxruntime time / PyTorch eager time (< 1: onnxruntime faster)"
+    if device.type != "cpu":
+        return _result("inference", device, goal, skipped="runs on CPU only (onnxruntime's CPU provider)")
+    try:
+        import onnxruntime as ort
+
+        from .export import export_checkpoint
+    except ImportError:
+        return _result("inference", device, goal, skipped="onnxruntime is not installed (pip install 'heatmapnet[export]')")
+    config = load_config(None)
+    scheme = build_scheme(config)
+    codec = build_codec(config, scheme)
+    torch.manual_seed(0)
+    model = build_model(config, scheme).eval()
+    threads = torch.get_num_threads()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint = Path(folder) / "default.pt"
+        save_checkpoint(checkpoint, config=OmegaConf.to_container(config), scheme=scheme, model=model.state_dict(),
+                        step=0)
+        exported = export_checkpoint(checkpoint, Path(folder) / "default.onnx", dynamic_batch=True, check_images=0)
+        session = ort.InferenceSession(exported.path, options, providers=["CPUExecutionProvider"])
+
+    def eager(images):
+        with torch.no_grad():
+            return codec.decode(model.heatmaps(images))
+
+    width, height = codec.input_size
+    batches = (1, 4) if settings.quick else (1, 32)
+    generator = torch.Generator().manual_seed(0)
+    rows = {}
+    for batch in batches:
+        images = torch.randn(batch, 3, height, width, generator=generator)
+        array = images.numpy()
+        onnx_ms = median_ms(lambda: session.run(["keypoints", "scores"], {"images": array}), settings.repeats, device)
+        eager_ms = median_ms(lambda: eager(images), settings.repeats, device)
+        rows[batch] = {"onnxruntime_images_per_s": batch / onnx_ms * 1e3, "pytorch_images_per_s": batch / eager_ms * 1e3,
+                       "speedup": eager_ms / onnx_ms, "onnxruntime_ms": onnx_ms, "pytorch_ms": eager_ms}
+    largest = rows[batches[-1]]
+    return _result("inference", device, goal, largest["onnxruntime_ms"], largest["pytorch_ms"], None, None,
+                   largest["onnxruntime_ms"] <= largest["pytorch_ms"], batches=list(batches), threads=threads,
+                   model=f"{config.model.backbone} {config.model.head}, {width}x{height}, {scheme.num_keypoints} "
+                         f"keypoints, refine {codec.refine}",
+                   **{f"{key}_batch{batch}": value for batch, row in rows.items() for key, value in row.items()})
+
+
 BENCHMARKS = {"targets": bench_targets, "focal_loss": bench_focal_loss, "decode_quarter": bench_decode_quarter,
               "decode_dark": bench_decode_dark, "data_loader": bench_data_loader, "train_step": bench_train_step,
-              "decode_people": bench_decode_people}
+              "decode_people": bench_decode_people, "inference": bench_inference}
 
 
 # ----------------------------------------------------------------------------------------------

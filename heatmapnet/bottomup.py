@@ -95,12 +95,13 @@ class BottomUpLayout:
 class People(NamedTuple):
     """Decoded people, ``T`` candidates per image (sorted by score; low scores are weak ones)."""
 
-    scores: torch.Tensor  # (B, T) centre heatmap value
+    scores: torch.Tensor  # (B, T) the person's score (BottomUpCodec.person_score says which)
     keypoints: torch.Tensor  # (B, T, K, 2) input pixels
     keypoint_scores: torch.Tensor  # (B, T, K) the joint heatmap at the chosen point
     snapped: torch.Tensor  # (B, T, K) bool: taken from a joint peak (else regressed)
     boxes: torch.Tensor  # (B, T, 4) x, y, w, h in input pixels
     regressed: torch.Tensor  # (B, T, K, 2) input pixels: the joints as regressed, before snapping
+    centre_scores: torch.Tensor  # (B, T) the centre heatmap's peak
 
 
 def _nearest_pixel(points: torch.Tensor) -> torch.Tensor:
@@ -200,12 +201,17 @@ class BottomUpCodec(StrideGeometry):
 
     joint_candidates = 100  # CenterNet's K
     snap_distance = 0.3
+    #: how a person is scored: ``centre`` (CenterNet: its centre peak) or ``centre_x_joints`` (the
+    #: centre peak times the mean of its K joint scores, so a person whose joints the joint heatmaps
+    #: do not confirm ranks lower)
+    person_scores = ("centre", "centre_x_joints")
 
     #: no heatmap sub-pixel decoders: the centre and joint offsets are regressed
     refinements: tuple = ()
 
     def __init__(self, input_size, num_keypoints: int, stride: int = 4, sigma_policy=None, centre_policy=None,
-                 exact_peak: bool = True, max_people: int = 20, joint_threshold: float = 0.1):
+                 exact_peak: bool = True, max_people: int = 20, joint_threshold: float = 0.1,
+                 person_score: str = "centre"):
         self.stride = int(stride)
         self.input_size = checked_input_size(input_size, self.stride)
         self.layout = BottomUpLayout(int(num_keypoints))
@@ -214,6 +220,9 @@ class BottomUpCodec(StrideGeometry):
         self.exact_peak = bool(exact_peak)
         self.max_people = int(max_people)
         self.joint_threshold = float(joint_threshold)
+        if person_score not in self.person_scores:
+            raise ValueError(f"unknown eval.person_score {person_score!r}; choose one of {self.person_scores}")
+        self.person_score = person_score
 
     @classmethod
     def from_config(cls, config, scheme, output_activation: str) -> "BottomUpCodec":
@@ -222,7 +231,7 @@ class BottomUpCodec(StrideGeometry):
         centre = RadiusSigma(float(target.min_overlap), str(target.radius_formula)) \
             if isinstance(policy, OKSSigma) else policy
         return cls(tuple(config.data.input_size), scheme.num_keypoints, target.stride, policy, centre, exact_peak,
-                   config.eval.max_instances, config.eval.joint_threshold)
+                   config.eval.max_instances, config.eval.joint_threshold, config.eval.person_score)
 
     # -- geometry (heatmap_size, input_to_heatmap, heatmap_to_input: StrideGeometry) --------------
     @property
@@ -309,7 +318,9 @@ class BottomUpCodec(StrideGeometry):
         that is >= ``joint_threshold``, inside the candidate's box and within ``snap_distance`` x
         the box's longer side of the regressed joint (equal distances: the better peak), scored by
         that peak; else the regressed joint, scored by the joint map at its nearest pixel (0 off
-        the map)."""
+        the map).With ``person_score`` ``centre_x_joints`` the candidates are
+        then scored by their centre peak times their mean joint score and sorted again (equal
+        scores keep their order)."""
         layout = self.layout
         batch, channels, height, width = maps.shape
         if channels != layout.num_outputs:
@@ -353,8 +364,14 @@ class BottomUpCodec(StrideGeometry):
         regressed_score = torch.where(on_map, regressed_score, torch.zeros(()))
         keypoint_scores = torch.where(snapped, chosen_score, regressed_score)
         boxes = torch.cat([self.heatmap_to_input(low), sizes * self.stride], dim=-1)
-        return People(scores, self.heatmap_to_input(points), keypoint_scores, snapped, boxes,
-                      self.heatmap_to_input(regressed))
+        decoded = People(scores, self.heatmap_to_input(points), keypoint_scores, snapped, boxes,
+                         self.heatmap_to_input(regressed), scores)
+        if self.person_score == "centre":
+            return decoded
+        rescored = torch.where(torch.isfinite(scores), scores * keypoint_scores.mean(dim=-1), scores)
+        order = rescored.sort(dim=1, descending=True, stable=True).indices
+        return People(*(field.gather(1, order.view(order.shape + (1,) * (field.dim() - 2)).expand_as(field))
+                        for field in decoded._replace(scores=rescored)))
 
     def _snap(self, maps, regressed, low, high, sizes, peak_scores, peak_index):
         """Each regressed joint (B, T, K, 2) snapped to the nearest usable peak of its type, over

@@ -28,8 +28,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from .codec import CODECS
 from .data.build import read_split, resolve_scheme
+from .data.readers import InvalidAnnotationError
 from .data.transforms import NO_AUGMENTATION, Augmentation
 from .distributed import DistInfo
+from .errors import DataError, UserError
 from .evaluation import Evaluator
 from .losses import LOSSES
 from .metadata import KeypointScheme
@@ -86,8 +88,16 @@ def build_dataset(config: DictConfig, records, codec, scheme: KeypointScheme, tr
 
 
 def read_records(config: DictConfig, split_name: str):
-    """The records of ``data.<split_name>``."""
-    return read_split(config.data[split_name], config.data.skip_invalid, f"data.{split_name}")
+    """The records of ``data.<split_name>``. A bad sample is the reader's :class:`InvalidAnnotationError`;
+    any other problem of the split (a file in no known format, a missing field, a bad subset) is a
+    :class:`DataError` naming the split."""
+    name = f"data.{split_name}"
+    try:
+        return read_split(config.data[split_name], config.data.skip_invalid, name)
+    except (InvalidAnnotationError, UserError):
+        raise
+    except ValueError as error:  # the readers' errors about a file as a whole
+        raise DataError(str(error) if str(error).startswith(name) else f"{name}: {error}") from error
 
 
 @dataclass
@@ -102,7 +112,11 @@ class RunData:
 
 
 def build_run_data(config: DictConfig, codec, scheme: KeypointScheme) -> RunData:
-    train_records, val_records = read_records(config, "train"), read_records(config, "val")
+    return run_data_from_records(config, codec, scheme, read_records(config, "train"), read_records(config, "val"))
+
+
+def run_data_from_records(config: DictConfig, codec, scheme: KeypointScheme, train_records, val_records) -> RunData:
+    """The run's data over records already read (and checked: :func:`heatmapnet.preflight.run_preflight`)."""
     return RunData(scheme, train_records, val_records,
                    build_dataset(config, train_records, codec, scheme, train=True),
                    build_dataset(config, val_records, codec, scheme, train=False))

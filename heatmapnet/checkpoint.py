@@ -12,8 +12,10 @@ opening one that someone sent you cannot run their code:
     best         the best validation result so far (dict or None)
     optimizer, scheduler, rng   training state for an exact resume (absent from exported weights)
 
-Writes are atomic (a temporary file, then a rename). Every failure to read is a
-:class:`CheckpointError` whose message names the file.
+Writes are atomic (a temporary file, then a rename), so a crash, a kill or a full disk while
+writing leaves the previous file as it was. Every failure to read is a :class:`CheckpointError`
+whose message names the file; a failure to write (a full disk, no permission) is a
+:class:`CheckpointWriteError` naming it.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import errno
 import os
 import pickle
 import random
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +32,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
+from .errors import UserError
 from .metadata import KeypointScheme, scheme_from_dict
 
 FORMAT = "heatmapnet-checkpoint"
@@ -37,8 +41,13 @@ CHECKPOINT_VERSION = 2  # 1: the first wave's files, which pickled a KeypointSch
 PathLike = Union[str, Path]
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A file that is not a readable heatmapnet checkpoint, or one that does not fit the config."""
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint that could not be written (the disk is full, the folder is not writable); the
+    file it would have replaced is left as it was."""
 
 
 @dataclass
@@ -63,6 +72,25 @@ class Checkpoint:
         if tuple(scheme.keypoint_names) != tuple(self.scheme.keypoint_names):
             raise CheckpointError(f"{self.path}: its keypoints ({self.scheme.name}) are not this config's "
                                   f"({scheme.name}): names differ")
+
+    def load_weights(self, model: torch.nn.Module) -> None:
+        """Copy the weights into ``model``; weights of another architecture (other backbone, head or
+        output count) are a :class:`CheckpointError` naming the file and the first mismatch."""
+        expected = model.state_dict()
+        missing = [key for key in expected if key not in self.model]
+        unexpected = [key for key in self.model if key not in expected]
+        reshaped = [key for key in expected if key in self.model
+                    and tuple(self.model[key].shape) != tuple(expected[key].shape)]
+        if missing or unexpected or reshaped:
+            made_for = self.config.get("model", {}) if isinstance(self.config, dict) else {}
+            example = (f"{reshaped[0]!r} is {tuple(self.model[reshaped[0]].shape)}, the model's "
+                       f"{tuple(expected[reshaped[0]].shape)}" if reshaped else
+                       f"{missing[0]!r} is missing" if missing else f"{unexpected[0]!r} is not in the model")
+            raise CheckpointError(f"{self.path}: its weights do not fit this config's model (the checkpoint was made "
+                                  f"for backbone {made_for.get('backbone')!r}, head {made_for.get('head')!r}): "
+                                  f"{len(missing)} missing, {len(unexpected)} unexpected and {len(reshaped)} "
+                                  f"reshaped tensors; {example}")
+        model.load_state_dict(self.model)
 
 
 def rng_states() -> dict:
@@ -90,28 +118,42 @@ def restore_rng_states(states: dict) -> None:
 
 def save_checkpoint(path: PathLike, *, config: dict, scheme: KeypointScheme, model: dict, step: int,
                     best: Optional[dict] = None, training: Optional[dict] = None) -> None:
-    """Write atomically; ``config`` is the resolved config as a dict."""
+    """Write atomically (``PATH.tmp``, flushed to disk, then renamed over ``path``); ``config`` is the
+    resolved config as a dict. A write that fails (a full disk: ``no space left on device writing
+    PATH``) is a :class:`CheckpointWriteError` and leaves an existing ``path`` as it was."""
     path = Path(path)
     state = {"format": FORMAT, "version": CHECKPOINT_VERSION, "config": config, "scheme": scheme.to_dict(),
              "model": model, "step": int(step), "best": best, **(training or {})}
     temporary = path.with_name(path.name + ".tmp")
     try:
-        torch.save(state, temporary)
+        with open(temporary, "wb") as file:  # torch reports a failed write through a file object as the OSError
+            torch.save(state, file)
+            file.flush()
+            os.fsync(file.fileno())
         os.replace(temporary, path)
+    except OSError as error:
+        kept = f"; the previous {path.name} is kept" if path.exists() else ""
+        if error.errno == errno.ENOSPC:
+            raise CheckpointWriteError(f"no space left on device writing {path}{kept}") from None
+        raise CheckpointWriteError(f"cannot write {path}: {error.strerror or error}{kept}") from None
     finally:
-        if temporary.exists():
+        if temporary.is_symlink() or temporary.exists():
             temporary.unlink()
 
 
 def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint`; errors name the file."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint not found: {path} is a folder, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file, not a heatmapnet checkpoint")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of files it then refuses
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         if "heatmapnet" in str(error) or _pickles_heatmapnet_objects(path):
             raise CheckpointError(
@@ -125,10 +167,12 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
         text = str(error)
         # a zip cut before its central directory: miniz's error, or EINVAL from a seek before the start
+        if isinstance(error, PermissionError):
+            raise CheckpointError(f"{path}: cannot be read ({error.strerror})") from None
         reason = "truncated or corrupt" if ("zip" in text or "archive" in text or "EOF" in text
                                             or isinstance(error, EOFError)
                                             or getattr(error, "errno", None) == errno.EINVAL) \
-            else text.splitlines()[0][:200]
+            else "truncated, corrupt or not a torch file"  # e.g. torch's "Invalid magic number"
         raise CheckpointError(f"{path}: cannot be read as a checkpoint ({reason})") from None
     except Exception:  # noqa: BLE001 - not a torch file: the legacy (non-zip) reader fails any which way
         raise CheckpointError(f"{path}: cannot be read as a checkpoint (truncated, corrupt or not a torch "

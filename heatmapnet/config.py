@@ -6,14 +6,17 @@ Each part of the program receives only its own section (``cfg.model``, ``cfg.tra
 """
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
-from omegaconf import DictConfig, OmegaConf
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
+from .errors import ConfigError
 from .resources import checkout_root, config_dir, config_names
 
 #: Where the named configs are: the checkout's ``configs/``, or ``heatmapnet/configs/`` inside an
@@ -84,6 +87,9 @@ class DataSection:
     padding: float = 1.25  # top-down box padding
     num_workers: int = 2
     skip_invalid: bool = False  # skip (and report) bad samples instead of stopping
+    # points a horizontal mirror swaps, [[a, b], ...] by name or 0-based index; overrides the scheme's.
+    # None: the scheme's, else inferred from the training data; none found: no flip at all
+    flip_pairs: Optional[List] = None
     augmentation: AugmentationSection = field(default_factory=AugmentationSection)
     train: SplitSection = field(default_factory=SplitSection)
     val: SplitSection = field(default_factory=SplitSection)
@@ -165,7 +171,8 @@ class EvalSection:
     failure_threshold: float = 0.1
     detection_distance: float = 0.1  # multi-instance AP: a match within this fraction of the box size
     max_instances: int = 20  # multi: peaks kept per keypoint type; bottomup: people decoded per image
-    joint_threshold: float = 0.1  # bottomup: a joint snaps to a joint-heatmap peak at least this high
+    joint_threshold: float = 0.2  # bottomup: a joint snaps to a joint-heatmap peak at least this high
+    person_score: str = "centre_x_joints"  # bottomup: centre (CenterNet: the centre peak) | centre_x_joints
 
 
 @dataclass
@@ -188,10 +195,6 @@ class RunConfig:
     train: TrainSection = field(default_factory=TrainSection)
     eval: EvalSection = field(default_factory=EvalSection)
     bottomup: BottomUpSection = field(default_factory=BottomUpSection)
-
-
-class ConfigError(ValueError):
-    """A config file or override that does not fit the schema."""
 
 
 def resolve_config_path(name_or_path: Optional[str]) -> Path:
@@ -229,12 +232,73 @@ def merge_config(base: DictConfig, other, where: str) -> DictConfig:
         raise ConfigError(f"{where}: {str(error.msg).splitlines()[0]} (key {error.full_key!r})") from None
 
 
-def load_config(name_or_path: Optional[str] = None, overrides: Sequence[str] = ()) -> DictConfig:
-    """Schema <- YAML file <- ``key.sub=value`` overrides, validated and resolved."""
+#: keys whose value counts steps, samples or pixels and must be at least 1
+AT_LEAST_ONE = ("train.steps", "train.batch_size", "train.eval_every", "train.checkpoint_every", "train.log_every",
+                "eval.batch_size", "eval.max_instances", "target.stride")
+#: keys that must not be negative (0 turns the feature off or keeps a default)
+NOT_NEGATIVE = ("train.warmup_steps", "train.clip_grad", "train.weight_decay", "train.threads", "data.num_workers")
+#: keys that must be above 0
+POSITIVE = ("train.lr", "data.padding", "target.sigma", "eval.pck_threshold")
+
+
+def value_problems(config: DictConfig) -> List[str]:
+    """Values the schema's types allow but a run cannot use (a batch of 0, an evaluation every 0
+    steps, an input size that is not two positive multiples of the stride), one line each,
+    ``key=value: what is expected``."""
+    problems = [f"{key}={OmegaConf.select(config, key)}: must be >= 1" for key in AT_LEAST_ONE
+                if OmegaConf.select(config, key) < 1]
+    problems += [f"{key}={OmegaConf.select(config, key)}: must be >= 0" for key in NOT_NEGATIVE
+                 if OmegaConf.select(config, key) < 0]
+    problems += [f"{key}={OmegaConf.select(config, key)}: must be > 0" for key in POSITIVE
+                 if not OmegaConf.select(config, key) > 0]
+    size, stride = list(config.data.input_size), config.target.stride
+    if len(size) != 2 or min(size) <= 0:
+        problems.append(f"data.input_size={size}: expected [width, height], two positive integers")
+    elif stride >= 1 and (size[0] % stride or size[1] % stride):
+        problems.append(f"data.input_size={size}: width and height must divide by target.stride={stride}")
+    return problems
+
+
+def add_override_argument(parser: argparse.ArgumentParser,
+                          help: str = "dotted overrides, e.g. train.steps=200 loss.name=mse") -> None:
+    """``--set KEY=VALUE ...`` on a command's parser; given several times, every group counts."""
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help=help)
+
+
+def _load_yaml(path: Path) -> DictConfig:
+    try:
+        loaded = OmegaConf.load(path)
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        reason = " ".join(str(error).split())[:200]
+        raise ConfigError(f"{path}: not a readable YAML config ({reason})") from None
+    if not isinstance(loaded, DictConfig):
+        found = "a list" if isinstance(loaded, ListConfig) else f"{type(loaded).__name__}"
+        hint = (" (a json of annotations or detections is data: name it as data.train.ann_file or "
+                "data.val.ann_file in a config)" if path.suffix.lower() == ".json" else "")
+        raise ConfigError(f"{path}: not a heatmapnet config: expected a YAML mapping of sections "
+                          f"{list(RunConfig.__dataclass_fields__)}, found {found}{hint}")
+    return loaded
+
+
+def load_config(name_or_path: Optional[str] = None, overrides: Sequence[str] = (), validate: bool = True) -> DictConfig:
+    """Schema <- YAML file <- ``key.sub=value`` overrides, validated and resolved. With ``validate``
+    (the default) a value no run can use (see :func:`value_problems`) is a :class:`ConfigError`
+    listing every such value; ``heatmapnet check`` loads without it and reports them with the rest."""
+    path = resolve_config_path(name_or_path)
+    return _schema_config(_load_yaml(path), str(path), overrides, validate)
+
+
+def config_from_dict(values: dict, where: str, overrides: Sequence[str] = (), validate: bool = True) -> DictConfig:
+    """A stored config (a plain dict, e.g. a checkpoint's) on today's schema, as :func:`load_config`
+    reads a file: a setting added to the schema since it was stored takes its default; one the
+    schema no longer has is a :class:`ConfigError` naming it (and ``where``)."""
+    return _schema_config(OmegaConf.create(values), where, overrides, validate)
+
+
+def _schema_config(values: DictConfig, where: str, overrides: Sequence[str], validate: bool) -> DictConfig:
     config = OmegaConf.structured(RunConfig)
     OmegaConf.set_struct(config, True)
-    path = resolve_config_path(name_or_path)
-    config = merge_config(config, OmegaConf.load(path), str(path))
+    config = merge_config(config, values, where)
     for override in overrides:
         if "=" not in override:
             raise ConfigError(f"override {override!r} must look like key.sub=value")
@@ -242,7 +306,10 @@ def load_config(name_or_path: Optional[str] = None, overrides: Sequence[str] = (
     try:
         OmegaConf.resolve(config)
     except Exception as error:  # an interpolation that cannot be resolved names its key
-        raise ConfigError(f"{path}: {error}") from None
+        raise ConfigError(f"{where}: {error}") from None
+    problems = value_problems(config) if validate else []
+    if problems:
+        raise ConfigError(f"{where}: " + "; ".join(problems))
     return config
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .targets import usable_sigmas
 from .windows import window_view_numpy, window_view_torch
 
 try:  # the CPU kernels (heatmapnet/_kernels.c), built by setup.py where a C compiler is found
@@ -63,7 +64,11 @@ def _check_heatmaps(heatmaps: torch.Tensor) -> None:
 
 
 def _blur_kernel(sigma: float, dtype, device):
-    """DARK's normalised 1-D Gaussian, radius max(1, ceil(3 sigma))."""
+    """DARK's normalised 1-D Gaussian, radius max(1, ceil(3 sigma)); the one source of the blur for
+    both paths, so both refuse a sigma that :func:`heatmapnet.targets.usable_sigmas` refuses."""
+    if not bool(usable_sigmas(torch.tensor(float(sigma)))):
+        raise ValueError(f"DARK's blur sigma is {float(sigma):g}: it must be finite and > 0, its square a normal "
+                         "float32 (sigma >= 1.1e-19)")
     radius = max(1, int(math.ceil(3 * sigma)))
     grid = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
     kernel_1d = torch.exp(-grid ** 2 / (2 * sigma ** 2))

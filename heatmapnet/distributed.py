@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import List
 
 import torch
 import torch.distributed as torch_dist
@@ -50,6 +51,18 @@ def gather_objects(obj, dist: DistInfo) -> list:
     gathered = [None] * dist.world_size
     torch_dist.all_gather_object(gathered, obj)
     return gathered
+
+
+def values_over_ranks(value: torch.Tensor, dist: DistInfo) -> List[float]:
+    """Every rank's scalar ``value``, in rank order, on every rank, by one all-reduce: each rank
+    fills only its own slot of a zero vector, and x + 0 is exactly x (NaN and inf included), so
+    the sum holds each rank's value as it was. Every rank must call it at the same point."""
+    if not dist.enabled:
+        return [float(value)]
+    slots = torch.zeros(dist.world_size, dtype=torch.float64, device=value.device)
+    slots[dist.rank] = value.detach().to(torch.float64)
+    torch_dist.all_reduce(slots, op=torch_dist.ReduceOp.SUM)
+    return slots.tolist()
 
 
 def mean_over_ranks(value: torch.Tensor, dist: DistInfo) -> torch.Tensor:

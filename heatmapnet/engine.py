@@ -10,6 +10,7 @@ import json
 import math
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -18,38 +19,45 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from .build import build_codec, build_criterion, build_evaluator, build_model, build_run_data, build_scheme
-from .checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
-from .config import save_config
+from .build import build_codec, build_criterion, build_evaluator, build_model, run_data_from_records
+from .checkpoint import CheckpointError, load_checkpoint, restore_rng_states, rng_states, save_checkpoint
+from .config import ConfigError, save_config
 from .data.pipelines import collate_samples
-from .distributed import DistInfo, barrier, cleanup_distributed, setup_distributed
+from .distributed import DistInfo, barrier, cleanup_distributed, gather_objects, setup_distributed, values_over_ranks
+from .errors import UserError
 from .evaluation import primary_metric
+from .preflight import run_preflight
+from .resume import config_changes
 
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}  # train.optimizer
 
 
-class NonFiniteLossError(RuntimeError):
-    """Training stopped because the loss or the gradient stopped being finite."""
+class NonFiniteLossError(UserError, RuntimeError):
+    """Training stopped because the loss, the gradient or the weights stopped being finite (or
+    sane): the command line reports its one line, which says where to resume from and how."""
 
 
 def training_step(net: torch.nn.Module, criterion, optimizer: torch.optim.Optimizer, batch: dict,
-                  clip_grad: float = 0.0, amp: bool = False) -> float:
+                  clip_grad: float = 0.0, amp: bool = False, dist: Optional[DistInfo] = None) -> float:
     """One optimisation step on a collated batch: forward (bf16 autocast where ``amp``), the
     ``criterion`` (the mode's: e.g. :class:`heatmapnet.losses.HeatmapCriterion`) in float32 on
     the batch's ``criterion.target_keys``, backward, gradient clipping at ``clip_grad`` (0: none),
-    the optimiser's step. Returns the loss; raises :class:`NonFiniteLossError` before any
-    parameter changes if the loss or gradient norm is not finite. The trainer and ``heatmapnet
-    bench`` both step through here."""
+    the optimiser's step. Returns the loss, under DDP (``dist``) the mean of the ranks' losses;
+    raises :class:`NonFiniteLossError` before any parameter changes if the loss of any rank, or
+    the gradient norm, is not finite: every rank learns every rank's loss before the backward
+    pass (whose gradient all-reduce would otherwise wait for a rank that stopped), so all ranks
+    stop together with the same message. The trainer and ``heatmapnet bench`` both step through
+    here."""
     device = next(net.parameters()).device
     images = batch["image"].to(device, non_blocking=True)
     targets = {key: batch[key].to(device, non_blocking=True) for key in criterion.target_keys}
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         output = net(images)
     loss = criterion(output.float(), targets)
-    value = float(loss.detach())
-    if not math.isfinite(value):
-        raise NonFiniteLossError(f"the loss is {value}")
+    losses = values_over_ranks(loss.detach(), dist or DistInfo())
+    if not all(math.isfinite(value) for value in losses):
+        raise NonFiniteLossError(describe_losses(losses))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if clip_grad > 0:
@@ -57,7 +65,17 @@ def training_step(net: torch.nn.Module, criterion, optimizer: torch.optim.Optimi
         if not math.isfinite(norm):
             raise NonFiniteLossError(f"the gradient norm is {norm}")
     optimizer.step()
-    return value
+    return sum(losses) / len(losses)
+
+
+def describe_losses(losses) -> str:
+    """The ranks' losses, in rank order, as the stop message gives them: "the loss is nan" for one
+    process; "the loss is nan on rank 1 (of 2; rank 0: 0.0213)" under DDP."""
+    if len(losses) == 1:
+        return f"the loss is {losses[0]}"
+    bad = ", ".join(f"{value} on rank {rank}" for rank, value in enumerate(losses) if not math.isfinite(value))
+    good = ", ".join(f"rank {rank}: {value:.4g}" for rank, value in enumerate(losses) if math.isfinite(value))
+    return f"the loss is {bad} (of {len(losses)}{'; ' + good if good else ''})"
 
 
 def learning_rate_factor(step: int, warmup_steps: int, total_steps: int) -> float:
@@ -107,6 +125,43 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+#: The largest magnitude a checkpoint's weights may hold. Adam and AdamW move a parameter by at
+#: most about 3 lr per step, so a sane run's parameters stay within a few units of where they
+#: started; batch-norm running variances grow larger (6e3 after 1500 steps of the bottom-up
+#: ablation), still six orders of magnitude below this. A diverging run passes it on its way to
+#: inf (the issue's example held 1e28 one step before the loss was NaN).
+WEIGHT_LIMIT = 1e10
+
+#: A checkpoint's loss this many times the run's lowest is reported as possibly diverged.
+DIVERGED_LOSS_RATIO = 100.0
+
+
+def weight_problem(state: dict) -> Optional[str]:
+    """What makes a model's ``state`` (a state dict) unfit to save, or None: its first floating
+    tensor holding a value that is not finite or beyond :data:`WEIGHT_LIMIT` in magnitude."""
+    named = [(name, tensor) for name, tensor in state.items() if tensor.is_floating_point() and tensor.numel()]
+    if not named:
+        return None
+    peaks = torch.stack([tensor.detach().abs().amax().float() for _, tensor in named]).cpu()
+    bad = (~(peaks <= WEIGHT_LIMIT)).nonzero()  # NaN fails the comparison too
+    if not bad.numel():
+        return None
+    name, peak = named[int(bad[0, 0])][0], float(peaks[int(bad[0, 0])])
+    if not math.isfinite(peak):
+        return f"{name} holds {'nan' if math.isnan(peak) else 'inf'} values"
+    return f"{name} holds values up to {peak:.3g}, beyond the {WEIGHT_LIMIT:g} no converging run reaches"
+
+
+@dataclass(frozen=True)
+class SavedCheckpoint:
+    """A ``last.pt`` this trainer wrote or resumed from: where, its step, and the loss of that step
+    (None where unknown: a resumed checkpoint does not record it)."""
+
+    path: Path
+    step: int
+    loss: Optional[float] = None
+
+
 # ----------------------------------------------------------------------------------------------
 # the loop
 # ----------------------------------------------------------------------------------------------
@@ -118,10 +173,17 @@ class Trainer:
         train = config.train
         if train.threads:
             torch.set_num_threads(train.threads)
+        # config, every annotation and image, the run directory: checked before anything is built;
+        # the run trains on the records it passed (with data.skip_invalid, bad images are dropped here)
+        self.preflight = run_preflight(config, self.out_dir, self.dist)
+        if self.dist.is_main:
+            print(self.preflight.summary(), flush=True)
+        self.preflight.raise_for_problems()
         seed_everything(train.seed)
-        scheme = build_scheme(config)
+        scheme = self.preflight.scheme
         self.codec = build_codec(config, scheme)
-        self.data = build_run_data(config, self.codec, scheme)
+        self.data = run_data_from_records(config, self.codec, scheme, self.preflight.train.records,
+                                          self.preflight.val.records)
         self.evaluator = build_evaluator(config, self.data.val_records, self.data.val_set, self.codec, scheme,
                                          self.dist)
         self.model = build_model(config, scheme)
@@ -135,6 +197,9 @@ class Trainer:
             self.optimizer, lambda step: learning_rate_factor(step, train.warmup_steps, train.steps))
         self.step = 0
         self.best = None  # {"name", "value", "step"}
+        self.saved: Optional[SavedCheckpoint] = None  # the last.pt to resume from after a stop
+        self.latest_loss: Optional[float] = None
+        self.lowest_loss: Optional[float] = None
         self.net = self.model
         if self.dist.enabled:
             device_ids = [self.dist.local_rank] if self.dist.device.type == "cuda" else None
@@ -147,25 +212,76 @@ class Trainer:
         return self.out_dir / "last.pt"
 
     def save(self, path: Path) -> None:
+        """Write a checkpoint of the current step, only from sane weights (:func:`weight_problem`,
+        agreed over the ranks): otherwise :class:`NonFiniteLossError`, and ``path`` stays as it was."""
+        problems = [problem for problem in gather_objects(weight_problem(self.model.state_dict()), self.dist)
+                    if problem]
+        if problems:
+            raise NonFiniteLossError(f"training stopped at step {self.step}: {path} was not written, because "
+                                     f"{problems[0]}. {self.resume_advice()}")
         if self.dist.is_main:
             save_checkpoint(path, config=OmegaConf.to_container(self.config), scheme=self.data.scheme,
                             model=self.model.state_dict(), step=self.step, best=self.best,
                             training={"optimizer": self.optimizer.state_dict(),
                                       "scheduler": self.scheduler.state_dict(), "rng": rng_states()})
         barrier(self.dist)
+        if Path(path) == self.last_checkpoint:
+            self.saved = SavedCheckpoint(Path(path), self.step, self.latest_loss)
+
+    def resume_advice(self) -> str:
+        """Where a stopped run can go on from, and with what: the last ``last.pt`` written (or
+        resumed from), its step and loss, and a lower learning rate to resume with."""
+        lower = f"train.lr={self.config.train.lr / 10:g}"
+        if self.saved is None:
+            return (f"No checkpoint of this run was written yet: run again with a lower learning rate "
+                    f"(--set {lower}) or with train.clip_grad.")
+        saved = self.saved
+        left = " (left as it was)" if saved.path == self.last_checkpoint else ""
+        loss = "" if saved.loss is None else f", whose loss was {saved.loss:.4g}"
+        if saved.loss is not None and self.lowest_loss and saved.loss > DIVERGED_LOSS_RATIO * self.lowest_loss:
+            loss += (f", {saved.loss / self.lowest_loss:.0f} times the run's lowest ({self.lowest_loss:.4g}): it may "
+                     "have been diverging already")
+        return (f"The last checkpoint is {saved.path}{left}, written at step {saved.step}{loss}. Resume from it with a "
+                f"lower learning rate: --resume {saved.path} --set {lower} (or set train.clip_grad).")
 
     def resume(self, path) -> None:
+        """Continue from the checkpoint at ``path`` with this trainer's config, which may differ from
+        the checkpoint's only in :data:`heatmapnet.resume.RESUMABLE` settings (else ConfigError,
+        before anything is loaded). Those are applied: the learning rate and weight decay in the
+        optimiser (its restored state holds the checkpoint's) and its schedule, the rest where they
+        are read; rank 0 prints one line of what changed."""
         checkpoint = load_checkpoint(path, map_location=self.dist.device)
         checkpoint.check_fits(self.data.scheme)
         missing = [key for key in ("optimizer", "scheduler", "rng") if key not in checkpoint.training]
         if missing:
-            raise ValueError(f"{path}: holds no training state {missing}; it can be evaluated but not resumed")
-        self.model.load_state_dict(checkpoint.model)
+            raise CheckpointError(f"{path}: holds no training state {missing}; it can be evaluated but not resumed")
+        changes = config_changes(checkpoint.config, OmegaConf.to_container(self.config), str(path))
+        train = self.config.train
+        if train.steps < checkpoint.step:
+            raise ConfigError(f"{path}: holds step {checkpoint.step}, so train.steps={train.steps} would end before "
+                              "it; set train.steps to at least that")
+        checkpoint.load_weights(self.model)  # weights of another architecture: one line naming the file
         self.optimizer.load_state_dict(checkpoint.training["optimizer"])
         self.scheduler.load_state_dict(checkpoint.training["scheduler"])
+        self.apply_learning_rate()
         self.step = checkpoint.step
         self.best = checkpoint.best
         restore_rng_states(checkpoint.training["rng"])
+        if Path(path).resolve() == self.last_checkpoint.resolve():
+            self.saved = SavedCheckpoint(self.last_checkpoint, checkpoint.step)
+        if changes and self.dist.is_main:
+            print(f"resuming {path} at step {checkpoint.step} with new settings: "
+                  + ", ".join(str(change) for change in changes), flush=True)
+
+    def apply_learning_rate(self) -> None:
+        """Set the config's train.lr and train.weight_decay in the optimiser and its schedule, the
+        rate at the scheduler's step being train.lr x :func:`learning_rate_factor` (as the
+        schedule computes it: bit-identical where nothing changed)."""
+        train = self.config.train
+        factor = learning_rate_factor(self.scheduler.last_epoch, train.warmup_steps, train.steps)
+        for group in self.optimizer.param_groups:
+            group.update(initial_lr=train.lr, lr=train.lr * factor, weight_decay=train.weight_decay)
+        self.scheduler.base_lrs = [train.lr] * len(self.optimizer.param_groups)
 
     # -- evaluation --------------------------------------------------------------------------
     def evaluate(self, codec=None) -> dict:
@@ -174,7 +290,10 @@ class Trainer:
         return self.evaluator(self.model, codec)
 
     # -- the loop ----------------------------------------------------------------------------
-    def run(self) -> dict:
+    def run(self, stop=None) -> dict:
+        """Train to ``train.steps``, evaluating every ``train.eval_every`` steps and at the end.
+        ``stop(step, result)``, if given, is asked after each periodic evaluation; True ends the
+        run there (early stopping), that evaluation being the final one."""
         config, train = self.config, self.config.train
         if self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -189,6 +308,7 @@ class Trainer:
         started = time.perf_counter()
         window_start, window_images = time.perf_counter(), 0
         self.net.train()
+        final = None
         for batch in loader:
             loss = self.train_step(batch)
             self.step += 1
@@ -203,12 +323,16 @@ class Trainer:
                 window_start, window_images = time.perf_counter(), 0
             progress.update(1)
             if self.step % train.eval_every == 0 and self.step < train.steps:
-                self.evaluate_and_keep_best(log)
+                result = self.evaluate_and_keep_best(log)
                 window_start, window_images = time.perf_counter(), 0  # throughput excludes evaluation
+                if stop is not None and stop(self.step, result):
+                    final = result
+                    break
             if self.step % train.checkpoint_every == 0 and self.step < train.steps:
                 self.save(self.last_checkpoint)
         progress.close()
-        final = self.evaluate_and_keep_best(log)
+        if final is None:
+            final = self.evaluate_and_keep_best(log)
         self.save(self.last_checkpoint)
         summary = {"final": final, "best": self.best, "steps": self.step,
                    "wall_time_s": round(time.perf_counter() - started, 1)}
@@ -219,13 +343,14 @@ class Trainer:
 
     def train_step(self, batch: dict) -> float:
         try:
-            value = training_step(self.net, self.criterion, self.optimizer, batch, self.config.train.clip_grad, self.amp)
+            value = training_step(self.net, self.criterion, self.optimizer, batch, self.config.train.clip_grad,
+                                  self.amp, self.dist)
         except NonFiniteLossError as error:
-            last = f"{self.last_checkpoint} (left as it was)" if self.last_checkpoint.exists() else "none was written yet"
             raise NonFiniteLossError(f"training stopped at step {self.step + 1}: {error}. Nothing was updated or "
-                                     f"saved after the last finite step; last good checkpoint: {last}. Try a lower "
-                                     f"train.lr or train.clip_grad.") from None
+                                     f"saved after the last finite step. {self.resume_advice()}") from None
         self.scheduler.step()
+        self.latest_loss = value
+        self.lowest_loss = value if self.lowest_loss is None else min(self.lowest_loss, value)
         return value
 
     def evaluate_and_keep_best(self, log) -> dict:

@@ -14,6 +14,8 @@ read the package data ``heatmapnet/datasets/`` that a build copies from it). A f
     pupils: [[names...], [names...]] # optional: the points whose centroid is each pupil
     torso: [a, b]                    # optional: PCK torso segment
     head: [a, b]                     # optional: head segment
+    mirrorable: false                # optional (default true): false when no mirror pairing is known,
+                                     # so that no image is ever mirrored (no flip augmentation, no flip test)
 
 Everything refers to keypoints by name; :func:`load_scheme` turns names into indices and checks
 them, raising ``ValueError`` that names the file and the field on any problem.
@@ -54,7 +56,7 @@ COCO17_SIGMAS = (
 DEFAULT_SIGMA = 0.025
 
 _REQUIRED = ("name", "keypoints", "flip_pairs", "skeleton", "oks_sigmas")
-_OPTIONAL = ("sides", "nme_normalisation", "pupils", "torso", "head", "notes")
+_OPTIONAL = ("sides", "nme_normalisation", "pupils", "torso", "head", "notes", "mirrorable")
 
 Pair = tuple[int, int]
 
@@ -75,6 +77,7 @@ class KeypointScheme:
     sides: str = "person"  # what "left"/"right" in the names mean: the person's or the image's
     source: Optional[str] = None  # the file it came from, if any
     notes: tuple[str, ...] = ()
+    mirrorable: bool = True  # False: the mirror pairing is unknown, so images are never mirrored
 
     def __post_init__(self):
         sigmas = np.array(self.oks_sigmas, dtype=np.float64).reshape(-1)
@@ -92,6 +95,7 @@ class KeypointScheme:
             if value is not None:
                 object.__setattr__(self, attr, tuple(int(i) for i in value))
         object.__setattr__(self, "notes", tuple(self.notes))
+        object.__setattr__(self, "mirrorable", bool(self.mirrorable))
         self._check()
 
     # ------------------------------------------------------------------ checks
@@ -112,6 +116,9 @@ class KeypointScheme:
             raise ValueError(f"{where}: field 'oks_sigmas' must be finite and > 0")
         if self.sides not in ("person", "image"):
             raise ValueError(f"{where}: field 'sides' must be 'person' or 'image', not {self.sides!r}")
+        if not self.mirrorable and self.flip_pairs:
+            raise ValueError(f"{where}: field 'mirrorable' is false but 'flip_pairs' lists "
+                             f"{len(self.flip_pairs)} pair(s)")
 
         def check_index(i, fld):
             if not 0 <= i < k:
@@ -157,12 +164,15 @@ class KeypointScheme:
         return len(self.keypoint_names)
 
     @property
-    def flip_permutation(self) -> np.ndarray:
+    def flip_permutation(self) -> Optional[np.ndarray]:
         """(K,) int index array: ``points[flip_permutation]`` swaps every left/right pair.
 
         Use it after mirroring an image horizontally, so that the point now drawn where the left
-        one was is called left again. It is its own inverse.
+        one was is called left again. It is its own inverse. None when the scheme is not
+        ``mirrorable``: the datasets then never mirror an image, and flip tests are skipped.
         """
+        if not self.mirrorable:
+            return None
         perm = np.arange(self.num_keypoints)
         for a, b in self.flip_pairs:
             perm[a], perm[b] = b, a
@@ -193,6 +203,8 @@ class KeypointScheme:
                "oks_sigmas": [float(s) for s in self.oks_sigmas],
                "nme_normalisation": {k: [names[i] for i in v] for k, v in self.nme_normalisation.items()},
                "notes": list(self.notes)}
+        if not self.mirrorable:
+            raw["mirrorable"] = False
         if self.pupils is not None:
             raw["pupils"] = [[names[i] for i in group] for group in self.pupils]
         for attr in ("torso", "head"):
@@ -209,14 +221,16 @@ class KeypointScheme:
                 and self.flip_pairs == other.flip_pairs and self.skeleton == other.skeleton
                 and np.array_equal(self.oks_sigmas, other.oks_sigmas)
                 and self.nme_normalisation == other.nme_normalisation and self.pupils == other.pupils
-                and self.torso == other.torso and self.head == other.head and self.sides == other.sides)
+                and self.torso == other.torso and self.head == other.head and self.sides == other.sides
+                and self.mirrorable == other.mirrorable)
 
     def __hash__(self) -> int:
         return hash((self.name, self.keypoint_names, self.flip_pairs))
 
     def __repr__(self) -> str:
         return (f"KeypointScheme(name={self.name!r}, num_keypoints={self.num_keypoints}, "
-                f"flip_pairs={len(self.flip_pairs)}, sides={self.sides!r})")
+                f"flip_pairs={len(self.flip_pairs)}, sides={self.sides!r}"
+                + ("" if self.mirrorable else ", mirrorable=False") + ")")
 
 
 # ---------------------------------------------------------------------------- locating files
@@ -344,6 +358,9 @@ def scheme_from_dict(raw: Mapping[str, Any], source: str = "<dict>") -> Keypoint
     name = raw["name"]
     if not isinstance(name, str) or not name:
         raise ValueError(f"{source}: field 'name' must be a non-empty string")
+    mirrorable = raw.get("mirrorable", True)
+    if not isinstance(mirrorable, bool):
+        raise ValueError(f"{source}: field 'mirrorable' must be true or false, got {mirrorable!r}")
     return KeypointScheme(
         name=name,
         keypoint_names=tuple(names),
@@ -357,6 +374,7 @@ def scheme_from_dict(raw: Mapping[str, Any], source: str = "<dict>") -> Keypoint
         sides=str(raw.get("sides") or "person"),
         source=source,
         notes=tuple(str(n) for n in notes),
+        mirrorable=mirrorable,
     )
 
 

@@ -28,7 +28,9 @@ import torch
 
 from .bottomup import BottomUpCriterion, BottomUpLayout
 from .data.pipelines import BottomUpDataset, MultiInstanceDataset, TopDownDataset
-from .data.transforms import box_to_center_size, crop_matrix, letterbox_matrix
+from .data.transforms import letterbox_matrix
+from .deploy.framing import crop_matrices
+from .deploy.results import instances_json, peaks_json, people_json
 from .evaluation import (PeakPredictions, PeoplePredictions, TopDownPredictions, apply_affine_batch, coco_results,
                          face_metrics, is_face_scheme, keypoint_detection_ap, peak_results, people_metrics,
                          people_results, pose_metrics)
@@ -85,12 +87,10 @@ class TopDownMode(_HeatmapOutputs):
                               instance_counts=counts)
 
     def image_matrices(self, image_size, boxes, input_size) -> tuple:
-        """Input matrices for one image of ``image_size`` (w, h): one crop per box ([x, y, w, h]),
-        the whole image as one box when none is given; and the boxes used."""
-        width, height = image_size
-        boxes = [[0.0, 0.0, float(width), float(height)]] if boxes is None or len(boxes) == 0 else boxes
-        aspect = input_size[0] / input_size[1]
-        return [crop_matrix(*box_to_center_size(box, aspect, self.padding), input_size) for box in boxes], boxes
+        """Input matrices for one image of ``image_size`` (w, h): one crop per box ([x, y, w, h],
+        checked), the whole image as one box when none is given; and the boxes used
+        (:func:`heatmapnet.deploy.framing.crop_matrices`)."""
+        return crop_matrices(image_size, boxes, input_size, self.padding)
 
     def decode_batch(self, codec, maps: torch.Tensor, back: torch.Tensor, record_index, instance_index
                      ) -> TopDownPredictions:
@@ -112,9 +112,7 @@ class TopDownMode(_HeatmapOutputs):
 
     def image_results(self, predictions: TopDownPredictions, scheme, boxes) -> List[dict]:
         """One image's prediction as json: per box its keypoints and scores."""
-        return [{"bbox": [float(v) for v in box], "keypoints": predictions.keypoints[i].tolist(),
-                 "scores": predictions.scores[i].tolist(), "keypoint_names": list(scheme.keypoint_names)}
-                for i, box in enumerate(boxes)]
+        return instances_json(predictions.keypoints, predictions.scores, boxes, scheme.keypoint_names)
 
 
 @MODES.register("multi")
@@ -154,11 +152,8 @@ class MultiInstanceMode(_WholeImages, _HeatmapOutputs):
         return peak_results(records, predictions, self.min_score)
 
     def image_results(self, predictions: PeakPredictions, scheme, boxes=None) -> List[dict]:
-        names = scheme.keypoint_names
-        return [{"keypoint_type": int(k), "name": names[int(k)], "x": float(p[0]), "y": float(p[1]),
-                 "score": float(s)}
-                for k, p, s in zip(predictions.keypoint_type.tolist(), predictions.points, predictions.scores.tolist())
-                if s > self.min_score]
+        return peaks_json(predictions.keypoint_type, predictions.points, predictions.scores, scheme.keypoint_names,
+                          self.min_score)
 
 
 
@@ -169,7 +164,9 @@ class BottomUpMode(_WholeImages):
 
     codec = "bottomup"
 
-    def __init__(self, min_score: float = 0.3):
+    def __init__(self, min_score: float = 0.1):
+        # the person score is by default the centre peak x the mean joint score: on 200 synthetic
+        # crowds (2.5 people an image) 0.1 keeps 2.0 people an image, 0.05 keeps 4.3
         self.min_score = float(min_score)
 
     @classmethod
@@ -210,6 +207,5 @@ class BottomUpMode(_WholeImages):
         return people_results(records, predictions)
 
     def image_results(self, predictions: PeoplePredictions, scheme, boxes=None) -> List[dict]:
-        return [{"score": float(score), "keypoints": predictions.keypoints[i].tolist(),
-                 "scores": predictions.scores[i].tolist(), "keypoint_names": list(scheme.keypoint_names)}
-                for i, score in enumerate(predictions.person_scores.tolist()) if score >= self.min_score]
+        return people_json(predictions.person_scores, predictions.keypoints, predictions.scores,
+                           scheme.keypoint_names, self.min_score)

@@ -1,20 +1,29 @@
-"""Checkpoints to keypoints: evaluation of a checkpoint, and a predictor for new images."""
+"""Checkpoints to keypoints: evaluation of a checkpoint, a predictor for new images, and the
+``predict`` command (images, folders or a video; PyTorch or an ONNX export).
+
+The command's torch-free parts (framing, boxes, sources, json, rendering, the loop over inputs)
+live in :mod:`heatmapnet.deploy`, which both backends share; ``--backend onnx`` runs
+:class:`heatmapnet.deploy.runtime.OnnxPredictor`, this module's :class:`Predictor` is the
+PyTorch backend.
+"""
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
-import cv2
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from .build import build_codec, build_dataset, build_evaluator, build_mode, build_model, build_scheme, read_records
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
-from .data.pipelines import load_image
-from .data.records import Record
-from .data.transforms import to_input_tensor, warp_image
+from .config import config_from_dict
+from .deploy.cli import add_predict_arguments, chosen_backend, predict_with
+from .deploy.framing import Frame, image_size_of, network_inputs
+from .deploy.sources import as_pixels
 from .evaluation import heatmap_probabilities, invert_affine_batch
 
 
@@ -50,6 +59,12 @@ def evaluate_checkpoint(config: DictConfig, checkpoint_path, out_dir) -> dict:
     return summary
 
 
+def _rows(predictions, keep: np.ndarray):
+    """The rows ``keep`` (a mask) of a mode's predictions (a dataclass of per-row arrays)."""
+    return type(predictions)(**{field.name: getattr(predictions, field.name)[keep]
+                                for field in dataclasses.fields(predictions)})
+
+
 class Predictor:
     """A trained checkpoint as a function: images (with or without boxes) -> keypoints and scores
     in original image pixels, framed by the checkpoint's data mode (top-down models crop each box,
@@ -58,13 +73,17 @@ class Predictor:
 
     def __init__(self, checkpoint, device: Union[str, torch.device] = "cpu", flip_test: Optional[bool] = None):
         loaded = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
-        self.config = OmegaConf.create(loaded.config)
+        self.config = config_from_dict(loaded.config, f"{loaded.path}: its config", validate=False)
         self.scheme = loaded.scheme
         self.device = torch.device(device)
         self.codec = build_codec(self.config, self.scheme)
         self.mode = build_mode(self.config, self.scheme)
         self.model = model_from_checkpoint(self.config, loaded, self.device)
         self.flip_test = self.config.eval.flip_test if flip_test is None else flip_test
+
+    @property
+    def mode_name(self) -> str:
+        return str(self.config.data.mode)
 
     @torch.no_grad()
     def heatmaps(self, images: torch.Tensor) -> torch.Tensor:
@@ -73,32 +92,53 @@ class Predictor:
         return heatmap_probabilities(self.model, images.to(self.device), flip, self.codec)
 
     @torch.no_grad()
-    def __call__(self, image: Union[str, np.ndarray], boxes: Optional[Sequence] = None) -> List[dict]:
-        pixels = self._read(image)
-        height, width = pixels.shape[:2]
+    def predict_frames(self, frames: Sequence[Frame], batch_size: Optional[int] = None) -> List[List[dict]]:
+        """Each frame's json entry; the crops of all frames go through the model together,
+        ``batch_size`` at a time (default: all at once)."""
         size = self.codec.input_size
-        matrices, boxes = self.mode.image_matrices((width, height), boxes, size)
-        images = torch.from_numpy(np.stack([to_input_tensor(warp_image(pixels, m, size)) for m in matrices]))
-        back = invert_affine_batch(torch.tensor(np.stack(matrices), dtype=torch.float64, device=self.device))
-        count = len(matrices)
-        predictions = self.mode.decode_batch(self.codec, self.heatmaps(images), back, np.zeros(count, np.int64),
-                                             np.arange(count))
-        return self.mode.image_results(predictions, self.scheme, boxes)
+        framed = [self.mode.image_matrices(image_size_of(frame.pixels), frame.boxes, size) for frame in frames]
+        counts = [len(matrices) for matrices, _ in framed]
+        inputs = torch.from_numpy(np.concatenate([network_inputs(frame.pixels, matrices, size)
+                                                  for frame, (matrices, _) in zip(frames, framed)]))
+        matrices = np.stack([matrix for own, _ in framed for matrix in own])
+        back = invert_affine_batch(torch.tensor(matrices, dtype=torch.float64, device=self.device))
+        record_index = np.repeat(np.arange(len(frames)), counts)
+        instance_index = np.concatenate([np.arange(count) for count in counts])
+        step = batch_size or len(matrices)
+        predictions = self.mode.concatenate([
+            self.mode.decode_batch(self.codec, self.heatmaps(inputs[start:start + step]), back[start:start + step],
+                                   record_index[start:start + step], instance_index[start:start + step])
+            for start in range(0, len(matrices), step)])
+        return [self.mode.image_results(_rows(predictions, predictions.record_index == index), self.scheme, boxes)
+                for index, (_, boxes) in enumerate(framed)]
+
+    def __call__(self, image: Union[str, np.ndarray], boxes: Optional[Sequence] = None) -> List[dict]:
+        """One image's json entry (a path or uint8 BGR pixels)."""
+        name = "image" if isinstance(image, np.ndarray) else str(image)
+        return self.predict_frames([Frame(self._read(image), boxes, name)])[0]
 
     @staticmethod
     def _read(image) -> np.ndarray:
-        if isinstance(image, np.ndarray):
-            return image
-        path = str(image)
-        probe = cv2.imread(path, cv2.IMREAD_COLOR) if Path(path).is_file() else None
-        if probe is None:
-            return load_image(Record(path, -1, -1, []))  # raises the missing/corrupt error naming it
-        return probe
+        return as_pixels(image)
 
 
-def predict_images(checkpoint, images: Sequence[str], boxes: Optional[dict] = None, device: str = "cpu") -> list:
-    """Images -> a json-ready list, one entry per image, keypoints in original image pixels.
-    ``boxes`` maps an image path to its [x, y, w, h] boxes (top-down models)."""
-    predictor = Predictor(checkpoint, device)
-    boxes = boxes or {}
-    return [{"image_path": str(path), "predictions": predictor(str(path), boxes.get(str(path)))} for path in images]
+def run_predict(args: argparse.Namespace) -> int:
+    """``heatmapnet predict``: a checkpoint through PyTorch or an ONNX export through onnxruntime."""
+    if chosen_backend(args) == "onnx":
+        from .deploy.runtime import OnnxPredictor
+
+        return predict_with(OnnxPredictor(args.model, args.threads), args)
+    return predict_with(Predictor(args.checkpoint, args.device), args)
+
+
+def add_predict_parser(commands) -> argparse.ArgumentParser:
+    """Registers ``heatmapnet predict`` on an ``add_subparsers()`` object; returns its parser."""
+    predict = commands.add_parser(
+        "predict", help="keypoints for images, folders or a video, from a checkpoint or an ONNX export, as json",
+        description="Keypoints in original image pixels, one json entry per image (or video frame). Top-down models "
+                    "take boxes (--boxes; default: the whole image), whole-image models none. --render draws them.")
+    add_predict_arguments(predict)
+    predict.add_argument("--checkpoint", help="a heatmapnet checkpoint (--backend torch)")
+    predict.add_argument("--device", default="cpu", help="PyTorch device (--backend torch)")
+    predict.set_defaults(handler=run_predict)
+    return predict

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Generic, Iterator, List, TypeVar
 
+from .errors import ConfigError
+
 T = TypeVar("T")
 
 
@@ -29,11 +31,12 @@ class Registry(Generic[T]):
         return add
 
     def get(self, name: str) -> T:
-        """The constructor registered as ``name``; an unknown name is an error listing the known ones."""
+        """The constructor registered as ``name``; an unknown name is a :class:`ConfigError` (a
+        ``ValueError``) listing the known ones."""
         try:
             return self._entries[name]
         except KeyError:
-            raise ValueError(f"unknown {self.kind} {name!r}; choose one of {self.names()}") from None
+            raise ConfigError(f"unknown {self.kind} {name!r}; choose one of {self.names()}") from None
 
     def names(self) -> List[str]:
         return sorted(self._entries)

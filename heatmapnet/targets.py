@@ -7,6 +7,7 @@ A map of size (H, W) therefore covers x in [-0.5, W - 0.5) and y in [-0.5, H - 0
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import Sequence, Union
 
@@ -208,16 +209,66 @@ def _window_groups(reach: torch.Tensor):
     return caps[::-1]
 
 
+_FLOAT32 = torch.finfo(torch.float32)
+
+
+def usable_sigmas(sigmas: torch.Tensor) -> torch.Tensor:
+    """Where a float32 sigma can be drawn: finite, > 0, and its square a normal float32 (sigma >=
+    about 1.1e-19), so that exp(-d^2 / 2 sigma^2) is never 0 / 0. Both drawing paths (the C
+    kernel's ``usable_sigma`` is this rule) and DARK's blur accept exactly these sigmas."""
+    sigmas = sigmas.to(torch.float32)
+    return (sigmas > 0) & (sigmas <= _FLOAT32.max) & (sigmas * sigmas >= _FLOAT32.tiny)
+
+
+def check_gaussians(points: torch.Tensor, channels: torch.Tensor, sigmas: torch.Tensor, draw: torch.Tensor,
+                    num_channels: int, size) -> None:
+    """The checks of :func:`splat_gaussians`' arguments, made before either path draws, so that
+    the C kernel and PyTorch accept and refuse the same: ``points`` float32 (N, 2), ``channels``
+    int64 (N,) in [0, num_channels), ``sigmas`` float32 (N,) of :func:`usable_sigmas` wherever
+    ``draw`` (bool (N,)) is set, maps of ``size`` (H, W) >= 1 whose bytes fit in memory. Each
+    failure is a ValueError naming the argument (and the first bad point); nothing is drawn."""
+    height, width = int(size[0]), int(size[1])
+    if height < 1 or width < 1 or num_channels < 0:
+        raise ValueError(f"splat_gaussians: {num_channels} maps of {height} x {width}: sizes must be >= 1")
+    if num_channels * height * width * 4 > sys.maxsize:
+        raise ValueError(f"splat_gaussians: {num_channels} float32 maps of {height} x {width} are more bytes than "
+                         "memory can address")
+    count = points.shape[0] if points.dim() else 0
+    expected = {"points": (points, torch.float32, (count, 2), "(N, 2)"),
+                "channels": (channels, torch.int64, (count,), "(N,)"),
+                "sigmas": (sigmas, torch.float32, (count,), "(N,)"), "draw": (draw, torch.bool, (count,), "(N,)")}
+    for name, (tensor, dtype, shape, shape_text) in expected.items():
+        if tensor.dtype != dtype or tuple(tensor.shape) != shape:
+            raise ValueError(f"splat_gaussians: {name} must be {str(dtype)[6:]} of shape {shape_text} for N = {count} "
+                             f"points, got {str(tensor.dtype)[6:]} of shape {tuple(tensor.shape)}")
+    if count == 0:
+        return
+    outside = (channels < 0) | (channels >= num_channels)
+    if bool(outside.any()):
+        first = int(outside.nonzero()[0, 0])
+        raise ValueError(f"splat_gaussians: channels[{first}] is {int(channels[first])}, outside [0, {num_channels}); "
+                         "nothing was drawn")
+    unusable = draw & ~usable_sigmas(sigmas)
+    if bool(unusable.any()):
+        first = int(unusable.nonzero()[0, 0])
+        x, y = points[first].tolist()
+        raise ValueError(f"splat_gaussians: sigmas[{first}] is {float(sigmas[first]):g} for the point ({x:g}, {y:g}) "
+                         f"of channel {int(channels[first])}: a drawn Gaussian's sigma must be finite and > 0, its "
+                         "square a normal float32 (sigma >= 1.1e-19); nothing was drawn")
+
+
 def splat_gaussians(points: torch.Tensor, channels: torch.Tensor, sigmas: torch.Tensor,
                     draw: torch.Tensor, num_channels: int, size, exact_peak: bool = True) -> torch.Tensor:
     """Draw every point's truncated Gaussian into ``num_channels`` maps at once, max-combined.
 
-    ``points`` (N, 2) heatmap pixels, ``channels`` (N,) the flat output channel of each point,
-    ``sigmas`` (N,), ``draw`` (N,) bool. Each point writes only its window of half-width
-    ceil(3 sigma + 0.5) around its nearest pixel, computed as the outer product of two 1-D
-    Gaussians and max-combined into the output: on CPU by the C kernel where it is built, else by
-    PyTorch with points grouped by window width.
+    ``points`` (N, 2) float32 heatmap pixels, ``channels`` (N,) int64, the flat output channel of
+    each point, ``sigmas`` (N,) float32, ``draw`` (N,) bool. Each point writes only its window of
+    half-width ceil(3 sigma + 0.5) around its nearest pixel, computed as the outer product of two
+    1-D Gaussians and max-combined into the output: on CPU by the C kernel where it is built, else
+    by PyTorch with points grouped by window width. Both paths take the arguments that
+    :func:`check_gaussians` passes, and nothing else.
     """
+    check_gaussians(points, channels, sigmas, draw, num_channels, size)
     height, width = int(size[0]), int(size[1])
     device = points.device
     out = lazy_zeros(num_channels * height * width, device)
@@ -231,13 +282,13 @@ def splat_gaussians(points: torch.Tensor, channels: torch.Tensor, sigmas: torch.
 
     centre = torch.floor(points + 0.5)  # the pixel nearest each point
     inside = (centre[:, 0] >= 0) & (centre[:, 0] <= width - 1) & (centre[:, 1] >= 0) & (centre[:, 1] <= height - 1)
-    draw = draw & inside & (sigmas > 0)
+    draw = draw & inside
     points, channels, sigmas, centre = points[draw], channels[draw], sigmas[draw], centre[draw]
     if points.shape[0] == 0:
         return out.view(num_channels, height, width)
 
     # every pixel within 3 sigma of the point lies within 3 sigma + 0.5 of its nearest pixel
-    reach = torch.ceil(TRUNCATE_SIGMAS * sigmas + 0.5).long().clamp_max(max(height, width))
+    reach = torch.ceil(TRUNCATE_SIGMAS * sigmas + 0.5).clamp_max(max(height, width)).long()  # no inf to cast
     caps = _window_groups(reach)
     group_of = torch.bucketize(reach, torch.tensor(caps, device=device))
     order, rounds = _drawing_order(group_of, channels, len(caps), num_channels)

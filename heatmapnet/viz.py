@@ -26,12 +26,12 @@ from typing import List, NamedTuple, Optional, Sequence, Union
 import cv2
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from .bottomup import BottomUpCodec
 from .build import build_codec, build_dataset, build_mode, build_scheme, read_records
 from .checkpoint import Checkpoint, load_checkpoint
-from .config import ConfigError, RunConfig, load_config, merge_config
+from .config import ConfigError, add_override_argument, config_from_dict, load_config
 from .data.transforms import to_input_tensor, warp_image
 from .drawing import (DEFAULT_COLORMAP, MAX_AUTO_PANELS, NEUTRAL_COLOR, PRED_COLOR, SPREAD_PANELS, add_legend,
                       display_factor, draw_arrows, draw_boxes, draw_ground_truth_and_prediction, draw_keypoints,
@@ -152,7 +152,8 @@ def _people_details(codec, maps: torch.Tensor, back: torch.Tensor) -> dict:
 def decode_for_display(mode, codec, maps: torch.Tensor, peak_threshold: float = 0.3, back=None) -> DisplayPoints:
     """The maps of one image, (B, C, h, w) (top-down: one crop per instance; multi-instance and
     bottom-up: B = 1), decoded by the data ``mode`` with ``codec`` -> the points to draw
-    (:func:`display_points`; bottom-up: the people scoring above ``peak_threshold``, with which
+    (:func:`display_points`; bottom-up: the people the mode lists, those scoring at least its
+    ``min_score`` (as ``heatmapnet predict`` does), with which
     joints were snapped, their centres and regressed joints). Points are in input pixels, or with
     ``back``, the (B, 2, 3) input -> image matrices, in the original image's pixels."""
     count = maps.shape[0]
@@ -160,9 +161,12 @@ def decode_for_display(mode, codec, maps: torch.Tensor, peak_threshold: float = 
         back = torch.eye(2, 3, dtype=torch.float64).expand(count, 2, 3)
     back = torch.as_tensor(back, dtype=torch.float64).to(maps.device)
     predictions = mode.decode_batch(codec, maps, back, np.zeros(count, np.int64), np.arange(count))
-    shown = display_points(predictions, _num_keypoints(codec, maps), peak_threshold)
-    if isinstance(predictions, PeoplePredictions):
-        keep = np.asarray(predictions.person_scores) > peak_threshold
+    people = isinstance(predictions, PeoplePredictions)
+    # people: those the mode's own predictions list (``heatmapnet predict``'s rule)
+    threshold = np.nextafter(mode.min_score, -np.inf) if people else peak_threshold
+    shown = display_points(predictions, _num_keypoints(codec, maps), threshold)
+    if people:
+        keep = np.asarray(predictions.person_scores) > threshold
         details = _people_details(codec, maps, back)
         if len(details["centres"]) != len(keep):
             raise ValueError(f"the mode decoded {len(keep)} people, the codec {len(details['centres'])}")
@@ -206,7 +210,7 @@ def centre_panel(image, centre_map, codec_or_stride, factor: int = 1, centres=No
     if centres is None:
         return panel
     centres = magnify_points(np.asarray(centres, dtype=np.float64).reshape(-1, 2), factor)
-    if regressed is not None:
+    if regressed is not None and len(centres):  # no people: no arrows
         ends = magnify_points(np.asarray(regressed, dtype=np.float64).reshape(len(centres), -1, 2), factor)
         joints = ends.shape[1]
         colors = [person_color(rank) for rank in range(len(centres)) for _ in range(joints)]
@@ -304,15 +308,7 @@ def config_from_checkpoint(checkpoint: CheckpointLike, overrides: Sequence[str] 
     """The run config stored in a checkpoint (a path or a loaded :class:`Checkpoint`), validated
     against the schema, with ``overrides``."""
     checkpoint = _as_checkpoint(checkpoint)
-    config = OmegaConf.structured(RunConfig)
-    OmegaConf.set_struct(config, True)
-    config = merge_config(config, OmegaConf.create(checkpoint.config), "checkpoint config")
-    for override in overrides:
-        if "=" not in override:
-            raise ConfigError(f"override {override!r} must look like key.sub=value")
-        config = merge_config(config, OmegaConf.from_dotlist([override]), f"override {override!r}")
-    OmegaConf.resolve(config)
-    return config
+    return config_from_dict(checkpoint.config, f"{checkpoint.path}: its config", overrides, validate=False)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -410,7 +406,7 @@ def visualize_image(checkpoint: CheckpointLike, image_path, out_dir, boxes: Opti
     mode, as :class:`heatmapnet.predict.Predictor` does: top-down models crop each ``[x, y, w, h]``
     box, or the whole image without boxes) and ``NAME_heatmaps.png``, the predicted heatmaps of
     the first crop with their decoded points. Multi-instance predictions show the peaks above
-    ``peak_threshold``; bottom-up ones the people scoring above it, each in its own colour (joints
+    ``peak_threshold``; bottom-up ones the people the mode lists, each in its own colour (joints
     snapped to a peak filled, regressed ones hollow), plus ``NAME_centres.png``, the network's
     input with the predicted centre heatmap and the offsets from each centre to its regressed
     joints (:func:`bottomup_pictures`), and the heatmaps of the joint channels. Returns the
@@ -435,7 +431,7 @@ def visualize_image(checkpoint: CheckpointLike, image_path, out_dir, boxes: Opti
     if is_bottomup(codec):
         picture = people_panel(pixels, shown.points, shown.visible, scheme.skeleton, factor, ~shown.snapped)
         picture = add_legend(picture, PEOPLE_LEGEND)
-        title = f"{Path(image_path).name}  {source}  {len(shown.points)} people above {peak_threshold:g}"
+        title = f"{Path(image_path).name}  {source}  {len(shown.points)} people scoring >= {mode.min_score:g}"
         written = [write_png(out / f"{stem}_keypoints.png", titled(picture, title))]
         pictures = bottomup_pictures(crops[0], codec, scheme, maps=maps[0].numpy(), shown=first,
                                      caption=f"{Path(image_path).name}  network input", keypoints=keypoints)
@@ -498,8 +494,7 @@ def add_viz_parser(subparsers) -> argparse.ArgumentParser:
                     "image's predicted keypoints and heatmaps from --checkpoint.")
     viz.add_argument("config", nargs="?", help="a YAML file or a name in configs/ (default: the checkpoint's "
                                                "config if --checkpoint is given, else the default config)")
-    viz.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                     help="dotted overrides, e.g. data.val.subset=0:100")
+    add_override_argument(viz, help="dotted overrides, e.g. data.val.subset=0:100")
     viz.add_argument("--checkpoint", help="a checkpoint (.pt) whose predictions to show")
     viz.add_argument("--image", help="one image to run --checkpoint on, instead of the dataset")
     viz.add_argument("--box", action="append", type=_parse_box, metavar="X,Y,W,H",

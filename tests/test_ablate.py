@@ -1,17 +1,24 @@
 """heatmapnet ablate: its statistics against ground truth computed by hand, its report's tables,
-its orchestration with the training runs stood in for, and a miniature ablation end to end."""
+its orchestration with the training runs stood in for, one run really trained, and a miniature
+ablation end to end."""
+import dataclasses
 import json
 import math
+from pathlib import Path
 
 import cv2
 import pytest
 import torch
 from scipy import stats as scipy_stats
 
-from heatmapnet.ablate import (ARMS, BUDGETS, HOLM, SIGN_TEST, T_TEST, Budget, ablate, check_arms, compare_arms,
-                               convergence_threshold, dotlist, holdout_overrides, holm, paired_test, sign_test_p,
-                               steps_to_threshold, summarize, verdict)
-from heatmapnet.ablate import report, runner
+from heatmapnet.ablate import (ARMS, BUDGETS, CONTINUATIONS, DESIGNS, HOLM, SIGN_TEST, T_TEST, Budget, Continuation,
+                               RunResult, RunSpec, Scores, StopRule, ablate, arm_base, arm_overrides, best_rate,
+                               bracket_rates, check_arms, compare_arms, convergence_threshold, dotlist, execute,
+                               factorial_effects, holdout_overrides, holm, improves, paired_test, plateau_index,
+                               resolve_budgets, resolve_design, resolve_device, sign_test_p, steps_to_threshold,
+                               summarize, verdict)
+from heatmapnet.ablate import report, runner, runs
+from heatmapnet.ablate.stats import ONE_SAMPLE_T_TEST
 from heatmapnet.cli import build_parser, main
 from heatmapnet.config import ConfigError, load_config
 
@@ -242,7 +249,113 @@ def test_the_report_names_the_test_and_the_correction_of_each_comparison():
 
 
 # ----------------------------------------------------------------------------------------------
-# arms, overrides, command line
+# factorial effects, the plateau rule, the early step: against values computed by hand
+# ----------------------------------------------------------------------------------------------
+# per-seed values of a 2 x 2 design, lower is better: cells[loss][target]
+CELLS = {"mse": {"fixed": [10, 12, 11], "radius": [9, 10, 10]},
+         "focal": {"fixed": [8, 9, 9], "radius": [5, 6, 8]}}
+
+
+def test_the_main_effects_and_the_interaction_of_a_two_by_two_design():
+    loss, target, interaction = factorial_effects(CELLS, ["loss", "target"], higher_is_better=False)
+    # loss, per seed ((8 - 10) + (5 - 9)) / 2 = -3, ((9 - 12) + (6 - 10)) / 2 = -3.5, ((9 - 11) + (8 - 10)) / 2 = -2:
+    # mean -17/6, variance 7/12, standard error sqrt(7/36), t = -17 / sqrt 7; 2 degrees of freedom:
+    # p = 1 - |t| / sqrt(t^2 + 2) = 1 - 17 / sqrt(303); 95% half-width t(0.975, 2) sqrt 7 / 6 = 4.302653 * 0.440959
+    assert (loss["effect"], loss["contrast"], loss["kind"]) == ("loss", "focal − mse", "main")
+    assert loss["per_seed"] == pytest.approx([-3.0, -3.5, -2.0])
+    assert loss["estimate"]["mean"] == pytest.approx(-17 / 6)
+    assert loss["t"] == pytest.approx(-17 / math.sqrt(7))
+    assert loss["p"] == pytest.approx(1 - 17 / math.sqrt(303))
+    half = 4.302653 * math.sqrt(7) / 6
+    assert loss["estimate"]["ci95"] == pytest.approx([-17 / 6 - half, -17 / 6 + half], abs=1e-5)
+    # target, per seed ((9 - 10) + (5 - 8)) / 2 = -2, -2.5, -1: mean -11/6, the same variance, p = 1 - 11 / sqrt(135)
+    assert target["contrast"] == "radius − fixed" and target["per_seed"] == pytest.approx([-2.0, -2.5, -1.0])
+    assert target["p"] == pytest.approx(1 - 11 / math.sqrt(135))
+    # interaction (focal - mse at radius) - (focal - mse at fixed): (5 - 9) - (8 - 10) = -2, -1, 0:
+    # mean -1, s.d. 1, t = -sqrt 3, p = 1 - sqrt(3 / 5)
+    assert interaction["contrast"] == "(focal − mse at radius) − (focal − mse at fixed)"
+    assert interaction["per_seed"] == pytest.approx([-2.0, -1.0, 0.0])
+    assert interaction["p"] == pytest.approx(1 - math.sqrt(3 / 5))
+    assert all(effect["test"] == ONE_SAMPLE_T_TEST for effect in (loss, target, interaction))
+    # Holm over the three: 3 * 0.023373 = 0.070119; max(that, 2 * 0.053271) = 0.106542; max(that, 0.225403)
+    p_loss, p_target, p_interaction = 1 - 17 / math.sqrt(303), 1 - 11 / math.sqrt(135), 1 - math.sqrt(3 / 5)
+    assert [e["p_adjusted"] for e in (loss, target, interaction)] == pytest.approx(
+        [3 * p_loss, 2 * p_target, p_interaction])
+    assert all(e["correction"] == HOLM and e["comparisons"] == 3 for e in (loss, target, interaction))
+    # focal lowers the error (p = 0.023 alone) but not significantly after the correction
+    assert (loss["favours"], target["favours"], interaction["favours"]) == ("focal", "radius", None)
+    assert not any(e["significant"] for e in (loss, target, interaction))
+    higher = factorial_effects(CELLS, ["loss", "target"], higher_is_better=True)
+    assert [e["favours"] for e in higher] == ["mse", "fixed", None]
+
+
+def test_a_constant_effect_gets_the_exact_sign_test_and_rounding_residue_is_no_sign():
+    # every seed: focal - mse = -0.02 at both targets, radius - fixed = -0.01 (values as floats, so the
+    # differences carry rounding), interaction exactly 0 in arithmetic
+    seeds = [0.0, 0.013, 0.021, 0.037]
+    cells = {"mse": {"fixed": [0.1 + s for s in seeds], "radius": [0.09 + s for s in seeds]},
+             "focal": {"fixed": [0.08 + s for s in seeds], "radius": [0.07 + s for s in seeds]}}
+    loss, target, interaction = factorial_effects(cells, ["loss", "target"], higher_is_better=False)
+    # 4 seeds all of one sign: 2 * 0.5^4 = 0.125, where a t-test on zero spread would say p = 0
+    assert (loss["test"], loss["t"], loss["p"]) == (SIGN_TEST, None, 0.125)
+    assert (target["test"], target["p"]) == (SIGN_TEST, 0.125)
+    # every contrast 0 up to rounding: no sign at all, p = 1
+    assert interaction["test"] == SIGN_TEST and interaction["p"] == 1.0
+    # Holm: 3 * 0.125 = 0.375, max(0.375, 2 * 0.125) = 0.375, max(0.375, 1) = 1
+    assert [e["p_adjusted"] for e in (loss, target, interaction)] == pytest.approx([0.375, 0.375, 1.0])
+
+
+def test_holm_adjusts_p_values_with_ties_and_caps_at_one():
+    # sorted 0.01, 0.02, 0.02, 0.3: 4 * 0.01 = 0.04; 3 * 0.02 = 0.06; max(0.06, 2 * 0.02) = 0.06; max(0.06, 0.3)
+    assert holm([0.3, 0.02, 0.01, 0.02]) == pytest.approx([0.3, 0.06, 0.04, 0.06])
+    assert holm([0.4, 0.6]) == pytest.approx([0.8, 0.8])  # 2 * 0.4 = 0.8; max(0.8, 0.6)
+
+
+def test_only_the_pairs_a_design_names_are_tested_and_corrected_for():
+    finals = {"a": [1, 2, 3], "b": [2, 3, 4], "c": [-8, -8, -6]}
+    ab, cb = compare_arms(finals, higher_is_better=False, pairs=[("a", "b"), ("c", "b")])
+    # a - b = -1 every seed: sign test 0.25. c - b = -10, -11, -10: mean -31/3, s.d. sqrt(1/3), standard error 1/3,
+    # t = -31, p = 1 - 31 / sqrt(31^2 + 2). Holm over 2: 2 * 0.00104; max(that, 0.25)
+    p_cb = 1 - 31 / math.sqrt(963)
+    assert cb["t"] == pytest.approx(-31.0)
+    assert (ab["p"], cb["p"]) == pytest.approx((0.25, p_cb))
+    assert (ab["p_adjusted"], cb["p_adjusted"]) == pytest.approx((0.25, 2 * p_cb))
+    assert cb["winner"] == "c" and ab["comparisons"] == 2
+    setting = {"name": "toy", "metric": "nme", "higher_is_better": False, "seeds": 3,
+               "arms": {arm: {"stats": summarize(v)} for arm, v in finals.items()}, "comparisons": [ab, cb]}
+    # c is best but was not compared with a: one clause per tested pair
+    assert verdict(setting) == (
+        "toy (nme, lower is better; paired tests over 3 seeds, p Holm-Bonferroni-adjusted over 2 comparisons): "
+        "a vs b: no significant difference (nme 2.0000 vs 3.0000, exact sign test, p = 0.25); "
+        f"c vs b: c significantly better (nme -7.3333 vs 3.0000, paired t-test, p = {2 * p_cb:.3g}).")
+
+
+def test_the_plateau_rule_stops_patience_evaluations_after_the_last_real_improvement():
+    # lower is better, min_delta 1%, patience 3, evaluated every 50 steps:
+    # 0.300 ref; 0.200 < 0.297 ref; 0.150 < 0.198 ref (step 150); 0.149 !< 0.1485; 0.148 < 0.1485 ref (step 250);
+    # 0.1495 no (1); 0.1470 !< 0.14652, a new best but by less than 1% (2); 0.1475 no (3): stop at index 7, step 400
+    values = [0.300, 0.200, 0.150, 0.149, 0.148, 0.1495, 0.1470, 0.1475, 0.1466, 0.1]
+    assert plateau_index(values, False, patience=3, min_delta=0.01) == 7
+    rule = StopRule(patience=3, min_delta=0.01, evaluations=20)
+    assert rule.eval_every(1000) == 50 and (rule.stop_index(values, False) + 1) * 50 == 400
+    assert plateau_index(values, False, patience=4, min_delta=0.01) == 9 - 1  # 0.1466 !< 0.14652 either: index 8
+    assert plateau_index(values[:8], False, patience=4, min_delta=0.01) is None  # still within patience: train on
+    # higher is better: 0.1, 0.2, 0.25 (ref), 0.251, 0.2505: 0.251 !> 0.25 * 1.01 = 0.2525; patience 2 -> index 4
+    assert plateau_index([0.1, 0.2, 0.25, 0.251, 0.2505], True, patience=2, min_delta=0.01) == 4
+    assert plateau_index([0.1, 0.2, 0.3, 0.4], True, patience=1, min_delta=0.01) is None  # always improving: the cap
+    assert improves(0.0, 0.0, True, 0.01) is False and improves(0.01, 0.0, True, 0.01) is True  # AP from 0
+
+
+def test_the_early_step_is_the_first_evaluation_at_or_after_a_fifth_of_the_steps():
+    short, long = BUDGETS["short"], BUDGETS["long"]
+    assert short.early_step(250, 25) == 50  # 20% of 250, an evaluation step
+    assert long.early_step(1500, long.stop.eval_every(1500)) == 300  # every 60 steps: the 5th evaluation
+    assert short.early_step(100, 30) == 30  # 20 -> the next evaluation
+    assert short.early_step(10, 20) == 20  # never before the first evaluation
+
+
+# ----------------------------------------------------------------------------------------------
+# arms, designs, budgets, command line
 # ----------------------------------------------------------------------------------------------
 def test_every_arm_is_a_valid_set_of_overrides():
     for arm, overrides in ARMS.items():
@@ -250,9 +363,42 @@ def test_every_arm_is_a_valid_set_of_overrides():
         assert config.loss.name == overrides["loss.name"], arm
         assert config.target.sigma_policy == overrides["target.sigma_policy"], arm
     assert load_config("synthetic_faces", dotlist(ARMS["focal_beta0"])).loss.focal.beta == 0.0
+    a3b8 = load_config("synthetic_faces", dotlist(ARMS["focal_a3_b8"]))
+    assert (a3b8.loss.focal.alpha, a3b8.loss.focal.beta, a3b8.target.sigma_policy) == (3.0, 8.0, "radius")
     for budget in BUDGETS.values():
         for overrides in budget.overrides.values():
             load_config("synthetic_people", dotlist(overrides))
+
+
+def test_the_designs_cells_pairs_and_bases():
+    two = DESIGNS["2x2"]
+    assert two.arms == ("mse+fixed", "mse+radius", "focal+fixed", "focal+radius") and two.two_by_two()
+    # the two target levels differ in the sigma policy only: both keep the exact peak the focal loss needs
+    assert {arm: (ARMS[arm]["loss.name"], ARMS[arm]["target.sigma_policy"], ARMS[arm]["target.exact_peak"])
+            for arm in two.arms} == {"mse+fixed": ("mse", "fixed", True), "mse+radius": ("mse", "radius", True),
+                                     "focal+fixed": ("focal", "fixed", True),
+                                     "focal+radius": ("focal", "radius", True)}
+    # the pairs that differ in one factor (the simple effects), not the diagonal ones
+    assert two.compared_pairs() == [("mse+fixed", "mse+radius"), ("mse+fixed", "focal+fixed"),
+                                    ("mse+radius", "focal+radius"), ("focal+fixed", "focal+radius")]
+    assert two.grid() == {"mse": {"fixed": "mse+fixed", "radius": "mse+radius"},
+                          "focal": {"fixed": "focal+fixed", "radius": "focal+radius"}}
+    continuation = DESIGNS["continuation"]
+    assert continuation.bases() == ["mse", "focal"] and continuation.two_by_two()
+    assert [CONTINUATIONS[arm] for arm in ("mse_then_focal", "focal_then_mse")] == [
+        Continuation("mse", "focal"), Continuation("focal", "mse")]
+    assert arm_overrides("mse_then_focal") == ARMS["focal"] and arm_base("mse_then_focal") == "mse"
+    assert continuation.compared_pairs() == [("mse_then_mse", "mse_then_focal"), ("focal_then_focal", "focal_then_mse")]
+    sensitivity = DESIGNS["sensitivity"]
+    assert len(sensitivity.arms) == 9 and not sensitivity.two_by_two() and sensitivity.bases() == []
+    assert sensitivity.grid()["3"]["8"] == "focal_a3_b8"
+    assert sensitivity.compared_pairs() == [("focal_a2_b4", arm) for arm in sensitivity.arms if arm != "focal_a2_b4"]
+    assert resolve_design().name == "2x2" and resolve_design(arms=["focal", "awing"]).compared_pairs() == [
+        ("focal", "awing")]
+    with pytest.raises(ConfigError, match="not both"):
+        resolve_design("2x2", ["mse", "focal"])
+    with pytest.raises(ConfigError, match=r"unknown design '3x3'; choose one of \['2x2', 'recipes'"):
+        resolve_design("3x3")
 
 
 def test_an_unknown_arm_is_an_error_listing_the_valid_ones(capsys, tmp_path):
@@ -271,6 +417,15 @@ def test_a_misspelt_override_names_its_key_before_anything_trains(capsys, tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
+def test_asking_for_cuda_without_a_gpu_is_a_one_line_error(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu"
+    assert main(["ablate", "--device", "cuda", "--out", str(tmp_path)]) == 2
+    assert "--device cuda: torch finds no CUDA device here" in capsys.readouterr().err
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == "cuda"
+
+
 def test_the_sweep_holds_out_data_the_training_split_does_not_contain():
     faces = holdout_overrides(load_config("synthetic_faces"), 40)
     assert faces["data.val.source"] == "synthetic_faces" and faces["data.val.seed"] not in (0, 1)
@@ -285,19 +440,33 @@ def test_the_holdout_of_a_file_split_is_cut_from_the_end_of_its_subset(shared_da
         "data.val.img_dir": None, "data.train.subset": "100:270", "data.val.subset": "270:300"}
 
 
-def test_the_command_line_parses_arms_seeds_and_overrides():
+def test_the_command_line_parses_designs_budgets_and_overrides():
     args = build_parser().parse_args(["ablate", "ytf68", "--quick", "--arms", "focal", "awing", "--seeds", "4",
                                       "--set", "data.mode=multi", "--threshold", "nme=0.08"])
     assert (args.config, args.quick, args.arms, args.seeds) == ("ytf68", True, ["focal", "awing"], 4)
     assert args.set == ["data.mode=multi"] and args.threshold == ["nme=0.08"] and args.out == "runs/ablate"
+    assert (args.design, args.budget, args.resume, args.device) == (None, None, False, "auto")
+    args = build_parser().parse_args(["ablate", "ytf68", "--design", "continuation", "--budget", "short", "long",
+                                      "--resume", "--device", "cuda", "--early-step", "120", "--extra-steps", "300"])
+    assert (args.design, args.budget, args.resume, args.device) == ("continuation", ["short", "long"], True, "cuda")
+    assert (args.early_step, args.extra_steps) == (120, 300)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["ablate", "--budget", "forever"])
 
 
-def _fake_sweep(metric_of_rate, tried):
-    """A stand-in for the short training runs: the metric (lower is better) as a function of lr."""
-    def sweep(config_name, overrides, rates, out, log):
+def test_budgets_resolve_by_name_in_order_without_repeats():
+    assert [b.name for b in resolve_budgets(["short", "long", "short"])] == ["short", "long"]
+    assert resolve_budgets("long")[0].stop == StopRule()
+    with pytest.raises(ConfigError, match=r"unknown budget 'full'; choose one of \['quick', 'short', 'long'\]"):
+        resolve_budgets("full")
+
+
+def _tried_and_scored(metric_of_rate, tried):
+    """A stand-in for a sweep's runs: the mean holdout metric (lower is better) as a function of lr."""
+    def evaluate(rates):
         tried.extend(rates)
-        return "nme", False, {lr: metric_of_rate(lr) for lr in rates}
-    return sweep
+        return Scores(False, {lr: metric_of_rate(lr) for lr in rates})
+    return evaluate
 
 
 @pytest.mark.parametrize("rates, optimum, diverges_from, tried_after, picked", [
@@ -306,64 +475,284 @@ def _fake_sweep(metric_of_rate, tried):
     ([0.002, 0.005], 0.0008, None, [0.001, 0.0005], 0.001),  # bottom edge: halved
     ([0.002, 0.005, 0.01], 0.004, None, [], 0.005),  # bracketed: nothing more
     ([0.002, 0.005], 0.1, 0.01, [0.01], 0.005),  # a diverged rate ends the search upwards
+    ([0.002], 0.1, None, [], 0.002),  # a single rate is at no edge to extend from
 ])
-def test_the_sweep_extends_past_an_edge_until_the_best_rate_is_bracketed(monkeypatch, rates, optimum, diverges_from,
+def test_the_sweep_extends_past_an_edge_until_the_best_rate_is_bracketed(rates, optimum, diverges_from,
                                                                          tried_after, picked):
     tried = []
     metric = lambda lr: None if diverges_from and lr >= diverges_from else abs(math.log(lr / optimum))
-    monkeypatch.setattr(runner, "sweep_rates", _fake_sweep(metric, tried))
-    _, higher, values = runner.sweep_until_bracketed("c", [], rates, 2, None, log=lambda line: None)
+    scores = bracket_rates(_tried_and_scored(metric, tried), rates, 2, log=lambda line: None)
     assert tried == rates + tried_after
-    assert runner.best_rate(values, higher) == picked
-    assert list(values) == sorted(values)
+    assert best_rate(scores.values, scores.higher_is_better) == picked
+    assert list(scores.values) == sorted(scores.values)
+
+
+# ----------------------------------------------------------------------------------------------
+# the orchestration, with the training runs stood in for
+# ----------------------------------------------------------------------------------------------
+def _override(spec, key):
+    """The value a run's overrides set ``key`` to last (None: not set)."""
+    values = [json.loads(item.partition("=")[2]) for item in spec.overrides if item.partition("=")[0] == key]
+    return values[-1] if values else None
+
+
+class FakeTraining:
+    """Stands in for :func:`heatmapnet.ablate.runs.execute`: a run's NME curve from a formula of its
+    overrides, evaluated every train.eval_every steps; records every run it is asked for."""
+
+    def __init__(self, curve):
+        self.curve, self.specs = curve, []
+
+    def __call__(self, spec, device):
+        self.specs.append(spec)
+        spec.run_dir.mkdir(parents=True, exist_ok=True)
+        (spec.run_dir / "last.pt").write_bytes(b"")
+        steps, every = _override(spec, "train.steps"), _override(spec, "train.eval_every")
+        evaluated = list(range(every, steps, every)) + [steps]
+        values = [self.curve(spec, step, steps) for step in evaluated]
+        return RunResult(spec.fingerprint(), spec.config, list(spec.overrides), metric="nme", higher_is_better=False,
+                         final=values[-1], steps=evaluated, values=values, stopped_at=steps,
+                         stop_reason="steps" if spec.stop is None else "cap", run_dir=str(spec.run_dir))
+
+    def dirs(self):
+        return [spec.run_dir for spec in self.specs]
+
+
+STUB = {"train.steps": 10, "train.eval_every": 2, "train.warmup_steps": 2}
+STUB_BUDGET = Budget(seeds=3, lr_factors=(1.0,), sweep_fraction=0.5, holdout=6, val_samples=6, name="stub",
+                     overrides={"topdown": STUB})
+
+
+def _two_by_two_curve(spec, step, steps):
+    """NME at the end 0.10, 0.02 lower with focal, 0.01 lower with the radius target, + 0.003 per
+    seed; early on higher by 0.05 (focal) or 0.01 (mse) times the fraction of training left."""
+    focal = _override(spec, "loss.name") == "focal"
+    final = 0.10 - 0.02 * focal - 0.01 * (_override(spec, "target.sigma_policy") == "radius") \
+        + 0.003 * _override(spec, "train.seed")
+    return final + (0.05 if focal else 0.01) * (1 - step / steps)
+
+
+@pytest.fixture
+def stubbed(monkeypatch):
+    """Training replaced by a formula, the example image (which needs real weights) by a name."""
+    def install(curve):
+        fake = FakeTraining(curve)
+        monkeypatch.setattr(runs, "execute", fake)
+        monkeypatch.setattr(runner, "example_from_runs", lambda name, arm_runs, path, device: "example.png")
+        return fake
+    return install
+
+
+def test_the_default_two_by_two_design_answers_early_and_at_the_end(stubbed, tmp_path):
+    fake = stubbed(_two_by_two_curve)
+    results = ablate("synthetic_faces", tmp_path, budget=STUB_BUDGET, device="cpu", log=lambda line: None)
+    # 4 arms x (1 rate x 2 sweep seeds + 3 seeds)
+    assert len(fake.specs) == 20 and results["runs"] == {"trained": 20, "reused": 0}
+    block = results["settings"][0]["budgets"]["stub"]
+    assert list(block["arms"]) == ["mse+fixed", "mse+radius", "focal+fixed", "focal+radius"]
+    assert block["arms"]["focal+radius"]["final"] == pytest.approx([0.07, 0.073, 0.076])
+    early, end = block["early"], block["end"]
+    assert (early["step"], early["label"], end["label"]) == (2, "early (step 2)", "at the end (step 10)")
+    # early (step 2, 80% of training left): focal - mse = -0.02 + 0.8 * (0.05 - 0.01) = +0.012, every seed;
+    # at the end -0.02: each the same for every seed, so the exact sign test, 2 * 0.5^3 = 0.25
+    for snapshot, loss_effect, favours in ((early, 0.012, "mse"), (end, -0.02, "focal")):
+        loss, target, interaction = snapshot["effects"]
+        assert loss["estimate"]["mean"] == pytest.approx(loss_effect) and loss["favours"] == favours
+        assert target["estimate"]["mean"] == pytest.approx(-0.01) and target["favours"] == "radius"
+        assert interaction["estimate"]["mean"] == pytest.approx(0.0, abs=1e-12)
+        assert [(e["test"], e["p"]) for e in (loss, target, interaction)] == [
+            (SIGN_TEST, 0.25), (SIGN_TEST, 0.25), (SIGN_TEST, 1.0)]
+        assert [e["p_adjusted"] for e in (loss, target, interaction)] == pytest.approx([0.75, 0.75, 1.0])
+        assert len(snapshot["comparisons"]) == 4 and all(t["correction"] == HOLM for t in snapshot["comparisons"])
+    assert early["arms"]["mse+fixed"]["stats"]["mean"] == pytest.approx(0.103 + 0.008)
+    report_text = (tmp_path / "report.md").read_text()
+    assert "## The answer per budget" in report_text and early["verdict"] in report_text
+    assert ("| synthetic_faces | nme (lower is better) | stub | early (step 2) | loss: focal − mse | +0.0120 [+0.0120, "
+            "+0.0120] | 0.75 | favours mse (not significant) |") in report_text
+    assert "| loss mse | 0.1030 ± 0.0030 | 0.0930 ± 0.0030 |" in report_text  # the grid, at the end
+    assert "**Not bracketed:**" in report_text  # one rate swept: the report says the rate is not bracketed
+    assert (tmp_path / "synthetic_faces_stub_curves.png").is_file()
+
+
+def test_resume_skips_the_runs_an_earlier_call_finished(stubbed, tmp_path):
+    fake = stubbed(_two_by_two_curve)
+    ablate("synthetic_faces", tmp_path, design="recipes", budget=STUB_BUDGET, device="cpu", log=lambda line: None)
+    assert len(fake.specs) == 10  # 2 arms x (2 sweep runs + 3 seeds)
+    first = json.loads((tmp_path / "results.json").read_text())
+    fake.specs.clear()
+    again = ablate("synthetic_faces", tmp_path, design="recipes", budget=STUB_BUDGET, device="cpu", resume=True,
+                   log=lambda line: None)
+    assert fake.specs == [] and again["runs"] == {"trained": 0, "reused": 10}
+    assert again["settings"] == first["settings"]
+    # an interrupted call: the runs whose JSON is missing (here one) train again, the others are reused
+    (tmp_path / "synthetic_faces" / "stub" / "focal" / "seed1.json").unlink()
+    again = ablate("synthetic_faces", tmp_path, design="recipes", budget=STUB_BUDGET, device="cpu", resume=True,
+                   log=lambda line: None)
+    assert fake.dirs() == [tmp_path / "synthetic_faces" / "stub" / "focal" / "seed1"]
+    assert again["runs"] == {"trained": 1, "reused": 9}
+    # other settings (a --set) are other runs: all train again; without --resume everything trains
+    fake.specs.clear()
+    ablate("synthetic_faces", tmp_path, design="recipes", budget=STUB_BUDGET, device="cpu", resume=True,
+           overrides=["train.weight_decay=0.001"], log=lambda line: None)
+    assert len(fake.specs) == 10
+    fake.specs.clear()
+    ablate("synthetic_faces", tmp_path, design="recipes", budget=STUB_BUDGET, device="cpu", log=lambda line: None)
+    assert len(fake.specs) == 10
+
+
+def test_a_cache_fingerprint_ignores_where_the_data_lives(monkeypatch, tmp_path):
+    def spec(root, overrides):
+        monkeypatch.setenv("HEATMAPNET_DATA", str(root))
+        return RunSpec("ytf68", tuple(overrides + [f"data.val.ann_file={root}/ytf68/train"]), tmp_path / "run")
+
+    one, other = tmp_path / "here", tmp_path / "there"
+    assert spec(one, []).fingerprint() == spec(other, []).fingerprint()
+    assert spec(one, []).fingerprint() != spec(one, ["train.lr=0.01"]).fingerprint()
+
+
+def test_the_rate_is_picked_on_the_mean_of_two_seeds_and_bracketed(stubbed, tmp_path):
+    # holdout NME per (lr, sweep seed): seed 0 alone would pick 0.002; the mean (0.30, 0.23, 0.215) picks 0.004,
+    # the highest tried, so 0.008 is tried (mean 0.40) and 0.004 is bracketed
+    holdout = {0.001: (0.30, 0.30), 0.002: (0.20, 0.26), 0.004: (0.21, 0.22), 0.008: (0.40, 0.40)}
+
+    def curve(spec, step, steps):
+        if spec.run_dir.parent.parent.name == "sweep":
+            return holdout[_override(spec, "train.lr")][_override(spec, "train.seed")]
+        return 0.1
+    fake = stubbed(curve)
+    budget = dataclasses.replace(STUB_BUDGET, lr_factors=(0.5, 1.0, 2.0), extend_sweep=1)
+    results = ablate("synthetic_faces", tmp_path, design="recipes", budget=budget, device="cpu", log=lambda line: None)
+    arm = results["settings"][0]["budgets"]["stub"]["arms"]["mse"]
+    assert arm["sweep"]["values"] == pytest.approx({"0.001": 0.30, "0.002": 0.23, "0.004": 0.215, "0.008": 0.40})
+    assert arm["sweep"]["per_seed"]["0.002"] == [0.20, 0.26] and arm["sweep"]["seeds"] == 2
+    assert arm["lr"] == 0.004 and arm["sweep"]["edge"] is None
+    main_runs = [s for s in fake.specs if s.run_dir.parent == tmp_path / "synthetic_faces" / "stub" / "mse"]
+    assert [_override(s, "train.lr") for s in main_runs] == [0.004] * 3
+    assert [_override(s, "train.seed") for s in main_runs] == [0, 1, 2]
+
+
+def test_continuations_start_from_their_base_models_same_seed(stubbed, tmp_path):
+    fake = stubbed(lambda spec, step, steps: 0.1 + 0.01 * _override(spec, "train.seed"))
+    budget = dataclasses.replace(STUB_BUDGET, stop=StopRule(patience=2, min_delta=0.01, evaluations=5))
+    results = ablate("synthetic_faces", tmp_path, design="continuation", budget=budget, extra_steps=4, device="cpu",
+                     log=lambda line: None)
+    # bases mse and focal, then 4 continuations: 6 arms x (2 sweep runs + 3 seeds)
+    assert len(fake.specs) == 30
+    folder = tmp_path / "synthetic_faces" / "stub"
+    by_dir = {spec.run_dir: spec for spec in fake.specs}
+    for arm, base in (("mse_then_focal", "mse"), ("focal_then_mse", "focal"), ("mse_then_mse", "mse")):
+        for k in range(3):  # each seed's run starts from its base's run of the same seed, with the base's final weights
+            spec = by_dir[folder / arm / f"seed{k}"]
+            assert Path(spec.init_from.run_dir) == folder / base / f"seed{k}"
+            assert (_override(spec, "train.steps"), spec.stop) == (4, None)  # exactly the extra steps
+        for k in range(2):  # its sweep starts from the base's sweep run at the base's rate
+            spec = by_dir[folder / "sweep" / arm / f"lr0.002_seed{k}"]
+            assert Path(spec.init_from.run_dir) == folder / "sweep" / base / f"lr0.002_seed{k}"
+    assert _override(by_dir[folder / "mse_then_focal" / "seed0"], "loss.name") == "focal"
+    # the base models train to the plateau rule, evaluated every 10 // 5 = 2 steps; their sweeps a fixed 5 steps
+    base_run = by_dir[folder / "mse" / "seed0"]
+    assert base_run.stop == budget.stop and base_run.init_from is None
+    assert (_override(base_run, "train.eval_every"), _override(base_run, "train.steps")) == (2, 10)
+    assert by_dir[folder / "sweep" / "mse" / "lr0.002_seed0"].stop is None
+    block = results["settings"][0]["budgets"]["stub"]
+    assert list(block["bases"]) == ["mse", "focal"] and block["extra_steps"] == 4
+    assert [c["first"] + " - " + c["second"] for c in block["end"]["comparisons"]] == [
+        "mse_then_mse - mse_then_focal", "focal_then_focal - focal_then_mse"]
+    assert [e["effect"] for e in block["end"]["effects"]] == ["trained with", "continued with",
+                                                              "trained with × continued with"]
+    report_text = (tmp_path / "report.md").read_text()
+    assert "The base models (before the continuation)" in report_text
+    assert "`mse_then_focal` (the `mse` model, continued with loss.name=\"focal\"" in report_text
+
+
+# ----------------------------------------------------------------------------------------------
+# one run, really trained: the whole model carried over, the plateau rule in the engine
+# ----------------------------------------------------------------------------------------------
+TINY = {"model.backbone": "mobilenetv3_small_050", "model.head_channels": 8, "data.input_size": [32, 32],
+        "train.steps": 6, "train.batch_size": 4, "train.warmup_steps": 2, "train.eval_every": 3}
+QUIET = ["data.num_workers=0", "train.threads=1", "train.checkpoint_every=100", "data.val.num_samples=4"]
+
+
+def _trainable(state):
+    return {k: v for k, v in state.items() if "running_" not in k and "num_batches" not in k}
+
+
+def test_a_continuation_starts_from_the_whole_model_and_a_plateau_stops_a_run(tmp_path):
+    """A run at learning rate 1e-12 initialised from another keeps every weight (backbone and head)
+    of it (Adam moves a weight by about lr a step); the same run from scratch does not. A plateau rule that no evaluation can satisfy stops the
+    run at its (patience + 1)-th evaluation, which is its last."""
+    from heatmapnet.checkpoint import load_checkpoint
+
+    threads = torch.get_num_threads()
+    try:
+        layers = dotlist(TINY) + QUIET
+        base = execute(RunSpec("synthetic_faces", tuple(layers + ["train.lr=0.01"]), tmp_path / "base"), "cpu")
+        frozen = tuple(layers + ["train.lr=1e-12", "train.steps=3"])
+        continued = execute(RunSpec("synthetic_faces", frozen, tmp_path / "continued", init_from=base), "cpu")
+        scratch = execute(RunSpec("synthetic_faces", frozen, tmp_path / "scratch"), "cpu")
+        stopped = execute(RunSpec("synthetic_faces", tuple(layers + ["train.steps=12", "train.eval_every=2"]),
+                                  tmp_path / "stopped", stop=StopRule(patience=2, min_delta=10.0)), "cpu")
+    finally:
+        torch.set_num_threads(threads)
+    weights = {name: _trainable(load_checkpoint(tmp_path / name / "last.pt").model)
+               for name in ("base", "continued", "scratch")}
+    assert weights["base"].keys() == weights["continued"].keys() and any("head" in k for k in weights["base"])
+    same = lambda a, b: all(torch.allclose(a[k], b[k], rtol=0, atol=1e-9) for k in a)
+    assert same(weights["base"], weights["continued"]) and not same(weights["base"], weights["scratch"])
+    # min_delta 1000%: nothing improves on the first evaluation (step 2); patience 2 -> stop at step 6
+    assert (stopped.stopped_at, stopped.stop_reason, stopped.steps) == (6, "plateau", [2, 4, 6])
+    assert stopped.final == stopped.values[-1] and base.stop_reason == "steps"
 
 
 # ----------------------------------------------------------------------------------------------
 # end to end, in miniature
 # ----------------------------------------------------------------------------------------------
-TINY = {"model.backbone": "mobilenetv3_small_050", "model.head_channels": 8, "data.input_size": [32, 32],
-        "train.steps": 6, "train.batch_size": 4, "train.warmup_steps": 2, "train.eval_every": 3}
-TINY_BUDGET = Budget(seeds=2, lr_factors=(1.0, 2.5), sweep_fraction=0.5, holdout=6, val_samples=6,
+TINY_BUDGET = Budget(seeds=2, lr_factors=(1.0,), sweep_fraction=0.5, holdout=6, val_samples=6, name="tiny",
                      overrides={"topdown": TINY, "multi": TINY})
 
 
 @pytest.fixture(scope="module")
 def miniature(tmp_path_factory):
-    """Both built-in settings, default arms, 2 seeds, 6 steps of 32 px: about 20 s. One torch
+    """Both built-in settings, the two recipes, 2 seeds, 6 steps of 32 px: about 30 s. One torch
     thread (train.threads sets it for the process; restored after) keeps it fast on a busy machine."""
     out = tmp_path_factory.mktemp("ablate")
     threads = torch.get_num_threads()
     try:
-        results = ablate(None, out, budget=TINY_BUDGET, log=lambda line: None,
+        results = ablate(None, out, design="recipes", budget=TINY_BUDGET, device="cpu", log=lambda line: None,
                          overrides=["data.num_workers=0", "train.threads=1", "train.checkpoint_every=100"])
     finally:
         torch.set_num_threads(threads)
     return out, results
 
 
-def test_the_default_ablation_covers_both_settings_with_statistics_per_arm(miniature):
+def test_the_miniature_ablation_covers_both_settings_with_statistics_per_arm(miniature):
     out, results = miniature
     written = json.loads((out / "results.json").read_text())
     assert written == json.loads(json.dumps(results))
     assert [s["name"] for s in written["settings"]] == ["synthetic_faces", "synthetic_people"]
     assert [(s["mode"], s["metric"]) for s in written["settings"]] == [("topdown", "nme"), ("multi", "keypoint_ap")]
     for setting in written["settings"]:
-        assert list(setting["arms"]) == ["mse", "focal"]
-        for arm in setting["arms"].values():
+        block = setting["budgets"]["tiny"]
+        assert list(block["arms"]) == ["mse", "focal"] and block["bases"] == {}
+        for arm in block["arms"].values():
             assert len(arm["final"]) == 2 and arm["seeds"] == [0, 1]
             assert arm["stats"]["mean"] == pytest.approx(sum(arm["final"]) / 2)
-            assert arm["lr"] in setting["learning_rates"] and len(arm["sweep"]["values"]) == 2
-            assert arm["curves"]["steps"] == [3, 6] and len(arm["curves"]["values"]) == 2
-            assert [values[-1] for values in arm["curves"]["values"]] == pytest.approx(arm["final"])
+            assert arm["lr"] in block["learning_rates"] and len(arm["sweep"]["per_seed"][f"{arm['lr']:g}"]) == 2
+            assert [c["steps"] for c in arm["curves"]] == [[3, 6], [3, 6]]
+            assert [c["values"][-1] for c in arm["curves"]] == pytest.approx(arm["final"])
+            assert arm["stopped_at"] == [6, 6] and arm["stop_reason"] == ["steps", "steps"]
             assert set(arm["refine"]) == {"none", "quarter", "dark"}
             assert arm["refine"]["dark"]["values"] == pytest.approx(arm["final"])
-            assert len(arm["steps_to_threshold"]["per_seed"]) == 2
-        (test,) = setting["comparisons"]
+        early, end = block["early"], block["end"]
+        assert early["step"] == 3 and end["step"] is None
+        for arm, data in block["arms"].items():  # the early comparison reads each curve at step 3
+            assert early["arms"][arm]["values"] == [c["values"][0] for c in data["curves"]]
+        (test,) = end["comparisons"]
         assert (test["first"], test["second"]) == ("mse", "focal")
         assert test["correction"] is None and test["p_adjusted"] == test["p"]  # two arms: one comparison
         # two seeds, differences d1, d2: t = (d1 + d2) / |d1 - d2| with one degree of freedom (Cauchy),
         # p = 1 - (2 / pi) arctan |t|; equal differences: the sign test, 2 * 0.5^2
-        (m1, m2), (f1, f2) = setting["arms"]["mse"]["final"], setting["arms"]["focal"]["final"]
+        (m1, m2), (f1, f2) = block["arms"]["mse"]["final"], block["arms"]["focal"]["final"]
         d1, d2 = m1 - f1, m2 - f2
         if test["test"] == T_TEST:
             t = (d1 + d2) / abs(d1 - d2)
@@ -372,23 +761,25 @@ def test_the_default_ablation_covers_both_settings_with_statistics_per_arm(minia
         else:
             assert test["test"] == SIGN_TEST and test["p"] == (1.0 if d1 == 0 else 0.5)
         assert test["significant"] == (test["p"] < 0.05)
-        assert f"p = {test['p']:.3g})" in setting["verdict"]
-        assert setting["verdict"].startswith(f"{setting['name']} ({setting['metric']}, ")
+        assert f"p = {test['p']:.3g})" in end["verdict"]
 
 
 def test_the_miniature_ablation_writes_its_report_and_valid_pngs(miniature):
     out, results = miniature
-    report = (out / "report.md").read_text()
+    report_text = (out / "report.md").read_text()
     for setting in results["settings"]:
-        assert setting["verdict"] in report
-        for name in setting["plots"].values():
+        block = setting["budgets"]["tiny"]
+        assert block["early"]["verdict"] in report_text and block["end"]["verdict"] in report_text
+        for name in block["plots"].values():
             image = cv2.imread(str(out / name))
             assert image is not None and image.shape[0] > 100 and image.shape[1] > 100, name
-            assert f"]({name})" in report
-    for heading in ("Paired differences", "Correction for multiple comparisons: none (one comparison).",
-                    "Convergence: steps until nme ≤", "per decoding refinement", "Learning rate"):
-        assert heading in report
-    assert (out / "synthetic_faces" / "focal" / "seed1" / "metrics.jsonl").is_file()
+            assert f"]({name})" in report_text
+    for heading in ("The answer per budget", "Paired differences",
+                    "Correction for multiple comparisons: none (one comparison).", "Convergence: steps until nme ≤",
+                    "per decoding refinement", "Learning rate: per arm, the mean holdout metric of 2 seeds"):
+        assert heading in report_text
+    assert (out / "synthetic_faces" / "tiny" / "focal" / "seed1" / "metrics.jsonl").is_file()
+    assert (out / "synthetic_faces" / "tiny" / "focal" / "seed1.json").is_file()
 
 
 def test_a_bottom_up_ablation_compares_radius_policies_by_oks_ap_without_heatmap_decoders(tmp_path):
@@ -400,45 +791,47 @@ def test_a_bottom_up_ablation_compares_radius_policies_by_oks_ap_without_heatmap
         results = ablate("people_bottomup", tmp_path, arms=["focal", "focal_centernet", "focal_fixed"],
                          budget=Budget(seeds=2, lr_factors=(1.0,), sweep_fraction=0.5, holdout=4, val_samples=4,
                                        overrides={"bottomup": {**TINY, "data.input_size": [64, 64]}}),
-                         log=lambda line: None,
+                         device="cpu", log=lambda line: None,
                          overrides=["data.num_workers=0", "train.threads=1", "train.checkpoint_every=100"])
     finally:
         torch.set_num_threads(threads)
     (setting,) = results["settings"]
+    end = setting["budgets"]["custom"]["end"]
     assert (setting["mode"], setting["metric"]) == ("bottomup", "oks_ap")
-    assert all(arm["refine"] == {} for arm in setting["arms"].values())
-    assert len(setting["comparisons"]) == 3
+    assert all(arm["refine"] == {} for arm in setting["budgets"]["custom"]["arms"].values())
+    assert len(end["comparisons"]) == 3 and "effects" not in end
     # Holm over three pairs: the smallest p times 3, the next times 2, the largest times 1, kept monotone
-    ps = sorted(test["p"] for test in setting["comparisons"])
-    adjusted = sorted(test["p_adjusted"] for test in setting["comparisons"])
+    ps = sorted(test["p"] for test in end["comparisons"])
+    adjusted = sorted(test["p_adjusted"] for test in end["comparisons"])
     expected = [min(1.0, 3 * ps[0])]
     expected.append(max(expected[0], min(1.0, 2 * ps[1])))
     expected.append(max(expected[1], min(1.0, ps[2])))
     assert adjusted == pytest.approx(expected)
-    report = (tmp_path / "report.md").read_text()
-    assert "per decoding refinement" not in report and "Holm" in report
+    report_text = (tmp_path / "report.md").read_text()
+    assert "per decoding refinement" not in report_text and "Holm" in report_text
 
 
 @pytest.mark.slow
 def test_the_quick_mode_runs_end_to_end_from_the_command_line(tmp_path, capsys):
-    """``heatmapnet ablate --quick`` exactly as a user types it: both built-in settings, the quick
-    budget's model, steps, seeds and sweep (about 2-3 minutes on 2 CPU cores)."""
+    """``heatmapnet ablate --quick --design recipes`` exactly as a user types it: both built-in
+    settings, the quick budget's model, steps, seeds and sweep (about 3-4 minutes on 2 CPU cores)."""
     out = tmp_path / "quick"
     threads = torch.get_num_threads()
     try:
-        assert main(["ablate", "--quick", "--out", str(out)]) == 0
+        assert main(["ablate", "--quick", "--design", "recipes", "--device", "cpu", "--out", str(out)]) == 0
     finally:
         torch.set_num_threads(threads)
     results = json.loads((out / "results.json").read_text())
-    assert results["budget"]["name"] == "quick" and results["seeds"] == 2
-    report = (out / "report.md").read_text()
+    assert [b["name"] for b in results["budgets"]] == ["quick"]
+    report_text = (out / "report.md").read_text()
     for setting in results["settings"]:
-        assert setting["steps"] == 80 and setting["verdict"] in report
-        for arm in setting["arms"].values():
+        block = setting["budgets"]["quick"]
+        assert block["steps"] == 80 and block["early"]["step"] == 16 and block["end"]["verdict"] in report_text
+        for arm in block["arms"].values():
             assert len(arm["final"]) == 2 and arm["lr"] in [float(r) for r in arm["sweep"]["values"]]
-        assert all((out / name).is_file() for name in setting["plots"].values())
+        assert all((out / name).is_file() for name in block["plots"].values())
     faces, people = results["settings"]
     assert (faces["name"], people["name"]) == ("synthetic_faces", "synthetic_people")
-    for arm in faces["arms"].values():  # it trains: every seed's NME falls from the first evaluation to the last
-        assert all(values[-1] < 0.8 * values[0] for values in arm["curves"]["values"])
+    for arm in faces["budgets"]["quick"]["arms"].values():  # it trains: every seed's NME falls from first to last
+        assert all(c["values"][-1] < 0.8 * c["values"][0] for c in arm["curves"])
     assert "report.md" in capsys.readouterr().out

@@ -241,6 +241,27 @@ def test_each_person_snaps_to_its_own_wrist_when_two_wrists_are_close():
                                                          [5 * 4 + 1.5, 2 * 4 + 1.5, 48, 48]], atol=1e-5)
 
 
+def test_people_scored_by_centre_times_joints_are_ranked_by_that_product():
+    # P: centre 0.8 at (4, 8), its wrist regressed onto the weak peak (6, 8) of 0.25; Q: centre 0.6
+    # at (11, 8), its wrist onto the strong peak (13, 8) of 0.9. CenterNet ranks P first (0.8 > 0.6);
+    # the product ranks Q first: 0.6 x 0.9 = 0.54 > 0.8 x 0.25 = 0.2.
+    maps = _hand_maps(peaks=[(6, 8, 0.25), (13, 8, 0.9)],
+                      centres=[(4, 8, 0.8, (8.0, 8.0), (2.0, 0.0)), (11, 8, 0.6, (8.0, 8.0), (2.0, 0.0))])
+    centre = BottomUpCodec((64, 64), 1, stride=4, max_people=2, joint_threshold=0.1).decode(maps)
+    assert centre.scores[0].tolist() == pytest.approx([0.8, 0.6])
+    product = BottomUpCodec((64, 64), 1, stride=4, max_people=2, joint_threshold=0.1,
+                            person_score="centre_x_joints").decode(maps)
+    assert product.scores[0].tolist() == pytest.approx([0.54, 0.2])
+    assert product.centre_scores[0].tolist() == pytest.approx([0.6, 0.8])
+    # every field follows its person: Q's wrist is the peak (13, 8) + (0.25, -0.25), P's (6, 8) + same
+    np.testing.assert_allclose(product.keypoints[0, :, 0].numpy(),
+                               [[13.25 * 4 + 1.5, 7.75 * 4 + 1.5], [6.25 * 4 + 1.5, 7.75 * 4 + 1.5]], atol=1e-5)
+    assert product.keypoint_scores[0, :, 0].tolist() == pytest.approx([0.9, 0.25])
+    np.testing.assert_allclose(product.boxes[0, :, 0].numpy(), [(11 - 4) * 4 + 1.5, (4 - 4) * 4 + 1.5], atol=1e-5)
+    with pytest.raises(ValueError, match=r"unknown eval.person_score 'joints'"):
+        BottomUpCodec((64, 64), 1, person_score="joints")
+
+
 def test_a_peak_outside_the_box_below_the_threshold_or_too_far_is_not_taken():
     codec = BottomUpCodec((64, 64), 1, stride=4, max_people=1, joint_threshold=0.1)
     # one person at pixel (6, 8), box 8 x 8 pixels: x and y in [2, 10]; regressed wrist (8.5, 8.0);

@@ -175,12 +175,20 @@ def test_pts_images_can_live_under_a_separate_image_root(tmp_path):
     assert record.image_path == str(tmp_path / "img" / "sub" / "a.png") and (record.width, record.height) == (10, 6)
 
 
-def test_menpo_folder_reads_its_19_and_68_point_files(shared_data):
-    records = read(shared_data / "fixtures" / "menpo_pts")
-    check_records(records)
-    counts = {Path(r.image_path).stem: r.num_keypoints for r in records}
-    assert counts == {"breakingbad": 68, "einstein": 68, "takeo": 68, "tongue": 19}
+def test_menpo_folder_refuses_its_19_point_file_among_68_point_ones_naming_both_counts(shared_data):
+    folder = shared_data / "fixtures" / "menpo_pts"
+    with pytest.raises(InvalidAnnotationError,
+                       match=r"tongue\.pts: field 'points': 19 points, but 3 of the 4 \.pts files have 68"):
+        read(folder)
+    with pytest.warns(UserWarning, match="skipped 1 invalid sample"):
+        records = read(folder, skip_invalid=True)
+    check_records(records, 68)
+    assert sorted(Path(r.image_path).stem for r in records) == ["breakingbad", "einstein", "takeo"]
     assert [r for r in records if r.image_path.endswith("takeo.ppm")]
+    (skipped,) = records.skipped
+    assert "tongue.pts" in skipped and "19 points" in skipped
+    (tongue,) = read(folder / "tongue.pts")  # alone, its 19 points are fine
+    assert tongue.num_keypoints == 19
 
 
 def test_num_keypoints_68_rejects_the_19_point_file_by_name(shared_data):
@@ -571,3 +579,103 @@ def test_image_size_reads_headers_like_pil(tmp_path, shared_data):
     write_pts(tmp_path / "broken.pts", [(2, 2), (5, 6)])
     with pytest.raises(InvalidAnnotationError, match=r"broken\.pts.*'image'.*cannot read the image header"):
         read(tmp_path / "broken.pts")
+
+
+# ------------------------------------------------------------------------------------ issue 14: labels on the wrong image
+
+
+def _two_image_coco(tmp_path, images, annotations):
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        make_image(tmp_path / name, 100, 80)
+    data = {"images": images, "categories": [{"id": 1, "name": "thing", "keypoints": ["p", "q"]}],
+            "annotations": annotations}
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _image(image_id, file_name):
+    return {"id": image_id, "file_name": file_name, "width": 100, "height": 80}
+
+
+def test_a_repeated_image_id_is_an_error_naming_the_file_and_the_id(tmp_path):
+    path = _two_image_coco(tmp_path, [_image(1, "a.jpg"), _image(2, "b.jpg"), _image(1, "c.jpg")],
+                           [_ann(id=7, image_id=1), _ann(id=8, image_id=2), _ann(id=9, image_id=1)])
+    with pytest.raises(InvalidAnnotationError) as info:
+        read(path)
+    assert str(info.value) == (f"{path}, images[2] (c.jpg): field 'id': image id 1 is also images[0] (a.jpg); ids "
+                               "must be unique, so annotations cannot tell the two apart")
+
+
+def test_skip_invalid_drops_both_images_of_a_repeated_id_and_their_annotations(tmp_path):
+    path = _two_image_coco(tmp_path, [_image(1, "a.jpg"), _image(2, "b.jpg"), _image(1, "c.jpg")],
+                           [_ann(id=7, image_id=1), _ann(id=8, image_id=2), _ann(id=9, image_id=1)])
+    with pytest.warns(UserWarning, match="skipped 3 invalid sample"):
+        records = read(path, skip_invalid=True)
+    assert [(Path(r.image_path).name, [i.extra["annotation_id"] for i in r.instances]) for r in records] == \
+        [("b.jpg", [8])]
+    assert "images[2] (c.jpg): field 'id': image id 1" in records.skipped[0]
+    assert [s.split(": field")[0] for s in records.skipped[1:]] == [f"{path}, annotation id 7", f"{path}, annotation id 9"]
+    assert all("image id 1 is not read" in s for s in records.skipped[1:])
+
+
+def test_an_image_listed_twice_is_an_error_naming_it_and_is_never_read_twice(tmp_path):
+    # "./a.jpg" is a.jpg spelt another way
+    path = _two_image_coco(tmp_path, [_image(1, "a.jpg"), _image(2, "b.jpg"), _image(3, "./a.jpg")],
+                           [_ann(id=7, image_id=1), _ann(id=8, image_id=2), _ann(id=9, image_id=3)])
+    with pytest.raises(InvalidAnnotationError) as info:
+        read(path)
+    assert str(info.value) == (f"{path}, images[2] (image id 3): field 'file_name': image './a.jpg' is also "
+                               "images[0] (image id 1): an image may be listed once")
+    with pytest.warns(UserWarning, match="skipped 3 invalid sample"):
+        records = read(path, skip_invalid=True)
+    assert [Path(r.image_path).name for r in records] == ["b.jpg"]
+    assert sorted(s.split(": field")[0] for s in records.skipped[1:]) == \
+        [f"{path}, annotation id 7", f"{path}, annotation id 9"]
+
+
+@pytest.mark.parametrize("bbox, outside", [
+    ([200, 5, 30, 30], True),  # right of a 100x80 image
+    ([99.5, 5, 30, 30], True),  # starts on the right edge of the last column (it spans 98.5..99.5)
+    ([99.4, 5, 30, 30], False),
+    ([-40, 5, 39.5, 30], True),  # ends on the left edge of column 0 (x = -0.5)
+    ([-40, 5, 39.6, 30], False),
+    ([5, 79.5, 30, 30], True),  # below
+    ([5, -31, 30, 30], True),  # above
+])
+def test_a_box_entirely_outside_its_image_is_an_error_naming_the_annotation_and_field(tmp_path, bbox, outside):
+    path = _coco_file(tmp_path, annotations=[_ann(bbox=bbox)])
+    if not outside:
+        assert read(path)[0].instances[0].bbox.tolist() == bbox
+        return
+    with pytest.raises(InvalidAnnotationError) as info:
+        read(path)
+    assert str(info.value) == (f"{path}, annotation id 7: field 'bbox': box {[float(v) for v in bbox]} (x, y, w, h) "
+                               "lies entirely outside the 100x80 image")
+    with pytest.warns(UserWarning, match="skipped 1 invalid sample"):
+        assert read(path, skip_invalid=True) == []
+
+
+def test_a_tight_box_of_points_all_beside_the_image_is_entirely_outside_it(tmp_path):
+    make_image(tmp_path / "a.jpg", 64, 48)
+    write_pts(tmp_path / "a.pts", [(-5, 2), (-3, 9)])  # 0-based x -6 and -4: within max_outside, but off the image
+    with pytest.raises(InvalidAnnotationError, match=r"a\.pts: field 'bbox': box \[-6\.0, 1\.0, 2\.0, 7\.0\] .* "
+                                                     r"entirely outside the 64x48 image"):
+        read(tmp_path)
+
+
+def test_a_pts_folder_with_one_67_point_file_among_68_point_ones_names_it_and_both_counts(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in ("a", "b", "c", "d"):  # "a" comes first: the common count wins, not the first file's
+        make_image(tmp_path / f"{name}.jpg", 64, 48)
+        write_pts(tmp_path / f"{name}.pts", rng.uniform(2, 40, (67 if name == "a" else 68, 2)).round(2))
+    with pytest.raises(InvalidAnnotationError) as info:
+        read(tmp_path)
+    assert str(info.value) == (f"{tmp_path / 'a.pts'}: field 'points': 67 points, but 3 of the 4 .pts files have 68; "
+                               "a folder's files must all have one point count (pass num_keypoints= to choose it)")
+    with pytest.warns(UserWarning, match="skipped 1 invalid sample"):
+        records = read(tmp_path, skip_invalid=True)
+    assert [Path(r.image_path).stem for r in records] == ["b", "c", "d"] and records.skipped == [str(info.value)]
+    check_records(records, 68)
+    with pytest.raises(InvalidAnnotationError, match=r"b\.pts: field 'points': wrong number of points: 68, expected 67"):
+        read(tmp_path, num_keypoints=67)

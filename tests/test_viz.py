@@ -450,7 +450,7 @@ def test_bottom_up_maps_decode_for_display_as_people_with_snapped_joints_centres
     moved = decode_for_display(BottomUpMode(), codec, maps, back=back)
     for name in ("points", "centres", "regressed"):
         assert getattr(moved, name) == pytest.approx(getattr(shown, name) * 2 + [10.0, -5.0], abs=1e-6)
-    only_first = decode_for_display(BottomUpMode(), codec, maps, peak_threshold=0.9)
+    only_first = decode_for_display(BottomUpMode(min_score=0.9), codec, maps)  # the mode says who is listed
     assert only_first.points.shape == (1, 2, 2) and only_first.snapped.tolist() == [[True, True]]
 
     assert joint_heatmaps(codec, maps).shape == (1, 2, 16, 16)
@@ -538,14 +538,15 @@ BOTTOMUP_TINY = ["data.train.num_samples=4", "data.val.num_samples=4", "data.inp
 
 @pytest.fixture
 def bottomup_checkpoint(tmp_path):
-    """An untrained bottom-up model whose centre heatmap is near 1 everywhere (so people are
-    decoded and drawn), written by ``save_checkpoint``."""
+    """An untrained bottom-up model whose centre and joint heatmaps are near 1 everywhere (so people
+    score near 1 x 1 and are decoded and drawn), written by ``save_checkpoint``."""
     config = load_config("people_bottomup", BOTTOMUP_TINY)
     scheme = build_scheme(config)
     torch.manual_seed(0)
     model = build_model(config, scheme)
     state = model.state_dict()
     state["head.classifier.bias"][0] = 6.0  # the centre channel: sigmoid ~ 1
+    state["head.classifier.bias"][5 + 2 * 17:5 + 3 * 17] = 6.0  # the 17 joint channels
     path = tmp_path / "bottomup.pt"
     save_checkpoint(path, config=OmegaConf.to_container(config), scheme=scheme, model=state, step=0)
     return path

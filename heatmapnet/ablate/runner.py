@@ -1,59 +1,26 @@
-"""Orchestration of an ablation: budgets, the learning-rate sweep per arm, the runs per seed and
-the whole ablation over its settings.
+"""Orchestration of an ablation: per setting and budget, the learning-rate sweep of each arm, its
+runs per seed, the comparisons early and at the end, the plots; the whole ablation over its
+settings and budgets.
 
-Every run goes through the engine's public API (:class:`heatmapnet.engine.Trainer`,
-:class:`heatmapnet.engine.NonFiniteLossError`) and :func:`heatmapnet.evaluation.primary_metric`;
-the numbers go to :mod:`.stats`, the plots and the report to :mod:`.report`.
+Every run goes through :mod:`.runs` (the engine's :class:`heatmapnet.engine.Trainer`, cached
+per run for ``--resume``); the numbers go to :mod:`.stats`, the plots and the report to
+:mod:`.report`.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from .arms import ARMS, BUILTIN_SETTINGS, DEFAULT_ARMS, REFINEMENTS, check_arms, dotlist
+from .arms import BUILTIN_SETTINGS, Design, arm_base, arm_overrides, dotlist, resolve_design
+from .budgets import BUDGETS, DEFAULT_BUDGET, Budget
 from .report import example_image, plot_curves, plot_final, write_report
-from .stats import THRESHOLD_SLACK, compare_arms, convergence_threshold, steps_to_threshold, summarize, verdict
-
-
-@dataclass(frozen=True)
-class Budget:
-    """How much to spend: seeds, the learning-rate sweep and config overrides per data mode."""
-
-    seeds: int
-    lr_factors: tuple  # the sweep's rates, as multiples of the config's train.lr
-    sweep_fraction: float  # a sweep run's steps (and warm-up) as a fraction of a full run's
-    holdout: int  # samples held out of the training data to pick the rate on
-    val_samples: Optional[int]  # validation samples evaluated (None: the whole split)
-    name: str = "custom"
-    overrides: Dict[str, Dict[str, object]] = field(default_factory=dict)  # data.mode -> overrides
-    extend_sweep: int = 0  # extra rates (x2 or /2) an arm may try while its best one is at the sweep's edge
-
-
-# One torch thread and one loader process: on a shared 2-core machine a second OpenMP thread that
-# has to wait for a busy core slows these small models down by an order of magnitude.
-_SMALL_CPU = {"model.backbone": "mobilenetv3_small_050", "model.head_channels": 32, "model.head": "fpn",
-              "train.threads": 1, "data.num_workers": 1}
-def _per_mode(steps: int, warmup: int, eval_every: int) -> Dict[str, Dict[str, object]]:
-    """The small CPU model per data mode: input size and batch for each, the step budget for all."""
-    schedule = {"train.steps": steps, "train.warmup_steps": warmup, "train.eval_every": eval_every}
-    sizes = {"topdown": ([64, 64], 16), "multi": ([96, 96], 8), "bottomup": ([128, 128], 8)}
-    return {mode: {**_SMALL_CPU, "data.input_size": size, "train.batch_size": batch, **schedule}
-            for mode, (size, batch) in sizes.items()}
-
-
-BUDGETS: Dict[str, Budget] = {
-    # both built-in settings, default arms: about 3 minutes on 2 CPU cores
-    "quick": Budget(seeds=2, lr_factors=(1.0, 2.5), sweep_fraction=0.5, holdout=48, val_samples=48, name="quick",
-                    extend_sweep=1, overrides=_per_mode(steps=80, warmup=8, eval_every=16)),
-    # about 15 minutes: the same sizes, 2.5x the steps, 3 seeds, a 3-rate sweep, more validation samples
-    "full": Budget(seeds=3, lr_factors=(1.0, 2.5, 5.0), sweep_fraction=0.4, holdout=64, val_samples=100, name="full",
-                   extend_sweep=2, overrides=_per_mode(steps=250, warmup=20, eval_every=25)),
-}
+from .runs import RunCache, RunResult, RunSpec, resolve_device, restore_trainer
+from .stats import (THRESHOLD_SLACK, compare_arms, convergence_threshold, factorial_effects, steps_to_threshold,
+                    summarize, verdict)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -102,54 +69,20 @@ def holdout_overrides(config, samples: int) -> Dict[str, object]:
 
 
 # ----------------------------------------------------------------------------------------------
-# training the runs
+# the learning-rate sweep
 # ----------------------------------------------------------------------------------------------
-def train_run(config_name: str, overrides: Sequence[str], out_dir: Path):
-    """One run through the engine in a fresh ``out_dir``: (the trainer, model kept, its summary)."""
-    from ..config import load_config
-    from ..engine import Trainer
+@dataclass
+class Scores:
+    """A sweep's outcome: the metric's direction (None until a run finished) and, per rate, the
+    mean holdout metric over the sweep's seeds (None where a seed diverged)."""
 
-    config = load_config(config_name, overrides)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)  # metrics.jsonl is appended to: a rerun must not extend an old curve
-    trainer = Trainer(config, out_dir)
-    return trainer, trainer.run()
-
-
-def read_curve(run_dir, metric: str):
-    """(steps, values) of ``metric`` from a run's ``metrics.jsonl`` (one row per evaluation)."""
-    steps, values = [], []
-    for line in (Path(run_dir) / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
-        if f"val/{metric}" in record:
-            steps.append(int(record["step"]))
-            values.append(float(record[f"val/{metric}"]))
-    return steps, values
+    higher_is_better: Optional[bool]
+    values: Dict[float, Optional[float]]
 
 
 def round_rate(value: float) -> float:
     """A learning rate to three significant digits (the sweep's grid)."""
     return float(f"{value:.3g}")
-
-
-def sweep_rates(config_name: str, overrides: List[str], rates: Sequence[float], out: Path, log):
-    """Short runs at each rate on the holdout: (metric name, higher is better, {rate: value or
-    None where the run diverged})."""
-    from ..engine import NonFiniteLossError
-    from ..evaluation import primary_metric
-
-    metric = higher = None
-    values = {}
-    for lr in rates:
-        try:
-            _, summary = train_run(config_name, overrides + dotlist({"train.lr": lr}), out / f"lr{lr:g}")
-        except NonFiniteLossError as error:
-            log(f"{out}: lr {lr:g} diverged ({error})")
-            values[lr] = None
-            continue
-        metric, values[lr], higher = primary_metric(summary["final"])
-        log(f"{out}: lr {lr:g}: {metric} {values[lr]:.4f} on the holdout")
-    return metric, higher, values
 
 
 def best_rate(values: Dict[float, Optional[float]], higher: bool) -> Optional[float]:
@@ -158,154 +91,382 @@ def best_rate(values: Dict[float, Optional[float]], higher: bool) -> Optional[fl
     return (max if higher else min)(finite, key=finite.get) if finite else None
 
 
-def sweep_until_bracketed(config_name: str, overrides: List[str], rates: Sequence[float], extra: int, out: Path,
-                          log):
-    """:func:`sweep_rates`, then while the best rate is the highest (lowest) swept, one more rate
+def edge_of(values: Dict[float, Optional[float]], picked: Optional[float]) -> Optional[str]:
+    """"highest" / "lowest" where the picked rate is at that edge of the rates tried, "only" for a
+    single rate, else None (bracketed)."""
+    if picked is None:
+        return None
+    if len(values) < 2:
+        return "only"
+    return "highest" if picked == max(values) else "lowest" if picked == min(values) else None
+
+
+def bracket_rates(evaluate: Callable[[List[float]], Scores], rates: Sequence[float], extra: int, log,
+                  label: str = "sweep") -> Scores:
+    """``evaluate(rates)``, then while the best rate is the highest (lowest) tried, one more rate
     twice as high (half as low), at most ``extra`` times: so that no arm keeps a rate only because
-    the grid stopped there. A diverged rate ends the search upwards."""
-    metric, higher, values = sweep_rates(config_name, overrides, rates, out, log)
+    the grid stopped there. A diverged rate above the best brackets it (it ends the search upwards)."""
+    scores = evaluate(list(rates))
+    values, higher = dict(scores.values), scores.higher_is_better
     for _ in range(extra):
         best = best_rate(values, higher)
-        if best is None or len(values) < 2 or min(values) < best < max(values):
+        edge = edge_of(values, best)
+        if best is None or edge not in ("highest", "lowest"):
             break
-        edge = max(values) if best == max(values) else min(values)
-        candidate = round_rate(edge * 2 if best == max(values) else edge / 2)
-        log(f"{out}: best rate {best:g} is at the edge of the sweep; trying {candidate:g}")
-        metric, higher, more = sweep_rates(config_name, overrides, [candidate], out, log)
-        values.update(more)
-    return metric, higher, dict(sorted(values.items()))
+        candidate = round_rate(best * 2 if edge == "highest" else best / 2)
+        log(f"{label}: best rate {best:g} is the {edge} tried; trying {candidate:g}")
+        more = evaluate([candidate])
+        values.update(more.values)
+        higher = more.higher_is_better if higher is None else higher
+    return Scores(higher, dict(sorted(values.items())))
 
 
-def seed_runs(config_name: str, overrides: List[str], lr: float, seeds: Sequence[int], out: Path, log):
-    """One full run per seed: (metric name, higher is better, the arm's per-seed results, the
-    first seed's trainer). Each run's final weights are also decoded with every refinement."""
-    from ..engine import NonFiniteLossError
-    from ..evaluation import primary_metric
+# ----------------------------------------------------------------------------------------------
+# one setting under one budget
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class Context:
+    """What every run of one ablation shares."""
 
-    finals, curves, runs, first = [], [], [], None
-    by_refine = {}
-    for k, seed in enumerate(seeds):
-        run_dir = out / f"seed{k}"
-        try:
-            trainer, summary = train_run(config_name, overrides + dotlist({"train.lr": lr, "train.seed": seed}),
-                                         run_dir)
-        except NonFiniteLossError as error:
-            raise NonFiniteLossError(f"{run_dir} (lr {lr:g}, train.seed {seed}): {error}") from None
-        metric, value, higher = primary_metric(summary["final"])
-        finals.append(value)
-        curves.append(read_curve(run_dir, metric))
-        runs.append(str(run_dir))
-        for refine in trainer.codec.refinements:  # the same weights under each sub-pixel decoder
-            result = summary["final"] if refine == trainer.config.eval.refine \
-                else trainer.evaluate(dataclasses.replace(trainer.codec, refine=refine))
-            by_refine.setdefault(refine, []).append(primary_metric(result)[1])
-        first = first or trainer
-        log(f"{run_dir}: lr {lr:g}: {metric} {value:.4f}")
-    results = {"seeds": list(seeds), "final": finals, "stats": summarize(finals),
-               "curves": {"steps": curves[0][0], "values": [values for _, values in curves]},
-               "refine": {r: {"values": v, "stats": summarize(v)} for r, v in by_refine.items()}, "runs": runs}
-    return metric, higher, results, first
+    out: Path
+    cache: RunCache
+    device: str
+    user_overrides: Tuple[str, ...] = ()
+    seeds: Optional[int] = None  # None: each budget's own
+    rates: Optional[Tuple[float, ...]] = None  # None: the config's train.lr times the budget's factors
+    thresholds: Optional[Dict[str, float]] = None
+    early_step: Optional[int] = None  # None: the budget's early fraction of the steps
+    extra_steps: Optional[int] = None  # a continuation's steps; None: the budget's steps
+    log: Callable = print
 
 
-def run_setting(config_name: str, arms: Sequence[str], budget: Budget, seeds: int, out: Path,
-                user_overrides: Sequence[str] = (), rates: Optional[Sequence[float]] = None,
-                thresholds: Optional[Dict[str, float]] = None, log=print) -> dict:
-    """Sweep, train and evaluate every arm on one config; write its plots; return its results.
+@dataclass(frozen=True)
+class Plan:
+    """One setting under one budget: the override layers and the schedule every arm shares."""
 
-    Overrides stack as: the config file, the budget for its data mode, the arm, the user's
-    ``--set``, the data split (validation size, or the sweep's holdout), then the run's own
-    ``train.lr`` and ``train.seed``.
-    """
-    from ..config import load_config, resolve_config_path
-    from ..engine import NonFiniteLossError
+    config: str
+    name: str
+    mode: str
+    budget: Budget
+    seeds: int
+    budget_overrides: Tuple[str, ...]  # the budget's, for this data mode (long: the stop rule's eval_every)
+    validation: Tuple[str, ...]
+    holdout: Tuple[str, ...]
+    steps: int  # a run's train.steps (long: the cap)
+    warmup: int
+    eval_every: int
+    extra_steps: int  # a continuation arm's steps
+    first_seed: int
+    learning_rates: Tuple[float, ...]
+    refine_default: str
+    folder: Path  # out / setting / budget
+    user_overrides: Tuple[str, ...] = ()
 
+    def arm_schedule(self, arm: str) -> Dict[str, object]:
+        """The steps and warm-up of an arm: a continuation trains ``extra_steps`` with the warm-up
+        scaled alike; other arms the budget's."""
+        if arm_base(arm) is None:
+            return {"train.steps": self.steps, "train.warmup_steps": self.warmup}
+        return {"train.steps": self.extra_steps, "train.warmup_steps": round(self.warmup * self.extra_steps / self.steps)}
+
+    def arm_layers(self, arm: str) -> List[str]:
+        """Overrides as they stack: the budget, the arm, the user's ``--set``."""
+        return list(self.budget_overrides) + dotlist(arm_overrides(arm)) + list(self.user_overrides)
+
+
+def plan_budget(config_name: str, budget: Budget, context: Context) -> Plan:
+    from ..config import ConfigError, load_config, resolve_config_path
+
+    user = list(context.user_overrides)
+    mode = load_config(config_name, user).data.mode
+    layers = dict(budget.overrides.get(mode, {}))
+    config = load_config(config_name, dotlist(layers) + user)
+    if budget.stop is not None:  # evaluated often enough to see a plateau (a --set train.eval_every wins)
+        layers["train.eval_every"] = budget.stop.eval_every(config.train.steps)
+        config = load_config(config_name, dotlist(layers) + user)
+    seeds = budget.seeds if context.seeds is None else int(context.seeds)
+    if seeds < 2:
+        raise ConfigError(f"a paired test over seeds needs at least 2 seeds, got {seeds}")
+    if budget.sweep_seeds < 2:
+        raise ConfigError(f"budget {budget.name!r}: the learning rate is picked on the mean of at least 2 seeds, "
+                          f"got sweep_seeds={budget.sweep_seeds}")
+    steps = int(config.train.steps)
+    rates = context.rates or [config.train.lr * f for f in budget.lr_factors]
     name = resolve_config_path(config_name).stem
-    mode = load_config(config_name, user_overrides).data.mode
-    budgeted_overrides = dotlist(budget.overrides.get(mode, {}))
-    config = load_config(config_name, budgeted_overrides + list(user_overrides))
-    steps, first_seed = int(config.train.steps), int(config.train.seed)
-    sweep_steps = max(1, round(steps * budget.sweep_fraction))
-    learning_rates = [round_rate(r) for r in (rates or [config.train.lr * f for f in budget.lr_factors])]
-    validation = dotlist(validation_overrides(config, budget.val_samples))
-    holdout = dotlist(holdout_overrides(config, budget.holdout))
-    sweep_run = dotlist({"train.steps": sweep_steps, "train.eval_every": sweep_steps, "train.seed": first_seed,
-                         "train.warmup_steps": round(config.train.warmup_steps * budget.sweep_fraction)})
+    return Plan(config=config_name, name=name, mode=mode, budget=budget, seeds=seeds,
+                budget_overrides=tuple(dotlist(layers)),
+                validation=tuple(dotlist(validation_overrides(config, budget.val_samples))),
+                holdout=tuple(dotlist(holdout_overrides(config, budget.holdout))), steps=steps,
+                warmup=int(config.train.warmup_steps), eval_every=int(config.train.eval_every),
+                extra_steps=int(context.extra_steps or steps), first_seed=int(config.train.seed),
+                learning_rates=tuple(round_rate(r) for r in rates), refine_default=str(config.eval.refine),
+                folder=context.out / name / budget.name, user_overrides=tuple(user))
 
-    extension = 0 if rates else budget.extend_sweep  # rates given with --rates are swept exactly
-    results, kept = {}, {}
-    for arm in arms:
-        arm_overrides = budgeted_overrides + dotlist(ARMS[arm]) + list(user_overrides)
-        metric, higher, sweep = sweep_until_bracketed(config_name, arm_overrides + holdout + sweep_run,
-                                                      learning_rates, extension, out / name / "sweep" / arm, log)
-        lr = best_rate(sweep, higher)
-        if lr is None:
-            raise NonFiniteLossError(f"{name}: arm {arm} diverged at every learning rate {list(sweep)}; "
-                                     "try --rates with lower values")
-        metric, higher, runs, kept[arm] = seed_runs(config_name, arm_overrides + validation, lr,
-                                                    [first_seed + k for k in range(seeds)], out / name / arm, log)
-        results[arm] = {"overrides": ARMS[arm], "lr": lr,
-                        "sweep": {"steps": sweep_steps, "values": {f"{r:g}": v for r, v in sweep.items()}}, **runs}
 
-    means = [results[arm]["stats"]["mean"] for arm in arms]
+@dataclass
+class ArmOutcome:
+    """An arm under one budget: its sweep (scores, runs per rate and sweep seed), the rate picked
+    and its runs, one per seed."""
+
+    name: str
+    scores: Scores
+    sweep_runs: Dict[float, List[RunResult]]
+    sweep_steps: int
+    lr: float
+    runs: List[RunResult]
+
+
+def sweep_arm(plan: Plan, arm: str, base: Optional[ArmOutcome], context: Context) -> Tuple[Scores, Dict, int]:
+    """The arm's sweep on the holdout: each rate trained with ``budget.sweep_seeds`` seeds for a
+    fraction of the arm's steps (a continuation from its base's sweep run of the same seed), scored
+    by the mean; extended past an edge (:func:`bracket_rates`)."""
+    schedule = plan.arm_schedule(arm)
+    fraction = plan.budget.sweep_fraction
+    sweep_steps = max(1, round(schedule["train.steps"] * fraction))
+    layers = plan.arm_layers(arm) + list(plan.holdout) + dotlist(
+        {"train.steps": sweep_steps, "train.eval_every": sweep_steps,
+         "train.warmup_steps": round(schedule["train.warmup_steps"] * fraction)})
+    seeds = [plan.first_seed + k for k in range(plan.budget.sweep_seeds)]
+    runs: Dict[float, List[RunResult]] = {}
+    folder = plan.folder / "sweep" / arm
+
+    def evaluate(rates: List[float]) -> Scores:
+        higher, values = None, {}
+        for lr in rates:
+            results = [context.cache.run(RunSpec(
+                plan.config, tuple(layers + dotlist({"train.lr": lr, "train.seed": seed})), folder / f"lr{lr:g}_seed{k}",
+                init_from=None if base is None else base.sweep_runs[base.lr][k]), context.device)
+                for k, seed in enumerate(seeds)]
+            runs[lr] = results
+            finals = [r.final for r in results]
+            values[lr] = None if None in finals else sum(finals) / len(finals)
+            higher = next((r.higher_is_better for r in results if r.higher_is_better is not None), higher)
+            shown = ", ".join("diverged" if v is None else f"{v:.4f}" for v in finals)
+            context.log(f"{folder}: lr {lr:g}: holdout {shown}"
+                        + ("" if values[lr] is None else f", mean {values[lr]:.4f}"))
+        return Scores(higher, values)
+
+    scores = bracket_rates(evaluate, plan.learning_rates, plan.budget.extend_sweep, context.log, str(folder))
+    return scores, runs, sweep_steps
+
+
+def seed_runs(plan: Plan, arm: str, lr: float, base: Optional[ArmOutcome], context: Context) -> List[RunResult]:
+    """One run per seed at the picked rate on the validation split; a continuation starts from its
+    base arm's run of the same seed. Each run's final weights are also decoded with every decoder."""
+    from ..engine import NonFiniteLossError
+
+    layers = plan.arm_layers(arm) + list(plan.validation) + dotlist(plan.arm_schedule(arm))
+    stop = plan.budget.stop if arm_base(arm) is None else None  # a continuation trains exactly its extra steps
+    results = []
+    for k in range(plan.seeds):
+        seed = plan.first_seed + k
+        spec = RunSpec(plan.config, tuple(layers + dotlist({"train.lr": lr, "train.seed": seed})),
+                       plan.folder / arm / f"seed{k}", init_from=None if base is None else base.runs[k], stop=stop,
+                       refine=True)
+        result = context.cache.run(spec, context.device)
+        if result.diverged is not None:
+            raise NonFiniteLossError(f"{spec.run_dir} (lr {lr:g}, train.seed {seed}): {result.diverged}")
+        context.log(f"{spec.run_dir}: lr {lr:g}: {result.metric} {result.final:.4f} after {result.stopped_at} steps "
+                    f"({result.stop_reason})")
+        results.append(result)
+    return results
+
+
+def train_arm(plan: Plan, arm: str, outcomes: Dict[str, ArmOutcome], context: Context) -> ArmOutcome:
+    from ..engine import NonFiniteLossError
+
+    base = outcomes[arm_base(arm)] if arm_base(arm) else None
+    scores, sweep_runs, sweep_steps = sweep_arm(plan, arm, base, context)
+    lr = best_rate(scores.values, scores.higher_is_better)
+    if lr is None:
+        raise NonFiniteLossError(f"{plan.name}: arm {arm} diverged at every learning rate {list(scores.values)}; "
+                                 "try --rates with lower values")
+    return ArmOutcome(arm, scores, sweep_runs, sweep_steps, lr, seed_runs(plan, arm, lr, base, context))
+
+
+def arm_json(outcome: ArmOutcome, plan: Plan, out: Path) -> dict:
+    """An arm's results as ``results.json`` holds them."""
+    runs = outcome.runs
+    finals = [run.final for run in runs]
+    refinements = [r for r in runs[0].refine if all(r in run.refine for run in runs)]
+    by_refine = {r: [run.refine[r] for run in runs] for r in refinements}
+    return {
+        "overrides": arm_overrides(outcome.name), "base": arm_base(outcome.name), "lr": outcome.lr,
+        "sweep": {"steps": outcome.sweep_steps, "seeds": len(next(iter(outcome.sweep_runs.values()))),
+                  "values": {f"{r:g}": v for r, v in outcome.scores.values.items()},
+                  "per_seed": {f"{r:g}": [run.final for run in results] for r, results in outcome.sweep_runs.items()},
+                  "edge": edge_of(outcome.scores.values, outcome.lr)},
+        "seeds": [plan.first_seed + k for k in range(len(runs))],
+        "final": finals, "stats": summarize(finals),
+        "curves": [{"steps": run.steps, "values": run.values} for run in runs],
+        "stopped_at": [run.stopped_at for run in runs], "stop_reason": [run.stop_reason for run in runs],
+        "refine": {r: {"values": v, "stats": summarize(v)} for r, v in by_refine.items()},
+        "runs": [str(Path(run.run_dir).relative_to(out)) for run in runs],
+        "wall_time_s": [run.wall_time_s for run in runs],
+    }
+
+
+def snapshot(plan: Plan, design: Design, outcomes: Dict[str, ArmOutcome], label: str,
+             step: Optional[int]) -> dict:
+    """The design's arms compared at ``step`` (None: each run's final evaluation): per arm the
+    per-seed values and their summary, the paired comparisons of the design's pairs, a 2 x 2
+    design's effects, and the verdict. A run not evaluated at ``step`` leaves it incomplete."""
+    first = outcomes[design.arms[0]].runs[0]
+    metric, higher = first.metric, first.higher_is_better
+    values = {arm: [run.final if step is None else run.value_at(step) for run in outcomes[arm].runs]
+              for arm in design.arms}
+    result = {"label": label, "step": step, "name": f"{plan.name}, {plan.budget.name} budget, {label}",
+              "metric": metric, "higher_is_better": higher, "seeds": plan.seeds}
+    missing = [arm for arm, per_seed in values.items() if None in per_seed]
+    if missing:
+        result["missing"] = missing
+        result["verdict"] = f"{result['name']}: not every run of {', '.join(missing)} was evaluated there."
+        return result
+    result["arms"] = {arm: {"values": per_seed, "stats": summarize(per_seed)} for arm, per_seed in values.items()}
+    result["comparisons"] = compare_arms(values, higher, pairs=design.compared_pairs())
+    if design.two_by_two():
+        cells = {a: {b: values[arm] for b, arm in row.items()} for a, row in design.grid().items()}
+        result["effects"] = factorial_effects(cells, [factor.name for factor in design.factors], higher)
+    result["verdict"] = verdict(result)
+    return result
+
+
+def add_steps_to_threshold(block: dict, design: Design, metric: str, higher: bool,
+                           thresholds: Optional[Dict[str, float]]) -> None:
+    arms = block["arms"]
     if thresholds and metric in thresholds:
         threshold, rule = float(thresholds[metric]), "given with --threshold"
     else:
-        threshold = convergence_threshold(means, higher)
+        threshold = convergence_threshold([arms[arm]["stats"]["mean"] for arm in design.arms], higher)
         rule = f"the weakest arm's final mean, relaxed by {THRESHOLD_SLACK:.0%}"
-    for arm in arms:
-        curves = results[arm]["curves"]
-        steps_to = [steps_to_threshold(curves["steps"], values, threshold, higher) for values in curves["values"]]
+    block["threshold"] = {"value": threshold, "rule": rule}
+    for arm in design.arms:
+        steps_to = [steps_to_threshold(c["steps"], c["values"], threshold, higher) for c in arms[arm]["curves"]]
         reached = [s for s in steps_to if s is not None]
-        results[arm]["steps_to_threshold"] = {"per_seed": steps_to, "reached": len(reached),
-                                              "stats": summarize(reached) if reached else None}
-    comparisons = compare_arms({arm: results[arm]["final"] for arm in arms}, higher)
-    setting = {
-        "name": name, "config": str(resolve_config_path(config_name)), "mode": mode, "metric": metric,
-        "higher_is_better": higher, "scheme": config.data.scheme,
-        "overrides": {"budget": budgeted_overrides, "user": list(user_overrides), "validation": validation,
-                      "sweep_holdout": holdout},
-        "steps": steps, "eval_every": int(config.train.eval_every), "sweep_steps": sweep_steps,
-        "learning_rates": learning_rates, "sweep_extension": extension, "seeds": seeds,
-        "refine_default": config.eval.refine,
-        "threshold": {"value": threshold, "rule": rule}, "arms": results, "comparisons": comparisons}
-    setting["verdict"] = verdict(setting)
-    setting["plots"] = {"curves": plot_curves(setting, out / f"{name}_curves.png"),
-                        "final": plot_final(setting, out / f"{name}_final.png"),
-                        "example": example_image(name, kept, out / f"{name}_example.png")}
+        arms[arm]["steps_to_threshold"] = {"per_seed": steps_to, "reached": len(reached),
+                                           "stats": summarize(reached) if reached else None}
+
+
+def example_from_runs(name: str, runs: Dict[str, RunResult], path: Path, device: str) -> str:
+    """:func:`heatmapnet.ablate.report.example_image` of finished runs, their weights read back
+    from their ``last.pt`` (so a resumed ablation draws it too)."""
+    return example_image(name, {arm: restore_trainer(run, device) for arm, run in runs.items()}, path)
+
+
+def run_budget(config_name: str, design: Design, budget: Budget, context: Context) -> dict:
+    """Sweep, train and evaluate every arm of ``design`` (and the bases its continuations start
+    from) on one config under one budget; compare them early and at the end; draw the plots."""
+    plan = plan_budget(config_name, budget, context)
+    outcomes: Dict[str, ArmOutcome] = {}
+    for arm in design.bases() + list(design.arms):
+        outcomes[arm] = train_arm(plan, arm, outcomes, context)
+    continuation = all(arm_base(arm) for arm in design.arms)
+    run_steps = plan.extra_steps if continuation else plan.steps
+    early_step = context.early_step or budget.early_step(run_steps, plan.eval_every)
+    end_label = "at the plateau" if budget.stop is not None and not continuation else f"at the end (step {run_steps})"
+    first = outcomes[design.arms[0]].runs[0]
+    block = {
+        "budget": budget.name, "steps": plan.steps, "eval_every": plan.eval_every, "warmup_steps": plan.warmup,
+        "stop": None if budget.stop is None else {**dataclasses.asdict(budget.stop), "rule": budget.stop.describe()},
+        "continuation": continuation, "extra_steps": plan.extra_steps if continuation else None,
+        "seeds": plan.seeds, "sweep_seeds": budget.sweep_seeds, "sweep_fraction": budget.sweep_fraction,
+        "learning_rates": list(plan.learning_rates), "sweep_extension": budget.extend_sweep,
+        "refine_default": plan.refine_default,
+        "overrides": {"budget": list(plan.budget_overrides), "user": list(context.user_overrides),
+                      "validation": list(plan.validation), "sweep_holdout": list(plan.holdout)},
+        "arms": {arm: arm_json(outcomes[arm], plan, context.out) for arm in design.arms},
+        "bases": {arm: arm_json(outcomes[arm], plan, context.out) for arm in design.bases()},
+        "early": snapshot(plan, design, outcomes, f"early (step {early_step})", early_step),
+        "end": snapshot(plan, design, outcomes, end_label, None),
+    }
+    add_steps_to_threshold(block, design, first.metric, first.higher_is_better, context.thresholds)
+    stem = f"{plan.name}_{budget.name}"
+    block["plots"] = {
+        "curves": plot_curves(block, plan.name, first.metric, first.higher_is_better,
+                              context.out / f"{stem}_curves.png"),
+        "final": plot_final(block, plan.name, first.metric, first.higher_is_better, context.out / f"{stem}_final.png"),
+        "example": example_from_runs(plan.name, {arm: outcomes[arm].runs[0] for arm in design.arms},
+                                     context.out / f"{stem}_example.png", context.device)}
+    return block
+
+
+def run_setting(config_name: str, design: Design, budgets: Sequence[Budget], context: Context) -> dict:
+    """Every budget on one config: the setting's entry of ``results.json``."""
+    from ..config import load_config, resolve_config_path
+
+    config = load_config(config_name, list(context.user_overrides))
+    setting = {"name": resolve_config_path(config_name).stem, "config": str(resolve_config_path(config_name)),
+               "mode": str(config.data.mode), "scheme": str(config.data.scheme), "budgets": {}}
+    for budget in budgets:
+        block = run_budget(config_name, design, budget, context)
+        setting["budgets"][budget.name] = block
+        setting["metric"], setting["higher_is_better"] = block["end"]["metric"], block["end"]["higher_is_better"]
     return setting
 
 
 # ----------------------------------------------------------------------------------------------
 # the whole ablation
 # ----------------------------------------------------------------------------------------------
-def ablate(config: Optional[str] = None, out="runs/ablate", arms: Sequence[str] = DEFAULT_ARMS,
-           seeds: Optional[int] = None, budget="full", overrides: Sequence[str] = (),
-           rates: Optional[Sequence[float]] = None, thresholds: Optional[Dict[str, float]] = None,
+def resolve_budgets(budget: Union[str, Budget, Sequence[Union[str, Budget]]]) -> List[Budget]:
+    """Budget names of :data:`BUDGETS` or :class:`Budget` objects, one or a list, without repeats."""
+    from ..config import ConfigError
+
+    items = [budget] if isinstance(budget, (str, Budget)) else list(budget)
+    resolved = []
+    for item in items:
+        if isinstance(item, str):
+            if item not in BUDGETS:
+                raise ConfigError(f"unknown budget {item!r}; choose one of {list(BUDGETS)}")
+            item = BUDGETS[item]
+        if item.name not in [b.name for b in resolved]:
+            resolved.append(item)
+    if not resolved:
+        raise ConfigError(f"no budget given; choose from {list(BUDGETS)}")
+    return resolved
+
+
+def design_json(design: Design) -> dict:
+    return {"name": design.name, "question": design.question, "arms": list(design.arms),
+            "overrides": {arm: arm_overrides(arm) for arm in list(design.arms) + design.bases()},
+            "bases": {arm: arm_base(arm) for arm in design.arms if arm_base(arm)},
+            "factors": [{"name": f.name, "levels": list(f.levels)} for f in design.factors],
+            "cells": design.cells, "pairs": [list(pair) for pair in design.compared_pairs()]}
+
+
+def ablate(config: Optional[str] = None, out="runs/ablate", arms: Optional[Sequence[str]] = None,
+           seeds: Optional[int] = None, budget: Union[str, Budget, Sequence] = DEFAULT_BUDGET,
+           overrides: Sequence[str] = (), rates: Optional[Sequence[float]] = None,
+           thresholds: Optional[Dict[str, float]] = None, design: Optional[str] = None, resume: bool = False,
+           device: str = "auto", early_step: Optional[int] = None, extra_steps: Optional[int] = None,
            log=print) -> dict:
     """Run the ablation on ``config`` (default: both built-in settings) and write ``report.md``,
-    ``results.json`` and the PNGs into ``out``. ``budget`` is a name of :data:`BUDGETS` or a
-    :class:`Budget`; ``overrides`` (``key=value``) apply to every arm on top of the budget.
-    Returns the results as written to ``results.json``."""
-    from ..config import ConfigError, load_config
+    ``results.json`` and the PNGs into ``out``.
 
-    arms = check_arms(arms)
-    if isinstance(budget, str):
-        if budget not in BUDGETS:
-            raise ConfigError(f"unknown budget {budget!r}; choose one of {list(BUDGETS)}")
-        budget = BUDGETS[budget]
-    seeds = budget.seeds if seeds is None else int(seeds)
-    if seeds < 2:
-        raise ConfigError(f"a paired test over seeds needs at least 2 seeds, got {seeds}")
+    ``design`` names one of :data:`heatmapnet.ablate.arms.DESIGNS` (default the 2 x 2 loss x
+    target design); ``arms`` instead compares the arms given, every pair. ``budget`` is one or
+    several names of :data:`BUDGETS` (or :class:`Budget` objects), each run and reported on its
+    own; ``overrides`` (``key=value``) apply to every arm on top of the budget. ``resume`` reuses
+    the runs a previous call with the same ``out`` finished with the same settings. ``device``:
+    auto (a GPU when present), cpu or cuda. Returns the results as written to ``results.json``."""
+    from ..config import load_config
+
+    chosen = resolve_design(design, arms)
+    budgets = resolve_budgets(budget)
+    device = resolve_device(device)
     configs = [config] if config else list(BUILTIN_SETTINGS)
     for name in configs:  # a bad key fails here, before anything trains
-        for arm in arms:
-            load_config(name, dotlist(ARMS[arm]) + list(overrides))
+        for arm in chosen.bases() + list(chosen.arms):
+            load_config(name, dotlist(arm_overrides(arm)) + list(overrides))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    cache = RunCache(resume, log)
+    context = Context(out, cache, device, tuple(overrides), seeds, tuple(rates) if rates else None, thresholds,
+                      early_step, extra_steps, log)
     started = time.perf_counter()
-    settings = [run_setting(name, arms, budget, seeds, out, overrides, rates, thresholds, log) for name in configs]
-    results = {"arms": arms, "seeds": seeds, "budget": dataclasses.asdict(budget),
-               "settings": settings, "wall_time_s": round(time.perf_counter() - started, 1)}
+    settings = [run_setting(name, chosen, budgets, context) for name in configs]
+    results = {"design": design_json(chosen), "budgets": [dataclasses.asdict(b) for b in budgets],
+               "device": device, "settings": settings, "runs": {"trained": cache.trained, "reused": cache.reused},
+               "wall_time_s": round(time.perf_counter() - started, 1)}
     (out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
     write_report(results, out / "report.md")
     return results

@@ -1,8 +1,10 @@
 """The ablation's statistics: pure functions of numbers (numpy and scipy, no torch).
 
 Per arm: :func:`summarize` (mean, s.d., Student-t 95% interval over seeds). Between arms:
-:func:`paired_test` (same seed = a pair) and :func:`compare_arms` (every pair of arms, with the
-p-values Holm-Bonferroni-adjusted when there is more than one pair). Convergence:
+:func:`paired_test` (same seed = a pair) and :func:`compare_arms` (every pair of arms, or the
+pairs a design names, with the p-values Holm-Bonferroni-adjusted when there is more than one
+pair). Two-by-two designs: :func:`factorial_effects` (both main effects and the interaction, each
+a per-seed contrast tested over seeds, Holm-adjusted over the three). Convergence:
 :func:`convergence_threshold` and :func:`steps_to_threshold`. The one-line :func:`verdict` reads
 its decisions off the comparisons.
 
@@ -26,6 +28,7 @@ from scipy import stats
 ALPHA = 0.05  # significance level of the paired tests
 THRESHOLD_SLACK = 0.10  # default convergence threshold: within 10% of the weakest arm's final mean
 T_TEST = "paired t-test"
+ONE_SAMPLE_T_TEST = "one-sample t-test"  # of a per-seed contrast (a factorial effect) against 0
 SIGN_TEST = "exact sign test"
 HOLM = "Holm-Bonferroni"
 # Differences whose spread is below this fraction of the compared values' magnitude count as
@@ -61,9 +64,26 @@ def sign_test_p(differences: Sequence[float]) -> float:
     return min(1.0, 2.0 * tail)
 
 
-def _constant(differences: np.ndarray, first: np.ndarray, second: np.ndarray) -> bool:
-    scale = max(float(np.abs(first).max()), float(np.abs(second).max()))
-    return float(np.ptp(differences)) <= CONSTANT_TOLERANCE * scale
+def one_sample_test(differences: Sequence[float], scale: float) -> dict:
+    """The two-sided test of "the mean of ``differences`` is 0" over seeds: ``test``, ``t``, ``p``.
+
+    The t-test (``stats.ttest_1samp``: the paired t-test on paired differences); where the
+    differences are constant (spread at most :data:`CONSTANT_TOLERANCE` x ``scale``, the size of
+    the numbers they were computed from) the exact sign test, after setting differences within
+    that tolerance of 0 to 0 (rounding residue is no sign). Fewer than two differences: no test."""
+    d = np.asarray(differences, dtype=np.float64)
+    if d.size < 2:
+        return {"test": None, "t": None, "p": None}
+    tolerance = CONSTANT_TOLERANCE * scale
+    if float(np.ptp(d)) <= tolerance:
+        return {"test": SIGN_TEST, "t": None, "p": sign_test_p(np.where(np.abs(d) <= tolerance, 0.0, d))}
+    result = stats.ttest_1samp(d, 0.0)
+    return {"test": T_TEST, "t": float(result.statistic), "p": float(result.pvalue)}
+
+
+def magnitude(*values: Sequence[float]) -> float:
+    """The largest absolute value among the numbers compared (the scale of their rounding)."""
+    return max(float(np.abs(np.asarray(v, dtype=np.float64)).max()) for v in values)
 
 
 def paired_test(first: Sequence[float], second: Sequence[float], higher_is_better: bool,
@@ -81,13 +101,8 @@ def paired_test(first: Sequence[float], second: Sequence[float], higher_is_bette
     if a.shape != b.shape or a.ndim != 1 or a.size == 0:
         raise ValueError(f"paired values need two equal-length non-empty lists, got {a.shape} and {b.shape}")
     differences = a - b
-    test = t_value = p_value = None
-    if a.size >= 2:
-        if _constant(differences, a, b):
-            test, p_value = SIGN_TEST, sign_test_p(differences)
-        else:
-            result = stats.ttest_rel(a, b)
-            test, t_value, p_value = T_TEST, float(result.statistic), float(result.pvalue)
+    tested = one_sample_test(differences, magnitude(a, b))
+    test, t_value, p_value = tested["test"], tested["t"], tested["p"]
     mean = float(differences.mean())
     sign = int(np.sign(mean))
     first_better = differences > 0 if higher_is_better else differences < 0
@@ -124,20 +139,76 @@ def holm(p_values: Sequence[Optional[float]]) -> List[Optional[float]]:
     return adjusted
 
 
-def compare_arms(finals: Dict[str, Sequence[float]], higher_is_better: bool, alpha: float = ALPHA) -> List[dict]:
-    """:func:`paired_test` for every pair of arms (in the given order, first against each later
-    one). With more than one pair the p-values are Holm-Bonferroni-adjusted over all of them
-    (``p_adjusted``, ``correction`` = "Holm-Bonferroni") and ``significant``/``winner`` are
-    decided on the adjusted p; ``comparisons`` is the family's size."""
-    arms = list(finals)
-    tests = [paired_test(finals[a], finals[b], higher_is_better, (a, b), alpha)
-             for i, a in enumerate(arms) for b in arms[i + 1:]]
+def correct_family(tests: List[dict], alpha: float = ALPHA) -> List[dict]:
+    """Holm-Bonferroni over ``tests`` (each with a ``p``) when there is more than one: sets
+    ``p_adjusted``, ``correction`` (None for a single test) and ``comparisons`` (the family's
+    size), then decides each on the adjusted p (:func:`decide`)."""
     correct = len(tests) > 1
     adjusted = holm([t["p"] for t in tests]) if correct else [t["p"] for t in tests]
     for test, p in zip(tests, adjusted):
         test.update(p_adjusted=p, correction=HOLM if correct else None, comparisons=len(tests))
         decide(test, alpha)
     return tests
+
+
+def compare_arms(finals: Dict[str, Sequence[float]], higher_is_better: bool, alpha: float = ALPHA,
+                 pairs: Optional[Sequence[Sequence[str]]] = None) -> List[dict]:
+    """:func:`paired_test` for each of ``pairs`` (first - second; default: every pair of arms in
+    the given order, first against each later one). With more than one pair the p-values are
+    Holm-Bonferroni-adjusted over all of them (``p_adjusted``, ``correction`` =
+    "Holm-Bonferroni") and ``significant``/``winner`` are decided on the adjusted p;
+    ``comparisons`` is the family's size."""
+    arms = list(finals)
+    if pairs is None:
+        pairs = [(a, b) for i, a in enumerate(arms) for b in arms[i + 1:]]
+    tests = [paired_test(finals[a], finals[b], higher_is_better, (a, b), alpha) for a, b in pairs]
+    return correct_family(tests, alpha)
+
+
+def factorial_effects(cells: Dict[str, Dict[str, Sequence[float]]], factors: Sequence[str], higher_is_better: bool,
+                      alpha: float = ALPHA) -> List[dict]:
+    """Main effects and interaction of a 2 x 2 design from per-seed values.
+
+    ``cells[a][b]`` holds the per-seed values (seed i of every cell is the same seed) at level
+    ``a`` of the first factor and ``b`` of the second; each factor's first level (in dict order)
+    is its baseline a0 / b0. Per seed, with y(a, b) that seed's value:
+
+    - main effect of the first factor: ((y(a1, b0) - y(a0, b0)) + (y(a1, b1) - y(a0, b1))) / 2,
+      the change from a0 to a1 averaged over the second factor's levels;
+    - main effect of the second factor: likewise ((y(a0, b1) - y(a0, b0)) + (y(a1, b1) - y(a1, b0))) / 2;
+    - interaction: (y(a1, b1) - y(a0, b1)) - (y(a1, b0) - y(a0, b0)), the difference of the first
+      factor's effect between the second factor's levels.
+
+    Each contrast is tested over seeds with :func:`one_sample_test` (t-test, or the exact sign
+    test where it is the same for every seed), summarized with its Student-t 95% interval, and
+    the three p-values are Holm-Bonferroni-adjusted (:func:`correct_family`). A main effect
+    ``favours`` the level with the better mean (None at 0); ``winner`` is that level where the
+    adjusted p < alpha."""
+    (a0, row0), (a1, row1) = cells.items()
+    (b0, b1) = row0
+    y = {(a, b): np.asarray(cells[a][b], dtype=np.float64) for a in (a0, a1) for b in (b0, b1)}
+    first, second = factors
+    scale = magnitude(*y.values())
+    contrasts = [
+        (first, "main", f"{a1} − {a0}", ((y[a1, b0] - y[a0, b0]) + (y[a1, b1] - y[a0, b1])) / 2, (a0, a1)),
+        (second, "main", f"{b1} − {b0}", ((y[a0, b1] - y[a0, b0]) + (y[a1, b1] - y[a1, b0])) / 2, (b0, b1)),
+        (f"{first} × {second}", "interaction", f"({a1} − {a0} at {b1}) − ({a1} − {a0} at {b0})",
+         (y[a1, b1] - y[a0, b1]) - (y[a1, b0] - y[a0, b0]), None),
+    ]
+    effects = []
+    for name, kind, contrast, per_seed, levels in contrasts:
+        mean = float(per_seed.mean())
+        favours = None
+        if levels is not None and mean != 0:
+            favours = levels[1] if (mean > 0) == higher_is_better else levels[0]
+        tested = one_sample_test(per_seed, scale)
+        if tested["test"] == T_TEST:
+            tested["test"] = ONE_SAMPLE_T_TEST
+        effects.append({"effect": name, "kind": kind, "contrast": contrast, "per_seed": per_seed.tolist(),
+                        "estimate": summarize(per_seed), **tested, "better_mean": favours, "favours": favours})
+    for effect in correct_family(effects, alpha):  # an interaction has no better level, yet can be significant
+        effect["significant"] = effect["p_adjusted"] is not None and effect["p_adjusted"] < alpha
+    return effects
 
 
 def reaches(value: float, threshold: float, higher_is_better: bool) -> bool:
@@ -174,22 +245,33 @@ def verdict(setting: dict) -> str:
     """One plain line: the arm with the best mean and, per other arm, whether the paired test
     between the two (``setting["comparisons"]``, from :func:`compare_arms`) finds it significantly
     better (adjusted p < alpha) or finds no significant difference; each with its test and p
-    (Holm-adjusted when the setting has more than two arms)."""
+    (Holm-adjusted when the setting has more than two arms). Where the best arm was not compared
+    with every other (a design that tests chosen pairs), one clause per tested pair instead."""
     arms, metric, higher = setting["arms"], setting["metric"], setting["higher_is_better"]
     means = {arm: data["stats"]["mean"] for arm, data in arms.items()}
     best = (max if higher else min)(means, key=means.get)
     pairs = {frozenset((test["first"], test["second"])): test for test in setting["comparisons"]}
+    corrections = {test["correction"] for test in setting["comparisons"]} - {None}
+    adjusted = "".join(f", p {c}-adjusted over {len(setting['comparisons'])} comparisons" for c in sorted(corrections))
+    head = f"{setting['name']} ({metric}, {direction(higher)}; paired tests over {setting['seeds']} seeds{adjusted}): "
+
+    def numbers(test, first, second):
+        return (f"{metric} {means[first]:.4f} vs {means[second]:.4f}, {test['test'] or 'no test'}, "
+                f"p = {format_p(test['p_adjusted'])}")
+
+    if any(frozenset((best, other)) not in pairs for other in arms if other != best):
+        clauses = []
+        for test in setting["comparisons"]:
+            result = f"{test['winner']} significantly better" if test["winner"] else "no significant difference"
+            clauses.append(f"{test['first']} vs {test['second']}: {result} "
+                           f"({numbers(test, test['first'], test['second'])})")
+        return head + "; ".join(clauses) + "."
     better, level = [], []
     for other in arms:
         if other == best:
             continue
         test = pairs[frozenset((best, other))]
-        text = (f"{other} ({metric} {means[best]:.4f} vs {means[other]:.4f}, {test['test'] or 'no test'}, "
-                f"p = {format_p(test['p_adjusted'])})")
-        (better if test["winner"] == best else level).append(text)
-    corrections = {test["correction"] for test in setting["comparisons"]} - {None}
-    adjusted = "".join(f", p {c}-adjusted over {len(setting['comparisons'])} comparisons" for c in sorted(corrections))
-    head = f"{setting['name']} ({metric}, {direction(higher)}; paired tests over {setting['seeds']} seeds{adjusted}): "
+        (better if test["winner"] == best else level).append(f"{other} ({numbers(test, best, other)})")
     if not level:
         return head + f"{best} wins, significantly better than " + ", ".join(better) + "."
     if not better:

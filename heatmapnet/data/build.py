@@ -3,12 +3,17 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
 from ..metadata import KeypointScheme, load_scheme, scheme_from_coco_category
-from .readers import read
+from .flip import resolve_flip_pairs
+from .readers import RecordList, read
 from .readers.coco import load_json
 
 SYNTHETIC_SOURCES = ("synthetic_faces", "synthetic_faces5", "synthetic_people")
 MOSAIC_SOURCES = ("mosaic",)  # generated from files: crowds of the files' single-person records
+#: How many generated records a synthetic split lends to inferring flip pairs (they are drawn on access).
+SYNTHETIC_SHAPE_SAMPLES = 500
 
 
 def select_subset(records: Sequence, subset: Optional[str]):
@@ -18,7 +23,8 @@ def select_subset(records: Sequence, subset: Optional[str]):
     if len(parts) != 2:
         raise ValueError(f"data subset {subset!r} must be a slice 'start:stop'")
     start, stop = (int(p) if p.strip() else None for p in parts)
-    return records[slice(start, stop)]
+    chosen = records[slice(start, stop)]
+    return RecordList(chosen, records.skipped, records.source) if isinstance(records, RecordList) else chosen
 
 
 def read_split(split, skip_invalid: bool = False, name: str = "data.train"):
@@ -39,11 +45,12 @@ def read_split(split, skip_invalid: bool = False, name: str = "data.train"):
                          f"{SYNTHETIC_SOURCES}")
     if split.source in MOSAIC_SOURCES and split.num_samples <= 0:
         raise ValueError(f"{name}.num_samples must be > 0 for source {split.source}")
-    _require_ann_file(split, name)
-    options = {"skip_invalid": skip_invalid}
-    if split.img_dir:
-        options["image_root"] = split.img_dir
-    records = select_subset(read(split.ann_file, format=split.format, **options), split.subset)
+    return frame_file_records(split, read_files(split, skip_invalid, name), name)
+
+
+def frame_file_records(split, records, name: str = "data.train"):
+    """What a split of files serves from its file ``records``: the records, or (source ``mosaic``)
+    mosaics of them (:class:`MosaicPeople`, whose ``sources`` are the records)."""
     if split.source in MOSAIC_SOURCES:
         from pathlib import Path
 
@@ -56,13 +63,43 @@ def read_split(split, skip_invalid: bool = False, name: str = "data.train"):
     return records
 
 
+def read_files(split, skip_invalid: bool = False, name: str = "data.train"):
+    """The (subset of the) records of a split's annotation files, as the reader gives them."""
+    _require_ann_file(split, name)
+    options = {"skip_invalid": skip_invalid}
+    if split.img_dir:
+        options["image_root"] = split.img_dir
+    return select_subset(read(split.ann_file, format=split.format, **options), split.subset)
+
+
+def shape_records(split, skip_invalid: bool = False, name: str = "data.train"):
+    """Records whose instances show the split's typical shape: a file or mosaic split's file
+    records, a synthetic split's first :data:`SYNTHETIC_SHAPE_SAMPLES` records."""
+    if split.source in SYNTHETIC_SOURCES:
+        records = read_split(split, skip_invalid, name)
+        return records[:min(len(records), SYNTHETIC_SHAPE_SAMPLES)]
+    return read_files(split, skip_invalid, name)
+
+
 def _require_ann_file(split, name: str) -> None:
     if not split.ann_file:
         raise ValueError(f"{name}.ann_file is not set (e.g. --set {name}.ann_file=PATH)")
 
 
 def resolve_scheme(data_section, split, name: str = "data.train") -> KeypointScheme:
-    """``data.scheme`` by name or path; ``coco`` takes names and skeleton from the json itself."""
+    """``data.scheme`` by name or path (``coco`` takes names and skeleton from the json of
+    ``split``, the training split), with the flip pairs the run uses: ``data.flip_pairs`` if set,
+    else the scheme's, else inferred from the split's records; with none, a scheme that is not
+    mirrorable (see :mod:`heatmapnet.data.flip`)."""
+    configured = data_section.get("flip_pairs")
+    if isinstance(configured, (ListConfig, DictConfig)):
+        configured = OmegaConf.to_container(configured)
+    skip_invalid = bool(data_section.get("skip_invalid", False))
+    return resolve_flip_pairs(_named_scheme(data_section, split, name), configured,
+                              lambda: shape_records(split, skip_invalid, name))
+
+
+def _named_scheme(data_section, split, name: str) -> KeypointScheme:
     if data_section.scheme != "coco":
         return load_scheme(data_section.scheme)
     _require_ann_file(split, name)

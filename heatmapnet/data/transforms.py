@@ -126,7 +126,9 @@ def jitter_colour(image: np.ndarray, rng: np.random.Generator, augmentation: Aug
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def to_input_tensor(image_bgr: np.ndarray) -> np.ndarray:
-    """uint8 BGR HxWx3 -> float32 RGB 3xHxW normalised with the ImageNet mean and std."""
+def to_input_tensor(image_bgr: np.ndarray, mean=IMAGE_MEAN, std=IMAGE_STD) -> np.ndarray:
+    """uint8 BGR HxWx3 -> float32 RGB 3xHxW normalised with ``mean`` and ``std`` (RGB, of pixel / 255;
+    default the ImageNet ones every heatmapnet model is trained with)."""
     rgb = image_bgr[:, :, ::-1].astype(np.float32) / 255.0
-    return np.ascontiguousarray(((rgb - IMAGE_MEAN) / IMAGE_STD).transpose(2, 0, 1))
+    mean, std = np.asarray(mean, dtype=np.float32), np.asarray(std, dtype=np.float32)
+    return np.ascontiguousarray(((rgb - mean) / std).transpose(2, 0, 1))

@@ -214,6 +214,13 @@ def check_size(width, height, where: str) -> tuple[int, int]:
     return w, h
 
 
+def box_meets_image(box: np.ndarray, width: int, height: int) -> bool:
+    """Whether box (x, y, w, h) overlaps the image, whose pixels span [-0.5, width - 0.5] x
+    [-0.5, height - 0.5] in the keypoints' coordinates (integers are pixel centres)."""
+    x, y, w, h = (float(v) for v in box)
+    return x < width - 0.5 and y < height - 0.5 and x + w > -0.5 and y + h > -0.5
+
+
 def make_instance(
     keypoints,
     visible,
@@ -235,7 +242,8 @@ def make_instance(
       ``max_outside * max(width, height)`` beyond the image border: error. Invisible points may
       hold anything; non-finite ones are set to 0 so they cannot poison arithmetic downstream.
     * ``bbox`` (the format's own, x, y, w, h) must be finite with w, h > 0. Without one, the box is
-      the tight box of the visible points, which must then exist and have w, h > 0.
+      the tight box of the visible points, which must then exist and have w, h > 0. Either must
+      overlap the image.
     """
     kp = np.array(keypoints, dtype=np.float64).reshape(-1, 2)
     vis = np.array(visible, dtype=bool).reshape(-1)
@@ -281,6 +289,9 @@ def make_instance(
                 raise InvalidAnnotationError(
                     where, "bbox", f"zero-size box from the visible points (w={box[2]:g}, h={box[3]:g}; "
                     f"{int(vis.sum())} visible point(s))")
+    if box[2] > 0 and box[3] > 0 and not box_meets_image(box, width, height):
+        raise InvalidAnnotationError(where, "bbox", f"box {[round(float(v), 2) for v in box]} (x, y, w, h) lies "
+                                     f"entirely outside the {width}x{height} image")
     return Instance(keypoints=kp, visible=vis, bbox=box, extra=dict(extra or {}))
 
 

@@ -57,6 +57,17 @@ def _coco_image_roots(path: Path, image_root) -> list[Path]:
             folder / "images", folder / split]
 
 
+def repeated_images(images: dict, position: dict, root: Path) -> list:
+    """Image entries that name the same file (after joining to ``root`` and normalising the path):
+    ``(first id, [later ids])`` per repeated file, in file order. ``images`` maps id -> entry
+    (None: already dropped), ``position`` id -> index in the json's list."""
+    by_file: dict = {}
+    for image_key in position:
+        if images[image_key] is not None:
+            by_file.setdefault(join_image(root, str(images[image_key]["file_name"])), []).append(image_key)
+    return [(keys[0], keys[1:]) for keys in by_file.values() if len(keys) > 1]
+
+
 def read_coco(
     path: Union[str, Path],
     *,
@@ -132,7 +143,7 @@ def read_coco(
 
     # -------------------------------------------------------------- images
     images = {}
-    order = []
+    position = {}  # image id -> its index in 'images'
     for n, img in enumerate(data["images"]):
         where = f"{src}, images[{n}]"
         if not isinstance(img, dict) or "id" not in img:
@@ -141,10 +152,27 @@ def read_coco(
         if "file_name" not in img:
             problems.add(InvalidAnnotationError(f"{where} (image id {img['id']})", "file_name", "missing"))
             continue
+        if img["id"] in position:
+            images[img["id"]] = None  # which of the entries an annotation means is unknown: none is read
+            problems.add(InvalidAnnotationError(
+                f"{where} ({img['file_name']})", "id",
+                f"image id {img['id']!r} is also images[{position[img['id']]}] "
+                f"({data['images'][position[img['id']]]['file_name']}); ids must be unique, so annotations "
+                "cannot tell the two apart"))
+            continue
         images[img["id"]] = img
-        order.append(img["id"])
+        position[img["id"]] = n
     root = resolve_image_root(_coco_image_roots(path, image_root),
-                              [images[i]["file_name"] for i in order[:3]])
+                              [img["file_name"] for img in images.values() if img is not None][:3])
+    for first, later in repeated_images(images, position, root):
+        for image_key in later:
+            problems.add(InvalidAnnotationError(
+                f"{src}, images[{position[image_key]}] (image id {image_key})", "file_name",
+                f"image {images[image_key]['file_name']!r} is also images[{position[first]}] (image id {first}): "
+                "an image may be listed once"))
+        for image_key in (first, *later):
+            images[image_key] = None
+    order = [i for i in position if images[i] is not None]
 
     # -------------------------------------------------------------- annotations
     per_image: dict = {i: [] for i in order}
@@ -162,6 +190,10 @@ def read_coco(
             continue
         if ann["image_id"] not in images:
             problems.add(InvalidAnnotationError(where, "image_id", f"no image with id {ann['image_id']!r}"))
+            continue
+        if images[ann["image_id"]] is None:
+            problems.add(InvalidAnnotationError(where, "image_id", f"image id {ann['image_id']!r} is not read: "
+                                                "its id is repeated or its file is listed twice"))
             continue
         per_image[ann["image_id"]].append((n, where, ann))
 

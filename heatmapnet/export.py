@@ -1,0 +1,521 @@
+"""``heatmapnet export``: a checkpoint -> one ONNX file that maps an image batch to keypoints.
+
+The graph holds the network, its output activation, the flip test where the run's
+``eval.flip_test`` asks for it, and the decoding, so the file maps normalised images
+(:data:`heatmapnet.deploy.metadata.INPUT_FORMAT`) to keypoints and scores in network-input
+pixels. Decoding in the graph, by data mode:
+
+- ``topdown``: each channel's argmax (first of equal maxima), then the codec's sub-pixel step:
+  ``quarter`` (HRNet's quarter pixel towards the higher neighbour) or ``dark`` (the 3x3 patch's
+  log, its Taylor step; with ``eval.blur_sigma`` after DARK's Gaussian modulation of the whole
+  map), then heatmap -> input pixels. DARK is all in the graph: nothing is left to the host.
+- ``multi``: 3x3 max-pool suppression, the top ``max_peaks`` of all channels and positions, each
+  refined as above (:meth:`HeatmapCodec.decode_instances`).
+- ``bottomup``: the centre map's 3x3 local maxima and top-``max_people``, the regressed centre
+  offset, size and joints read there, each joint type's top peaks above ``joint_threshold``, and
+  each regressed joint snapped to the nearest peak inside its person's box and within
+  ``snap_distance`` of its longer side, as :meth:`BottomUpCodec.decode` does (there with data-
+  dependent shapes, here with fixed ones: the padding peaks fail every test instead of being cut
+  off); ``centre_x_joints`` person scores re-rank the people in the graph too.
+
+The host keeps what depends on the image: cropping or letterboxing, the normalisation (mean and
+std in the metadata) and the matrices back to image pixels (:mod:`heatmapnet.deploy`).
+
+Exporter: torch's TorchScript-based one (``torch.onnx.export(..., dynamo=False)``). The dynamo
+exporter, torch's default since 2.9, was tried on the same graph: it took 19 s instead of 0.8 s,
+wrote the weights to a side file, and its fake tensors leaked into the constants the decoders
+cache (``functools.lru_cache``), breaking later eager decoding in the same process. The traced
+graph is checked on every export instead:
+
+The check: onnxruntime runs the written file on real images (``--check-images`` of the run's
+validation split, cropped or letterboxed as evaluation does; synthetic images where the split
+cannot be read) and its heatmaps and decoded points are compared with PyTorch's (the same
+network, then the codec's own decoder). The export fails, writing nothing, when the heatmaps
+differ by more than ``--heatmap-tolerance`` (default 1e-3) or a point by more than
+``--point-tolerance`` pixels (default 0.05). Where float rounding alone decides a point, it is
+left out (and counted): a top-down peak on a plateau (a neighbour within :data:`TIE_GAP` of it,
+as undertrained models give, where the argmax and DARK's step come from near-zero differences);
+ranked candidates (peaks, people) whose score lies within TIE_GAP of a neighbour's, which may
+swap places. Of peaks and people only those ``predict`` reports are compared (scoring the mode's
+``min_score`` or more): weaker ones are background local maxima, which a rounding difference
+between two nearly equal neighbouring pixels can make or unmake. Scores of ranked candidates are
+compared sorted.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import __version__
+from .build import build_dataset, read_records
+from .checkpoint import load_checkpoint
+from .data.transforms import IMAGE_MEAN, IMAGE_STD
+from .decode import gaussian_blur, refine_peaks
+from .deploy.metadata import INPUT_NAME, OUTPUTS, DeployMetadata
+from .errors import UserError
+from .evaluation import heatmap_probabilities
+from .predict import Predictor
+from .registry import Registry
+
+DEFAULT_OPSET = 17
+HEATMAP_TOLERANCE = 1e-3  # activated maps, absolute
+POINT_TOLERANCE = 0.05  # network-input pixels
+TIE_GAP = 1e-5  # scores this close may swap places between onnxruntime and PyTorch (peaks, candidates)
+_FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+
+#: The decoding graph of each data mode (``data.mode``); each takes ``(model, codec, mode, flip_permutation)``.
+GRAPHS: Registry = Registry("data.mode (export)")
+
+
+class ExportError(UserError, ValueError):
+    """An export that cannot be written, or whose file does not agree with PyTorch."""
+
+
+class _DecodingGraph(nn.Module):
+    """The network with its activation and (optionally) the flip test: images -> maps. Subclasses
+    decode the maps; ``reference`` decodes them with the codec in PyTorch for the check."""
+
+    #: output names (:data:`heatmapnet.deploy.metadata.OUTPUTS`) that hold points in input pixels
+    point_outputs: Tuple[str, ...] = ()
+    #: whether the outputs are candidates ranked by score (peaks, people), whose scores the check
+    #: compares sorted, rather than one row per channel
+    ranked = False
+
+    def __init__(self, model: nn.Module, codec, mode, flip_permutation=None):
+        super().__init__()
+        self.model, self.codec, self.mode = model, codec, mode
+        self.flip_permutation = flip_permutation
+
+    def maps(self, images: torch.Tensor) -> torch.Tensor:
+        return heatmap_probabilities(self.model, images, self.flip_permutation, self.codec)
+
+    def settled(self, reference: dict) -> Tuple[np.ndarray, np.ndarray]:
+        """Of the reference's decoded rows (numpy outputs by name): the ones the check compares,
+        and the ones it leaves out because float rounding alone decides them (see the module)."""
+        raise NotImplementedError
+
+    def steps(self) -> dict:
+        """What the graph decodes (``in_graph``, a list) and its ``settings``, for the metadata."""
+        raise NotImplementedError
+
+    def decoding(self) -> dict:
+        flip = self.flip_permutation is not None
+        steps = self.steps()
+        return {"in_graph": ["network", "output activation"] + (["flip test (mirrored batch averaged)"] if flip else [])
+                + steps["in_graph"],
+                "host": ["crop each box or letterbox the image", "normalise (mean, std)",
+                         "map points back to image pixels"],
+                "flip_test": flip, **steps["settings"]}
+
+
+class _RankedGraph(_DecodingGraph):
+    """Graphs whose outputs are candidates ranked by score (peaks, people)."""
+
+    ranked = True
+
+    def settled(self, reference: dict) -> Tuple[np.ndarray, np.ndarray]:
+        scores = reference["scores"]
+        reported = np.isfinite(scores) & (scores >= self.mode.min_score)  # what predict reports
+        tied = reported & _tied(scores)
+        return reported & ~tied, tied
+
+
+@GRAPHS.register("topdown")
+class TopDownGraph(_DecodingGraph):
+    """One keypoint per channel: outputs heatmaps, keypoints (B, K, 2) and scores (B, K)."""
+
+    point_outputs = ("keypoints",)
+
+    def forward(self, images: torch.Tensor):
+        maps = self.maps(images)
+        batch, channels, height, width = maps.shape
+        scores, flat = maps.flatten(2).max(dim=2)
+        flat = flat.reshape(-1)
+        blur = self.codec.blur_sigma
+        source = gaussian_blur(maps, float(blur)) if blur else maps
+        points = refine_peaks(source.reshape(-1, height, width), flat % width,
+                              torch.div(flat, width, rounding_mode="floor"), self.codec.refine)
+        return maps, self.codec.heatmap_to_input(points.reshape(batch, channels, 2)), scores
+
+    def reference(self, maps: torch.Tensor) -> tuple:
+        decoded = self.codec.decode(maps)
+        return decoded.coordinates, decoded.scores
+
+    def settled(self, reference: dict) -> Tuple[np.ndarray, np.ndarray]:
+        flat = _on_plateau(reference["heatmaps"])
+        return ~flat, flat
+
+    def steps(self) -> dict:
+        refine, blur = self.codec.refine, self.codec.blur_sigma
+        step = {"none": [], "quarter": ["quarter-pixel step"],
+                "dark": (["DARK Gaussian modulation"] if blur else []) + ["DARK Taylor step"]}[refine]
+        return {"in_graph": ["argmax per channel"] + step + ["heatmap -> input pixels"],
+                "settings": {"refine": refine, "blur_sigma": blur}}
+
+
+@GRAPHS.register("multi")
+class PeaksGraph(_RankedGraph):
+    """Several instances per channel: outputs heatmaps, scores (B, k), classes (B, k), points (B, k, 2)."""
+
+    point_outputs = ("points",)
+
+    def forward(self, images: torch.Tensor):
+        maps = self.maps(images)
+        return (maps, *self.reference(maps))
+
+    def reference(self, maps: torch.Tensor) -> tuple:
+        return tuple(self.codec.decode_instances(maps, k=self.mode.max_peaks))
+
+    def steps(self) -> dict:
+        return {"in_graph": ["3x3 max-pool suppression", f"top {self.mode.max_peaks} peaks of all channels",
+                             f"sub-pixel refinement ({self.codec.refine})", "heatmap -> input pixels"],
+                "settings": {"refine": self.codec.refine, "max_peaks": self.mode.max_peaks}}
+
+
+def _top_peaks(maps: torch.Tensor, k: int, threshold: float):
+    """The k best 3x3 local maxima >= ``threshold`` of each map (B, n, H, W): values (B, n, k),
+    flat indices (B, n, k), -inf and -1 where a map has fewer (ONNX TopK puts equal values in
+    index order, as :func:`heatmapnet.bottomup.top_peaks` does)."""
+    pooled = F.max_pool2d(maps, 3, stride=1, padding=1)
+    keep = (pooled == maps) & (maps >= threshold)
+    values, index = torch.where(keep, maps, torch.full_like(maps, -math.inf)).flatten(2).topk(k, dim=2)
+    return values, torch.where(values == -math.inf, torch.full_like(index, -1), index)
+
+
+def _read_at(maps: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """maps (B, C, H, W) read at flat pixel indices (B, N) -> (B, N, C)."""
+    flat = maps.flatten(2)
+    return flat.gather(2, index[:, None, :].expand(-1, flat.shape[1], -1)).transpose(1, 2)
+
+
+@GRAPHS.register("bottomup")
+class PeopleGraph(_RankedGraph):
+    """People: outputs the maps, scores (B, T), keypoints (B, T, K, 2), keypoint_scores (B, T, K)
+    and boxes (B, T, 4), as :meth:`heatmapnet.bottomup.BottomUpCodec.decode` gives them."""
+
+    point_outputs = ("keypoints", "boxes")
+
+    def forward(self, images: torch.Tensor):
+        maps = self.maps(images).float()
+        codec, layout = self.codec, self.codec.layout
+        _, _, height, width = maps.shape
+        people = min(codec.max_people, height * width)
+        scores, centre_index = _top_peaks(maps[:, layout.centre], people, -math.inf)
+        scores, centre_index = scores[:, 0], centre_index[:, 0].clamp_min(0)  # (B, T)
+        at_centre = _read_at(maps[:, layout.centre_offset.start:layout.joint_offsets.stop], centre_index)
+        centre_pixel = torch.stack([centre_index % width, torch.div(centre_index, width, rounding_mode="floor")],
+                                   dim=-1).float()
+        centres = centre_pixel + at_centre[..., 0:2]
+        sizes = at_centre[..., 2:4].clamp_min(0)
+        joints = maps[:, layout.joints]  # (B, K, H, W)
+        num_keypoints = joints.shape[1]
+        regressed = centre_pixel[:, :, None, :] + at_centre[..., 4:].reshape(-1, people, num_keypoints, 2)
+        low, high = centres - sizes / 2.0, centres + sizes / 2.0  # (B, T, 2)
+        points, chosen_score, snapped = self._snap(maps, regressed, low, high, sizes, people, num_keypoints)
+
+        pixel = torch.floor(regressed + 0.5)
+        x, y = pixel[..., 0].long(), pixel[..., 1].long()
+        on_map = (x >= 0) & (x < width) & (y >= 0) & (y < height)
+        channel = torch.arange(num_keypoints) * (height * width)
+        flat = channel + y.clamp(0, height - 1) * width + x.clamp(0, width - 1)  # (B, T, K) into K*H*W
+        regressed_score = joints.flatten(1).gather(1, flat.flatten(1)).reshape(-1, people, num_keypoints)
+        regressed_score = torch.where(on_map, regressed_score, torch.zeros(()))
+        keypoint_scores = torch.where(snapped, chosen_score, regressed_score)
+        boxes = torch.cat([codec.heatmap_to_input(low), sizes * codec.stride], dim=-1)
+        outputs = [scores, codec.heatmap_to_input(points), keypoint_scores, boxes]
+        if getattr(codec, "person_score", "centre") == "centre_x_joints":
+            rescored = torch.where(torch.isfinite(scores), scores * keypoint_scores.mean(dim=-1), scores)
+            order = rescored.topk(people, dim=1).indices  # equal scores keep their order (ONNX TopK)
+            outputs = [value.gather(1, order.reshape(order.shape + (1,) * (value.dim() - 2)).expand_as(value))
+                       for value in [rescored] + outputs[1:]]
+        return (maps, *outputs)
+
+    def _snap(self, maps, regressed, low, high, sizes, people: int, num_keypoints: int):
+        """Each regressed joint snapped to the nearest usable peak of its type (see the module)."""
+        codec, layout = self.codec, self.codec.layout
+        height, width = maps.shape[2], maps.shape[3]
+        candidates = min(max(people, codec.joint_candidates), height * width)
+        peak_scores, peak_index = _top_peaks(maps[:, layout.joints], candidates, codec.joint_threshold)  # (B, K, J)
+        valid = peak_index >= 0
+        flat = peak_index.clamp_min(0)
+        offsets = maps[:, layout.joint_offset].flatten(2).gather(
+            2, flat.reshape(-1, 1, num_keypoints * candidates).expand(-1, 2, -1))
+        peak_x = ((flat % width).float() + offsets[:, 0].reshape(-1, num_keypoints, candidates))[:, None]
+        peak_y = (torch.div(flat, width, rounding_mode="floor").float()
+                  + offsets[:, 1].reshape(-1, num_keypoints, candidates))[:, None]  # (B, 1, K, J)
+        usable = valid[:, None] & (peak_x >= low[..., 0, None, None]) & (peak_x <= high[..., 0, None, None])
+        usable = usable & (peak_y >= low[..., 1, None, None]) & (peak_y <= high[..., 1, None, None])
+        dx, dy = peak_x - regressed[..., 0, None], peak_y - regressed[..., 1, None]  # (B, T, K, J)
+        distance = dx * dx + dy * dy
+        limit = codec.snap_distance * sizes.amax(dim=-1)
+        usable = usable & (distance <= (limit * limit)[:, :, None, None])
+        distance = torch.where(usable, distance.clamp_max(_FLOAT32_MAX), torch.full_like(distance, math.inf))
+        nearest_distance, nearest = distance.min(dim=-1)  # (B, T, K)
+        snapped = nearest_distance <= _FLOAT32_MAX
+
+        def chosen(values):  # (B, 1 or T, K, J) -> (B, T, K)
+            return values.expand_as(distance).gather(3, nearest[..., None])[..., 0]
+
+        points = torch.where(snapped[..., None], torch.stack([chosen(peak_x), chosen(peak_y)], dim=-1), regressed)
+        return points, chosen(peak_scores[:, None]), snapped
+
+    def reference(self, maps: torch.Tensor) -> tuple:
+        people = self.codec.decode(maps)
+        return people.scores, people.keypoints, people.keypoint_scores, people.boxes
+
+    def steps(self) -> dict:
+        codec = self.codec
+        return {"in_graph": ["centre 3x3 local maxima", f"top {codec.max_people} centres",
+                             "regressed centre offset, size and joints read at each centre",
+                             f"top {codec.joint_candidates} peaks of each joint map >= {codec.joint_threshold:g}",
+                             f"snap to the nearest peak inside the box, within {codec.snap_distance:g} x its "
+                             "longer side",
+                             f"person scores: {getattr(codec, 'person_score', 'centre')}", "heatmap -> input pixels"],
+                "settings": {"max_people": codec.max_people, "joint_candidates": codec.joint_candidates,
+                             "joint_threshold": codec.joint_threshold, "snap_distance": codec.snap_distance,
+                             "person_score": getattr(codec, "person_score", "centre")}}
+
+
+# ----------------------------------------------------------------------------------------------
+# the export and its check
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class ExportCheck:
+    """onnxruntime against PyTorch on ``images`` inputs from ``source``: the largest differences."""
+
+    source: str
+    images: int
+    heatmap_difference: float  # max |ONNX - PyTorch| of the activated maps
+    point_difference_px: float  # max distance between matching decoded points, network-input pixels
+    score_difference: float  # max |ONNX - PyTorch| of the decoded scores (sorted, for ranked candidates)
+    compared: int  # decoded rows whose points were compared (keypoints; the peaks and people predict reports)
+    ties: int = 0  # rows left out: a peak on a plateau, a candidate whose score ties a neighbour's (TIE_GAP)
+    heatmap_tolerance: float = HEATMAP_TOLERANCE
+    point_tolerance: float = POINT_TOLERANCE
+
+    @property
+    def passed(self) -> bool:
+        return self.heatmap_difference <= self.heatmap_tolerance and self.point_difference_px <= self.point_tolerance
+
+    def summary(self) -> str:
+        ties = f", {self.ties} ties left out" if self.ties else ""
+        return (f"onnxruntime vs PyTorch on {self.images} {self.source}: heatmaps differ by at most "
+                f"{self.heatmap_difference:.2g} (tolerance {self.heatmap_tolerance:g}), points by "
+                f"{self.point_difference_px:.2g} px (tolerance {self.point_tolerance:g}; {self.compared} compared"
+                f"{ties}), scores by {self.score_difference:.2g}")
+
+
+@dataclass
+class ExportReport:
+    path: str
+    opset: int
+    dynamic_batch: bool
+    metadata: DeployMetadata
+    check: Optional[ExportCheck]
+
+    def summary(self) -> str:
+        size = os.path.getsize(self.path) / 2 ** 20
+        batch = "any batch size" if self.dynamic_batch else "batch 1"
+        lines = [f"{self.path} written ({size:.1f} MiB, opset {self.opset}, {batch}, {self.metadata.mode}, "
+                 f"{self.metadata.scheme.num_keypoints} keypoints, input {self.metadata.input_size[0]}x"
+                 f"{self.metadata.input_size[1]})"]
+        if self.check is not None:
+            lines.append(self.check.summary())
+        return "\n".join(lines)
+
+
+def _onnx_modules():
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError:
+        raise ExportError("heatmapnet export needs onnx and onnxruntime: pip install 'heatmapnet[export]'") from None
+    return onnx, onnxruntime
+
+
+def check_inputs(config, codec, scheme, count: int, seed: int = 0) -> Tuple[torch.Tensor, str]:
+    """``count`` network inputs for the check and where they came from: samples spread over the
+    validation split, framed as evaluation frames them; else (a split that cannot be read here)
+    smooth random images."""
+    try:
+        dataset = build_dataset(config, read_records(config, "val"), codec, scheme, train=False)
+        indices = np.unique(np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int))
+        return torch.stack([dataset[int(i)]["image"] for i in indices]), "images of the validation split"
+    except (UserError, OSError, ValueError) as error:
+        reason = " ".join(str(error).split())[:120]
+    width, height = codec.input_size
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(count, 3, max(1, height // 8), max(1, width // 8), generator=generator)
+    pixels = F.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)
+    mean, std = torch.from_numpy(IMAGE_MEAN)[:, None, None], torch.from_numpy(IMAGE_STD)[:, None, None]
+    return (pixels - mean) / std, f"synthetic images (the validation split could not be read: {reason})"
+
+
+def _largest_point_difference(ours: np.ndarray, theirs: np.ndarray, kept: np.ndarray) -> float:
+    """The largest distance between matching points (..., 2) (other rows, boxes: the largest
+    coordinate difference) among the rows ``kept`` marks (its shape leads theirs)."""
+    difference = np.abs(ours.astype(np.float64) - theirs.astype(np.float64))
+    per_row = np.linalg.norm(difference, axis=-1) if difference.shape[-1] == 2 else difference.max(axis=-1)
+    kept = np.broadcast_to(kept.reshape(kept.shape + (1,) * (per_row.ndim - kept.ndim)), per_row.shape)
+    return float(per_row[kept].max()) if kept.any() else 0.0
+
+
+def _on_plateau(maps: np.ndarray) -> np.ndarray:
+    """Which maps (B, K, H, W) peak on a plateau: a neighbour of the argmax within TIE_GAP of it
+    (there the argmax pixel and DARK's step, from near-zero differences, are left to rounding)."""
+    batch, channels, height, width = maps.shape
+    flat = maps.reshape(-1, height * width).astype(np.float64)
+    peak = flat.argmax(axis=1)
+    padded = np.pad(flat.reshape(-1, height, width), ((0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
+    steps = np.arange(3)
+    rows, cols = (peak // width)[:, None] + steps, (peak % width)[:, None] + steps
+    windows = padded[np.arange(flat.shape[0])[:, None, None], rows[:, :, None], cols[:, None, :]].reshape(-1, 9)
+    windows[:, 4] = -np.inf  # the peak itself
+    top = flat[np.arange(flat.shape[0]), peak]
+    return (top - windows.max(axis=1) <= TIE_GAP).reshape(batch, channels)
+
+
+def _tied(scores: np.ndarray) -> np.ndarray:
+    """Which ranked candidates (..., T) score within TIE_GAP of a neighbour in the ranking."""
+    with np.errstate(invalid="ignore"):
+        close = np.abs(np.diff(scores.astype(np.float64), axis=-1)) <= TIE_GAP
+    tied = np.zeros(scores.shape, dtype=bool)
+    tied[..., 1:] |= close
+    tied[..., :-1] |= close
+    return tied
+
+
+def _largest_difference(ours: np.ndarray, theirs: np.ndarray) -> float:
+    """max |ours - theirs|, equal infinities counting as equal."""
+    ours, theirs = ours.astype(np.float64), theirs.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        difference = np.where(ours == theirs, 0.0, np.abs(ours - theirs))
+    return float(difference.max()) if difference.size else 0.0
+
+
+def compare_with_pytorch(session, graph: _DecodingGraph, inputs: torch.Tensor, fixed_batch: Optional[int],
+                         source: str, heatmap_tolerance: float, point_tolerance: float) -> ExportCheck:
+    """Run ``session`` and the graph's PyTorch reference on ``inputs`` and measure the differences."""
+    names = [output.name for output in session.get_outputs()]
+    step = fixed_batch or 8
+    ort_parts = []
+    for start in range(0, inputs.shape[0], step):
+        chunk = inputs[start:start + step].numpy()
+        real = chunk.shape[0]
+        if fixed_batch and real < step:
+            chunk = np.concatenate([chunk, np.zeros((step - real,) + chunk.shape[1:], np.float32)])
+        ort_parts.append([value[:real] for value in session.run(names, {INPUT_NAME: chunk})])
+    ours = {name: np.concatenate([part[i] for part in ort_parts]) for i, name in enumerate(names)}
+    with torch.no_grad():
+        maps = graph.maps(inputs)
+        theirs = dict(zip(names, [maps] + [value for value in graph.reference(maps)]))
+    theirs = {name: value.numpy() for name, value in theirs.items()}
+    kept, left_out = graph.settled(theirs)
+    points = max(_largest_point_difference(ours[name], theirs[name], kept) for name in graph.point_outputs)
+    if graph.ranked:
+        scores = _largest_difference(np.sort(ours["scores"], axis=-1), np.sort(theirs["scores"], axis=-1))
+    else:
+        scores = _largest_difference(ours["scores"], theirs["scores"])
+    return ExportCheck(source, int(inputs.shape[0]), _largest_difference(ours["heatmaps"], theirs["heatmaps"]),
+                       points, scores, int(kept.sum()), int(left_out.sum()), heatmap_tolerance, point_tolerance)
+
+
+def _trace_to_onnx(graph: nn.Module, example: torch.Tensor, path: str, opset: int, output_names, dynamic_batch: bool):
+    dynamic_axes = {name: {0: "batch"} for name in (INPUT_NAME, *output_names)} if dynamic_batch else None
+    with warnings.catch_warnings():
+        # tracing warns about Python values computed from tensors (shape checks, a NaN check), which
+        # the traced graph does not need; the check below compares the file with PyTorch instead
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(graph, (example,), path, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
+                              output_names=list(output_names), dynamic_axes=dynamic_axes, do_constant_folding=True)
+        except (RuntimeError, ValueError, torch.onnx.errors.OnnxExporterError) as error:
+            raise ExportError(f"torch.onnx.export failed at opset {opset}: "
+                              f"{' '.join(str(error).split())[:300]}") from None
+
+
+def export_checkpoint(checkpoint_path, out, opset: int = DEFAULT_OPSET, dynamic_batch: bool = False,
+                      check_images: int = 8, heatmap_tolerance: float = HEATMAP_TOLERANCE,
+                      point_tolerance: float = POINT_TOLERANCE) -> ExportReport:
+    """Export a checkpoint to ``out`` (see the module); ``check_images`` 0 skips the check. The
+    file is written only when the check passes (else :class:`ExportError` gives the differences)."""
+    onnx, ort = _onnx_modules()
+    out = Path(out)
+    if out.is_dir():
+        raise ExportError(f"--out {out}: is a folder; give the path of the .onnx file to write")
+    loaded = load_checkpoint(checkpoint_path)
+    torch_side = Predictor(loaded, "cpu")  # the PyTorch path the file must agree with
+    config, scheme, codec, mode = torch_side.config, torch_side.scheme, torch_side.codec, torch_side.mode
+    flip = scheme.flip_permutation if torch_side.flip_test else None
+    graph = GRAPHS.get(torch_side.mode_name)(torch_side.model, codec, mode, flip).eval()
+    metadata = DeployMetadata(scheme, torch_side.mode_name, tuple(codec.input_size),
+                              tuple(float(v) for v in IMAGE_MEAN), tuple(float(v) for v in IMAGE_STD),
+                              int(codec.stride), graph.decoding(), getattr(mode, "padding", None),
+                              getattr(mode, "min_score", None), str(checkpoint_path), int(loaded.step))
+    width, height = codec.input_size
+    example = torch.zeros(2 if dynamic_batch else 1, 3, height, width)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.with_name(out.name + ".tmp")
+    try:
+        _trace_to_onnx(graph, example, str(temporary), opset, OUTPUTS[metadata.mode], dynamic_batch)
+        written = onnx.load(str(temporary))
+        for key, value in metadata.to_props().items():
+            written.metadata_props.add(key=key, value=value)
+        written.producer_name, written.producer_version = "heatmapnet", __version__
+        written.doc_string = (f"heatmapnet {metadata.mode} model: {INPUT_NAME} -> "
+                              f"{', '.join(metadata.outputs)}; see the metadata 'decoding'")
+        onnx.checker.check_model(written)
+        onnx.save(written, str(temporary))
+        check = None
+        if check_images > 0:
+            session = ort.InferenceSession(str(temporary), providers=["CPUExecutionProvider"])
+            inputs, source = check_inputs(config, codec, scheme, check_images)
+            check = compare_with_pytorch(session, graph, inputs, None if dynamic_batch else 1, source,
+                                         heatmap_tolerance, point_tolerance)
+            if not check.passed:
+                raise ExportError(f"{out}: not written, the ONNX model disagrees with PyTorch: {check.summary()}")
+        os.replace(temporary, out)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+    return ExportReport(str(out), opset, dynamic_batch, metadata, check)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    report = export_checkpoint(args.checkpoint, args.out, args.opset, args.dynamic_batch, args.check_images,
+                               args.heatmap_tolerance, args.point_tolerance)
+    print(report.summary())
+    return 0
+
+
+def add_export_parser(commands) -> argparse.ArgumentParser:
+    """Registers ``heatmapnet export`` on an ``add_subparsers()`` object; returns its parser."""
+    export = commands.add_parser(
+        "export", help="a checkpoint -> an ONNX file (network, activation, decoding) for onnxruntime",
+        description="Writes one ONNX file mapping normalised images to keypoints and scores in network-input pixels, "
+                    "with the keypoint scheme, input size, normalisation and stride in its metadata, after checking "
+                    "it against PyTorch on real images. Run it with `heatmapnet predict --backend onnx --model FILE`.")
+    export.add_argument("--checkpoint", required=True)
+    export.add_argument("--out", required=True, help="the .onnx file to write")
+    export.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    export.add_argument("--dynamic-batch", action="store_true", help="any batch size (default: batches of 1)")
+    export.add_argument("--check-images", type=int, default=8,
+                        help="validation images the file is checked on against PyTorch (default 8; 0: no check)")
+    export.add_argument("--heatmap-tolerance", type=float, default=HEATMAP_TOLERANCE,
+                        help=f"largest heatmap difference the check accepts (default {HEATMAP_TOLERANCE:g})")
+    export.add_argument("--point-tolerance", type=float, default=POINT_TOLERANCE,
+                        help="largest point difference in input pixels the check accepts "
+                             f"(default {POINT_TOLERANCE:g})")
+    export.set_defaults(handler=run_export)
+    return export
+
