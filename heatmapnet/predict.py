@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from .build import build_codec, build_dataset, build_evaluator, build_mode, build_model, build_scheme, read_records
+from .build import build_codec, build_dataset, build_evaluator, build_mode, build_model, build_scheme
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from .preflight import check_split, first_problem_error
 from .config import config_from_dict
 from .deploy.cli import add_predict_arguments, chosen_backend, predict_with
 from .deploy.framing import Frame, image_size_of, network_inputs
@@ -46,7 +47,14 @@ def evaluate_checkpoint(config: DictConfig, checkpoint_path, out_dir) -> dict:
     scheme = build_scheme(config) if config.data.scheme != "coco" or config.data.train.ann_file else checkpoint.scheme
     checkpoint.check_fits(scheme)
     codec = build_codec(config, scheme)
-    records = read_records(config, "val")
+    # every image opened first: a bad one is one line (or, with data.skip_invalid, left out and listed)
+    split = check_split(config, "val", scheme)
+    if split.problems:
+        raise first_problem_error(split.problems, others="`heatmapnet check` lists them all")
+    if split.skipped:
+        print(f"data.val: {len(split.skipped)} sample(s) skipped: " + "; ".join(split.skipped[:3])
+              + (" ..." if len(split.skipped) > 3 else ""))
+    records = split.records
     dataset = build_dataset(config, records, codec, scheme, train=False)
     model = model_from_checkpoint(config, checkpoint, torch.device("cpu"))
     evaluator = build_evaluator(config, records, dataset, codec, scheme)

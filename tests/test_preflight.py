@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from heatmapnet import preflight
 from heatmapnet.build import build_model
@@ -197,6 +198,32 @@ def test_with_skip_invalid_the_trainer_never_draws_a_bad_image(tmp_path):
     assert len(trainer.data.train_set) == 3 and len(trainer.data.val_records) == 2
     summary = trainer.run()
     assert summary["steps"] == 2 and (tmp_path / "run" / "last.pt").is_file()
+
+
+def test_eval_opens_every_val_image_first_and_names_a_bad_one(tmp_path, capsys):
+    from heatmapnet.checkpoint import save_checkpoint
+    from heatmapnet.cli import main
+
+    train = _coco_set(tmp_path / "train", good=2)
+    config = _files_config(train, train)
+    trainer = Trainer(config, tmp_path / "run")  # a model of this config, its weights as they start
+    val = _coco_set(tmp_path / "val", good=2, bad=["noise.jpg"])
+    save_checkpoint(tmp_path / "w.pt", config=OmegaConf.to_container(config), scheme=trainer.data.scheme,
+                    model=trainer.model.state_dict(), step=0)
+    overrides = [f"data.train.ann_file={train}", f"data.val.ann_file={val}", "data.scheme=mtfl5",
+                 "data.train.format=coco", "data.val.format=coco", "data.train.source=files", "data.val.source=files",
+                 *TINY_MODEL]
+    args = ["eval", "synthetic_faces", "--checkpoint", str(tmp_path / "w.pt"), "--out", str(tmp_path / "e"),
+            "--set", *overrides]
+    assert main(args) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == (f"heatmapnet eval: data.val: image file is corrupt or not an image: {tmp_path / 'val' / 'noise.jpg'}"
+                     "; data.skip_invalid=true trains without such images")
+    # with skip_invalid the bad image is left out and listed; the two good ones are evaluated
+    assert main(args + ["data.skip_invalid=true"]) == 0
+    printed = capsys.readouterr().out
+    assert "data.val: 1 sample(s) skipped" in printed and "noise.jpg" in printed
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["metrics"]["num_samples"] == 2
 
 
 # ----------------------------------------------------------------------------------------------
