@@ -309,28 +309,30 @@ class Trainer:
         window_start, window_images = time.perf_counter(), 0
         self.net.train()
         final = None
-        for batch in loader:
-            loss = self.train_step(batch)
-            self.step += 1
-            window_images += batch["image"].shape[0] * self.dist.world_size
-            if self.step % train.log_every == 0 or self.step == train.steps:
-                elapsed = time.perf_counter() - window_start
-                record = {"step": self.step, "loss": loss, "lr": self.scheduler.get_last_lr()[0],
-                          "images_per_s": window_images / max(elapsed, 1e-9)}
-                log.scalars(record)
-                progress.set_postfix(loss=f"{loss:.4f}", lr=f"{record['lr']:.2e}",
-                                     img_s=f"{record['images_per_s']:.1f}")
-                window_start, window_images = time.perf_counter(), 0
-            progress.update(1)
-            if self.step % train.eval_every == 0 and self.step < train.steps:
-                result = self.evaluate_and_keep_best(log)
-                window_start, window_images = time.perf_counter(), 0  # throughput excludes evaluation
-                if stop is not None and stop(self.step, result):
-                    final = result
-                    break
-            if self.step % train.checkpoint_every == 0 and self.step < train.steps:
-                self.save(self.last_checkpoint)
-        progress.close()
+        try:  # the bar ends its line also when a stop raises, so the stop's message starts a line
+            for batch in loader:
+                loss = self.train_step(batch)
+                self.step += 1
+                window_images += batch["image"].shape[0] * self.dist.world_size
+                if self.step % train.log_every == 0 or self.step == train.steps:
+                    elapsed = time.perf_counter() - window_start
+                    record = {"step": self.step, "loss": loss, "lr": self.scheduler.get_last_lr()[0],
+                              "images_per_s": window_images / max(elapsed, 1e-9)}
+                    log.scalars(record)
+                    progress.set_postfix(loss=f"{loss:.4f}", lr=f"{record['lr']:.2e}",
+                                         img_s=f"{record['images_per_s']:.1f}")
+                    window_start, window_images = time.perf_counter(), 0
+                progress.update(1)
+                if self.step % train.eval_every == 0 and self.step < train.steps:
+                    result = self.evaluate_and_keep_best(log)
+                    window_start, window_images = time.perf_counter(), 0  # throughput excludes evaluation
+                    if stop is not None and stop(self.step, result):
+                        final = result
+                        break
+                if self.step % train.checkpoint_every == 0 and self.step < train.steps:
+                    self.save(self.last_checkpoint)
+        finally:
+            progress.close()
         if final is None:
             final = self.evaluate_and_keep_best(log)
         self.save(self.last_checkpoint)
