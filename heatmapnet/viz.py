@@ -37,6 +37,7 @@ from .drawing import (DEFAULT_COLORMAP, MAX_AUTO_PANELS, NEUTRAL_COLOR, PRED_COL
                       display_factor, draw_arrows, draw_boxes, draw_ground_truth_and_prediction, draw_keypoints,
                       draw_people, heatmap_grid, input_image, magnify_image, magnify_points, overlay_heatmap,
                       peak_rows, person_color, target_vs_prediction, tile, titled, write_png)
+from .deploy.results import listed_people
 from .evaluation import (PeakPredictions, PeoplePredictions, apply_affine_batch, heatmap_probabilities,
                          invert_affine_batch)
 from .predict import Predictor, model_from_checkpoint
@@ -69,17 +70,11 @@ class DisplayPoints(NamedTuple):
 def display_points(predictions, num_keypoints: int, peak_threshold: float = 0.3) -> DisplayPoints:
     """A data mode's predictions of one image -> points to draw: top-down predictions, one row
     per instance; peak predictions, those scoring above ``peak_threshold``, grouped by type
-    (:func:`heatmapnet.drawing.peak_rows`); people (bottom-up), one row per person whose score
-    is above ``peak_threshold``, best first."""
+    (:func:`heatmapnet.drawing.peak_rows`). (Bottom-up people: :func:`decode_for_display`.)"""
     if isinstance(predictions, PeakPredictions):
         keep = np.asarray(predictions.scores) > peak_threshold
         points, visible = peak_rows(predictions.keypoint_type[keep], predictions.points[keep], num_keypoints)
         return DisplayPoints(points, visible, False)
-    if isinstance(predictions, PeoplePredictions):
-        scores = np.asarray(predictions.person_scores, dtype=np.float64)
-        keep = scores > peak_threshold
-        points = np.asarray(predictions.keypoints, dtype=np.float64)[keep]
-        return DisplayPoints(points, np.isfinite(points).all(-1), True, scores=scores[keep])
     points = np.asarray(predictions.keypoints, dtype=np.float64)
     return DisplayPoints(points, np.ones(points.shape[:2], bool), True)
 
@@ -161,17 +156,16 @@ def decode_for_display(mode, codec, maps: torch.Tensor, peak_threshold: float = 
         back = torch.eye(2, 3, dtype=torch.float64).expand(count, 2, 3)
     back = torch.as_tensor(back, dtype=torch.float64).to(maps.device)
     predictions = mode.decode_batch(codec, maps, back, np.zeros(count, np.int64), np.arange(count))
-    people = isinstance(predictions, PeoplePredictions)
-    # people: those the mode's own predictions list (``heatmapnet predict``'s rule)
-    threshold = np.nextafter(mode.min_score, -np.inf) if people else peak_threshold
-    shown = display_points(predictions, _num_keypoints(codec, maps), threshold)
-    if people:
-        keep = np.asarray(predictions.person_scores) > threshold
-        details = _people_details(codec, maps, back)
-        if len(details["centres"]) != len(keep):
-            raise ValueError(f"the mode decoded {len(keep)} people, the codec {len(details['centres'])}")
-        shown = shown._replace(**{name: value[keep] for name, value in details.items()})
-    return shown
+    if not isinstance(predictions, PeoplePredictions):
+        return display_points(predictions, _num_keypoints(codec, maps), peak_threshold)
+    keep = listed_people(predictions.person_scores, mode.min_score)  # ``heatmapnet predict``'s rule
+    details = _people_details(codec, maps, back)
+    if len(details["centres"]) != len(keep):
+        raise ValueError(f"the mode decoded {len(keep)} people, the codec {len(details['centres'])}")
+    points = np.asarray(predictions.keypoints, dtype=np.float64)[keep]
+    return DisplayPoints(points, np.isfinite(points).all(-1), True,
+                         scores=np.asarray(predictions.person_scores, dtype=np.float64)[keep],
+                         **{name: value[keep] for name, value in details.items()})
 
 
 # ----------------------------------------------------------------------------------------------

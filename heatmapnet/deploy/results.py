@@ -30,10 +30,15 @@ def peaks_json(keypoint_type: np.ndarray, points: np.ndarray, scores: np.ndarray
             if s > min_score]
 
 
+def listed_people(person_scores: np.ndarray, min_score: float) -> np.ndarray:
+    """Which decoded people (T,) a bottom-up prediction lists: those scoring at least ``min_score``."""
+    return np.asarray(person_scores, dtype=np.float64) >= min_score
+
+
 def people_json(person_scores: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, names: Sequence[str],
                 min_score: float) -> List[dict]:
-    """Bottom-up: people (T,) with keypoints (T, K, 2) and keypoint scores (T, K), those scoring
-    at least ``min_score``."""
-    return [{"score": float(score), "keypoints": keypoints[i].tolist(), "scores": scores[i].tolist(),
+    """Bottom-up: people (T,) with keypoints (T, K, 2) and keypoint scores (T, K), those
+    :func:`listed_people` lists."""
+    return [{"score": float(person_scores[i]), "keypoints": keypoints[i].tolist(), "scores": scores[i].tolist(),
              "keypoint_names": list(names)}
-            for i, score in enumerate(np.asarray(person_scores).tolist()) if score >= min_score]
+            for i in np.flatnonzero(listed_people(person_scores, min_score))]
