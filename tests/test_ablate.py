@@ -688,8 +688,8 @@ def test_a_continuation_starts_from_the_whole_model_and_a_plateau_stops_a_run(tm
         layers = dotlist(TINY) + QUIET
         base = execute(RunSpec("synthetic_faces", tuple(layers + ["train.lr=0.01"]), tmp_path / "base"), "cpu")
         frozen = tuple(layers + ["train.lr=1e-12", "train.steps=3"])
-        continued = execute(RunSpec("synthetic_faces", frozen, tmp_path / "continued", init_from=base), "cpu")
-        scratch = execute(RunSpec("synthetic_faces", frozen, tmp_path / "scratch"), "cpu")
+        execute(RunSpec("synthetic_faces", frozen, tmp_path / "continued", init_from=base), "cpu")
+        execute(RunSpec("synthetic_faces", frozen, tmp_path / "scratch"), "cpu")
         stopped = execute(RunSpec("synthetic_faces", tuple(layers + ["train.steps=12", "train.eval_every=2"]),
                                   tmp_path / "stopped", stop=StopRule(patience=2, min_delta=10.0)), "cpu")
     finally:

@@ -3,13 +3,11 @@ import dataclasses
 import glob
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import heatmapnet.metadata as metadata
 from heatmapnet.metadata import (COCO17_KEYPOINTS, KeypointScheme, available_schemes, infer_flip_pairs,
                                  load_scheme, scheme_from_coco_category)
 

@@ -113,7 +113,7 @@ def test_without_skip_invalid_every_bad_image_is_a_problem_and_the_first_is_the_
     report = run_preflight(_files_config(train, val), tmp_path / "run", progress=False)
     assert len(report.problems) == len(BAD_IMAGES)
     for problem, name in zip(report.problems, sorted(BAD_IMAGES)):  # in the json's order
-        assert problem.startswith(f"data.train: ") and str(tmp_path / "train" / name) in problem
+        assert problem.startswith("data.train: ") and str(tmp_path / "train" / name) in problem
         assert BAD_IMAGES[name][1] in problem and problem.endswith("data.skip_invalid=true trains without such images")
     assert report.train.images_opened == 5 + len(BAD_IMAGES) and report.val.images_opened == 2
     with pytest.raises(PreflightError) as caught:

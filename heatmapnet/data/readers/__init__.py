@@ -18,8 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Union
 
-from ._common import (DEFAULT_MAX_OUTSIDE, InvalidAnnotationError, MissingImageError, RecordList, image_size,
-                      make_instance)
+from ._common import (DEFAULT_MAX_OUTSIDE, InvalidAnnotationError, MissingImageError, RecordList, image_size)
 from .coco import is_coco, load_json, read_coco
 from .lsp import read_lsp
 from .mpii import is_mpii_json, read_mpii_json
