@@ -1,6 +1,7 @@
 """PyTorch DDP plumbing for ``torchrun``: gloo on CPU, NCCL on CUDA, rank 0 writes."""
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from typing import List
@@ -40,7 +41,10 @@ def setup_distributed() -> DistInfo:
 
 
 def cleanup_distributed(dist: DistInfo) -> None:
+    """Leave the process group; objects that still hold it (a dropped DDP wrapper in a reference
+    cycle) are collected first, so the group goes now and not during the interpreter's shutdown."""
     if dist.enabled and torch_dist.is_initialized():
+        gc.collect()
         torch_dist.destroy_process_group()
 
 

@@ -343,13 +343,23 @@ class Trainer:
         log.close()
         return summary
 
+    def release_distributed(self) -> None:
+        """Drop the DDP wrapper, which holds the process group, so that destroying the group frees
+        it at once: left to the interpreter's shutdown (an error's traceback keeps the trainer),
+        gloo's threads can abort the process (SIGABRT) after its message was printed."""
+        self.net = self.model
+
     def train_step(self, batch: dict) -> float:
         try:
             value = training_step(self.net, self.criterion, self.optimizer, batch, self.config.train.clip_grad,
                                   self.amp, self.dist)
         except NonFiniteLossError as error:
-            raise NonFiniteLossError(f"training stopped at step {self.step + 1}: {error}. Nothing was updated or "
-                                     f"saved after the last finite step. {self.resume_advice()}") from None
+            reason = str(error)
+        else:
+            reason = None
+        if reason is not None:  # raised out here, the error keeps no frame of the step (its graph, the DDP net)
+            raise NonFiniteLossError(f"training stopped at step {self.step + 1}: {reason}. Nothing was updated or "
+                                     f"saved after the last finite step. {self.resume_advice()}")
         self.scheduler.step()
         self.latest_loss = value
         self.lowest_loss = value if self.lowest_loss is None else min(self.lowest_loss, value)
@@ -405,10 +415,13 @@ class _RunLog:
 def train_from_config(config: DictConfig, out_dir, resume: Optional[str] = None) -> dict:
     """Train (under torchrun: with DDP) and return the summary written to ``metrics.json``."""
     dist = setup_distributed()
+    trainer = None
     try:
         trainer = Trainer(config, out_dir, dist)
         if resume:
             trainer.resume(resume)
         return trainer.run()
     finally:
+        if trainer is not None:
+            trainer.release_distributed()
         cleanup_distributed(dist)

@@ -12,8 +12,10 @@ from heatmapnet.distributed import DistInfo, values_over_ranks
 from heatmapnet.engine import describe_losses
 
 # One rank of a two-process gloo run of heatmapnet's trainer on synthetic faces, whose criterion
-# returns NaN on rank 1 at its second call. Prints the stop message and exits 3 on
-# NonFiniteLossError; exit 0 would mean it trained on.
+# returns NaN on rank 1 at its second call. Prints the stop message and how many DDP wrappers are
+# still alive (each holds the process group: one left for the interpreter's shutdown to free made
+# gloo abort the process now and then, exit -6) and exits 3 on NonFiniteLossError; exit 0 would
+# mean it trained on.
 RANK_SCRIPT = textwrap.dedent("""
     import sys
     from heatmapnet import engine
@@ -38,6 +40,9 @@ RANK_SCRIPT = textwrap.dedent("""
         engine.train_from_config(load_config("synthetic_faces", sys.argv[2:]), sys.argv[1])
     except engine.NonFiniteLossError as error:
         print(f"STOPPED: {error}", flush=True)
+        import gc, torch
+        wrappers = [o for o in gc.get_objects() if isinstance(o, torch.nn.parallel.DistributedDataParallel)]
+        print(f"DDP WRAPPERS ALIVE: {len(wrappers)}", flush=True)
         sys.exit(3)
 """)
 
@@ -79,6 +84,7 @@ def test_a_nan_loss_on_one_rank_stops_both_ranks_with_the_same_message(tmp_path)
     for rank, (process, (out, err)) in enumerate(zip(processes, outputs)):
         assert process.returncode == 3, f"rank {rank} exited {process.returncode}: {err[-1500:]}"
         stops.append([line for line in out.splitlines() if line.startswith("STOPPED: ")])
+        assert "DDP WRAPPERS ALIVE: 0" in out.splitlines(), f"rank {rank} left the process group held: {out[-300:]}"
     assert stops[0] == stops[1] and len(stops[0]) == 1
     assert stops[0][0].startswith("STOPPED: training stopped at step 2: the loss is nan on rank 1 (of 2; rank 0: ")
     assert "No checkpoint of this run was written yet" in stops[0][0]
