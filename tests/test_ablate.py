@@ -704,6 +704,16 @@ def test_a_continuation_starts_from_the_whole_model_and_a_plateau_stops_a_run(tm
     assert stopped.final == stopped.values[-1] and base.stop_reason == "steps"
 
 
+def test_the_final_comparison_says_whether_its_runs_reached_a_plateau_or_the_cap():
+    run = lambda reason, diverged=None: RunResult("f", "c", [], stop_reason=reason, diverged=diverged)
+    assert runner.describe_end([run("plateau"), run("plateau")], True, 1500) == "at the plateau"
+    assert runner.describe_end([run("cap"), run("cap"), run("cap", "loss nan")], True, 1500) == \
+        "at the cap (step 1500; no run reached its plateau)"
+    assert runner.describe_end([run("plateau"), run("cap"), run("plateau"), run("plateau", "loss nan")], True, 900) == \
+        "at the plateau (1 of 3 runs stopped by the cap, step 900)"
+    assert runner.describe_end([run("steps")], False, 250) == "at the end (step 250)"
+
+
 # ----------------------------------------------------------------------------------------------
 # end to end, in miniature
 # ----------------------------------------------------------------------------------------------

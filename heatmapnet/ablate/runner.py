@@ -353,6 +353,20 @@ def example_from_runs(name: str, runs: Dict[str, RunResult], path: Path, device:
     return example_image(name, {arm: restore_trainer(run, device) for arm, run in runs.items()}, path)
 
 
+def describe_end(runs: Sequence[RunResult], plateau_rule: bool, run_steps: int) -> str:
+    """What the final comparison compares: with a plateau rule, how many runs reached their
+    plateau and how many were stopped by the cap; without one, the end of training."""
+    if not plateau_rule:
+        return f"at the end (step {run_steps})"
+    finished = [run for run in runs if run.diverged is None]
+    capped = sum(run.stop_reason != "plateau" for run in finished)
+    if capped == 0:
+        return "at the plateau"
+    if capped == len(finished):
+        return f"at the cap (step {run_steps}; no run reached its plateau)"
+    return f"at the plateau ({capped} of {len(finished)} runs stopped by the cap, step {run_steps})"
+
+
 def run_budget(config_name: str, design: Design, budget: Budget, context: Context) -> dict:
     """Sweep, train and evaluate every arm of ``design`` (and the bases its continuations start
     from) on one config under one budget; compare them early and at the end; draw the plots."""
@@ -363,7 +377,8 @@ def run_budget(config_name: str, design: Design, budget: Budget, context: Contex
     continuation = all(arm_base(arm) for arm in design.arms)
     run_steps = plan.extra_steps if continuation else plan.steps
     early_step = context.early_step or budget.early_step(run_steps, plan.eval_every)
-    end_label = "at the plateau" if budget.stop is not None and not continuation else f"at the end (step {run_steps})"
+    end_label = describe_end([run for arm in design.arms for run in outcomes[arm].runs],
+                             budget.stop is not None and not continuation, run_steps)
     first = outcomes[design.arms[0]].runs[0]
     block = {
         "budget": budget.name, "steps": plan.steps, "eval_every": plan.eval_every, "warmup_steps": plan.warmup,
