@@ -440,6 +440,20 @@ def test_the_holdout_of_a_file_split_is_cut_from_the_end_of_its_subset(shared_da
         "data.val.img_dir": None, "data.train.subset": "100:270", "data.val.subset": "270:300"}
 
 
+def test_a_mosaic_split_is_cut_by_its_people_and_evaluated_on_fewer_mosaics(shared_data, monkeypatch):
+    """lsp_mosaic draws 10,000 train mosaics of LSPET people 0-2499 and 200 val mosaics of people
+    2500-; the sweep holds out the last 48 training people (their own 48 mosaics) and a budget's
+    validation evaluates 48 of the val mosaics, all val people kept."""
+    monkeypatch.setenv("HEATMAPNET_DATA", str(shared_data))
+    mosaic = load_config("lsp_mosaic")
+    assert runner.validation_overrides(mosaic, 48) == {"data.val.num_samples": 48}
+    assert runner.validation_overrides(mosaic, 1000) == {"data.val.num_samples": 200}
+    assert holdout_overrides(mosaic, 48) == {
+        "data.val.source": "mosaic", "data.val.format": "lsp", "data.val.ann_file": mosaic.data.train.ann_file,
+        "data.val.img_dir": None, "data.val.num_samples": 48, "data.train.subset": "0:2452",
+        "data.val.subset": "2452:2500"}
+
+
 def test_the_command_line_parses_designs_budgets_and_overrides():
     args = build_parser().parse_args(["ablate", "ytf68", "--quick", "--arms", "focal", "awing", "--seeds", "4",
                                       "--set", "data.mode=multi", "--threshold", "nme=0.08"])

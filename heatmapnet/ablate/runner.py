@@ -27,12 +27,13 @@ from .stats import (THRESHOLD_SLACK, compare_arms, convergence_threshold, factor
 # the data splits of the runs
 # ----------------------------------------------------------------------------------------------
 def _split_range(split, skip_invalid: bool) -> range:
-    """The record indices a file split's ``subset`` selects, in the unsliced file's numbering."""
+    """The record indices a file split's ``subset`` selects, in the unsliced file's numbering (for
+    a mosaic split: its source people's, not its mosaics')."""
     from omegaconf import OmegaConf
 
-    from ..data.build import read_split, select_subset
+    from ..data.build import read_files, select_subset
 
-    whole = read_split(OmegaConf.merge(split, {"subset": None}), skip_invalid)
+    whole = read_files(OmegaConf.merge(split, {"subset": None}), skip_invalid)
     return select_subset(range(len(whole)), split.subset)
 
 
@@ -42,13 +43,19 @@ def _synthetic(split) -> bool:
     return split.source in SYNTHETIC_SOURCES
 
 
+def _mosaic(split) -> bool:
+    from ..data.build import MOSAIC_SOURCES
+
+    return split.source in MOSAIC_SOURCES
+
+
 def validation_overrides(config, samples: Optional[int]) -> Dict[str, object]:
-    """At most ``samples`` of the validation split: a synthetic split's first ones, or the first
-    ones of a file split's subset."""
+    """At most ``samples`` of the validation split: a synthetic or mosaic split's first ones (a
+    mosaic split keeps all its source people), or the first ones of a file split's subset."""
     val = config.data.val
     if samples is None:
         return {}
-    if _synthetic(val):
+    if _synthetic(val) or _mosaic(val):
         return {"data.val.num_samples": min(int(val.num_samples), samples)}
     selected = _split_range(val, config.data.skip_invalid)
     return {"data.val.subset": f"{selected.start}:{min(selected.stop, selected.start + samples)}"}
@@ -57,7 +64,8 @@ def validation_overrides(config, samples: Optional[int]) -> Dict[str, object]:
 def holdout_overrides(config, samples: int) -> Dict[str, object]:
     """A validation split held out of the training data, for the learning-rate sweep: for a
     synthetic source, ``samples`` fresh samples (a seed neither split uses); for files, the last
-    ``samples`` records of the training subset (at most a fifth), which the sweep does not train on."""
+    ``samples`` records of the training subset (at most a fifth), which the sweep does not train on;
+    for mosaics, ``samples`` mosaics of those last records (people)."""
     train, val = config.data.train, config.data.val
     if _synthetic(train):
         return {"data.val.source": train.source, "data.val.seed": max(int(train.seed), int(val.seed)) + 1,
@@ -65,7 +73,9 @@ def holdout_overrides(config, samples: int) -> Dict[str, object]:
     selected = _split_range(train, config.data.skip_invalid)
     cut = selected.stop - max(1, min(samples, len(selected) // 5))
     copied = {f"data.val.{name}": train[name] for name in ("source", "format", "ann_file", "img_dir")}
-    return {**copied, "data.train.subset": f"{selected.start}:{cut}", "data.val.subset": f"{cut}:{selected.stop}"}
+    mosaics = {"data.val.num_samples": samples} if _mosaic(train) else {}
+    return {**copied, **mosaics, "data.train.subset": f"{selected.start}:{cut}",
+            "data.val.subset": f"{cut}:{selected.stop}"}
 
 
 # ----------------------------------------------------------------------------------------------
