@@ -134,9 +134,11 @@ def is_face_scheme(scheme: KeypointScheme) -> bool:
 def face_metrics(records, predictions: TopDownPredictions, scheme: KeypointScheme, eval_section) -> dict:
     gt, visible, _ = _ground_truth(records, predictions)
     nme_values = metrics.nme(predictions.keypoints, gt, norm_indices=scheme.interocular, visible=visible)
+    offset = metrics.mean_offset(predictions.keypoints, gt, metrics.pair_distance(gt, scheme.interocular), visible)
     threshold = eval_section.failure_threshold
     return {"nme": float(nme_values.mean()), f"failure_rate@{threshold:g}": metrics.failure_rate(nme_values, threshold),
-            f"auc@{threshold:g}": metrics.auc(nme_values, threshold), "num_samples": int(len(nme_values))}
+            f"auc@{threshold:g}": metrics.auc(nme_values, threshold), "num_samples": int(len(nme_values)),
+            "offset_x": float(offset[0]), "offset_y": float(offset[1])}
 
 
 def pose_metrics(records, predictions: TopDownPredictions, scheme: KeypointScheme, eval_section) -> dict:
@@ -147,8 +149,9 @@ def pose_metrics(records, predictions: TopDownPredictions, scheme: KeypointSchem
     else:
         normaliser, name = metrics.bbox_size(boxes), "bbox"
     pck = metrics.pck(predictions.keypoints, gt, visible, normaliser, threshold, invalid="skip")
+    offset = metrics.mean_offset(predictions.keypoints, gt, normaliser, visible)
     result = {f"pck@{threshold:g}": pck.overall, "pck_normaliser": name, "pck_skipped_instances": pck.num_skipped,
-              "num_instances": int(len(gt))}
+              "num_instances": int(len(gt)), "offset_x": float(offset[0]), "offset_y": float(offset[1])}
     used = sorted(set(int(r) for r in predictions.record_index))
     result.update(oks_average_precision(records, used, coco_results(records, predictions, use_record_index=True),
                                         scheme))

@@ -21,6 +21,7 @@ Face alignment (NME family)::
                                                         # eye-contour centroids stand in for pupils
     e = nme_bbox(pred, gt, boxes)                       # sqrt(w * h) of the face box
     failure_rate(e, 0.1), auc(e, 0.1)                   # FR@0.1 and AUC@0.1 of the CED
+    mean_offset(pred, gt, norm)                         # (x, y) systematic shift, in units of norm
 
 Body pose (PCK family)::
 
@@ -46,8 +47,10 @@ __all__ = [
     "ced_curve",
     "failure_rate",
     "head_size",
+    "mean_offset",
     "nme",
     "nme_bbox",
+    "pair_distance",
     "pck",
     "torso_size",
 ]
@@ -234,6 +237,38 @@ def nme_bbox(pred: Any, gt: Any, boxes: Any, visible: Any = None) -> np.ndarray:
         raise ValueError("boxes must have non-negative width and height")
     norm = np.sqrt(b[:, 2] * b[:, 3])
     return _normalise(_mean_visible_error(p, g, vis), norm, "normaliser (box size sqrt(w*h))")
+
+
+def pair_distance(gt: Any, indices: Sequence[IndexGroup]) -> np.ndarray:
+    """(N,) distance between two gt points (or the centroids of two point groups) of each
+    sample: the normaliser :func:`nme` divides by, e.g. ``indices=(36, 45)`` for 300W."""
+    return _pair_distance(_as_points(gt, "gt"), indices, "indices")
+
+
+def mean_offset(pred: Any, gt: Any, normaliser: Any, visible: Any = None) -> np.ndarray:
+    """(2,) the mean signed error ``pred - gt`` in x and y, in units of each sample's normaliser.
+
+    Each sample's visible points are averaged, divided by its ``normaliser[i]`` (e.g. the
+    inter-ocular distance, or a torso size), and the samples averaged. Samples whose normaliser
+    is zero, negative or non-finite, or that have no visible point, are left out. NME measures
+    how far predictions are; this says whether they are off in one direction: a systematic
+    shift between predictions and labels, such as labels that do not follow the pixel
+    convention a horizontal mirror assumes (a flip-trained model then lands half-way), or a
+    test set whose labels are offset from the training set's. Raises ``ValueError`` when no
+    sample remains.
+    """
+    p, g = _pred_gt(pred, gt)
+    n, k, _ = p.shape
+    vis = _as_visible(visible, n, k)
+    norm = np.asarray(_to_numpy(normaliser), dtype=np.float64)
+    if norm.shape != (n,):
+        raise ValueError(f"normaliser must have shape (N,) = {(n,)}, got {norm.shape}")
+    count = vis.sum(axis=1)
+    used = np.isfinite(norm) & (norm > 0) & (count > 0)
+    if not used.any():
+        raise ValueError("no sample with a visible keypoint and a positive normaliser")
+    signed = np.where(vis[..., None], p - g, 0.0).sum(axis=1)[used] / count[used, None]
+    return (signed / norm[used, None]).mean(axis=0)
 
 
 def failure_rate(nme_values: Any, threshold: float = 0.1) -> float:

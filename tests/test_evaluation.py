@@ -76,6 +76,14 @@ def test_face_metrics_normalise_by_the_schemes_interocular_points():
     assert result["failure_rate@0.1"] == pytest.approx(0.5)
     assert result["auc@0.1"] == pytest.approx(0.375)
     assert primary_metric(result) == ("nme", pytest.approx(0.1125), False)
+    # every shift is downwards: mean signed offset (0, (0 + 1 + 3 + 5) / 4 / 20) = (0, 0.1125)
+    assert (result["offset_x"], result["offset_y"]) == (pytest.approx(0.0), pytest.approx(0.1125))
+    # the same errors pointing left and right cancel: NME is unchanged, the offset is 0
+    mixed = gt + np.array([[0.0, 0.0], [-1.0, 0.0], [3.0, 0.0], [-2.0, 0.0]])[:, None, :]
+    level = TopDownMode().evaluate(records, TopDownPredictions(np.arange(4), np.zeros(4, int), mixed, np.ones((4, 5))),
+                                   load_scheme("mtfl5"), EVAL)
+    assert level["nme"] == pytest.approx(6.0 / 4 / 20)
+    assert (level["offset_x"], level["offset_y"]) == (pytest.approx(0.0), pytest.approx(0.0))
 
 
 def test_pose_metrics_give_full_pck_and_oks_ap_for_perfect_predictions():
@@ -93,6 +101,10 @@ def test_pose_metrics_give_full_pck_and_oks_ap_for_perfect_predictions():
     off = TopDownPredictions(np.arange(3), np.zeros(3, int), gt + 200.0, np.ones((3, 14)))
     worse = TopDownMode().evaluate(records, off, scheme, EVAL)
     assert worse["pck@0.2"] == 0.0 and worse["oks_ap"] == pytest.approx(0.0)
+    # offsets in units of each person's torso (right shoulder 8 to left hip 3): 200 px right and down
+    torso = np.linalg.norm(gt[:, 8] - gt[:, 3], axis=1)
+    assert worse["offset_x"] == pytest.approx(np.mean(200.0 / torso)) and worse["offset_y"] == worse["offset_x"]
+    assert (result["offset_x"], result["offset_y"]) == (0.0, 0.0)
 
 
 def test_batched_affine_inverse_matches_opencv():

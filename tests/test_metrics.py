@@ -12,8 +12,10 @@ from heatmapnet.metrics import (
     ced_curve,
     failure_rate,
     head_size,
+    mean_offset,
     nme,
     nme_bbox,
+    pair_distance,
     pck,
     torso_size,
 )
@@ -138,6 +140,38 @@ def test_nme_bbox_zero_area_box_raises_naming_sample():
     boxes = np.array([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 0.0]])
     with pytest.raises(ValueError, match=r"samples \[1\]"):
         nme_bbox(gt, gt, boxes)
+
+
+# ------------------------------------------------------------------------ mean offset
+
+
+def test_mean_offset_is_the_signed_shift_in_units_of_each_samples_normaliser():
+    # sample 0: normaliser 10 (points 0-1), errors (3, 4), (0, 0), (0, 1): mean (1, 5/3) -> (0.1, 1/6)
+    # sample 1: normaliser 4 (points 0-1 at x 0 and 4), every point shifted by (-2, 0): (-0.5, 0)
+    gt1 = np.array([[0.0, 0.0], [4.0, 0.0], [2.0, 3.0]])
+    gt = np.concatenate([GT3, gt1[None]])
+    pred = np.concatenate([PRED3, gt1[None] + [-2.0, 0.0]])
+    norm = pair_distance(gt, (0, 1))
+    assert norm.tolist() == [10.0, 4.0]
+    # the mean over samples: ((0.1 - 0.5) / 2, (1/6 + 0) / 2) = (-0.2, 1/12)
+    assert mean_offset(pred, gt, norm) == pytest.approx([-0.2, 1.0 / 12.0])
+    # NME sees both samples as equally bad or worse; the offset tells their directions apart
+    assert mean_offset(gt + [1.0, -2.0], gt, norm) == pytest.approx([(0.1 + 0.25) / 2, (-0.2 - 0.5) / 2])
+
+
+def test_mean_offset_leaves_out_invisible_points_and_unusable_samples():
+    gt = np.concatenate([GT3, GT3, GT3])
+    pred = gt + [0.0, 2.0]  # every visible point 2 px low: 0.2 of the normaliser 10
+    pred[0, 2] = gt[0, 2] + [50.0, 50.0]  # invisible in sample 0: ignored
+    pred[1] = gt[1] + [9.0, 9.0]  # sample 1 has no normaliser: ignored
+    pred[2] = gt[2] + [7.0, 7.0]  # sample 2 has no visible point: ignored
+    norm = np.array([10.0, np.nan, 10.0])
+    visible = [[1, 1, 0], [1, 1, 1], [0, 0, 0]]
+    assert mean_offset(pred, gt, norm, visible) == pytest.approx([0.0, 0.2])
+    with pytest.raises(ValueError, match="no sample"):
+        mean_offset(pred, gt, np.array([0.0, np.nan, -1.0]))
+    with pytest.raises(ValueError, match="shape"):
+        mean_offset(pred, gt, np.array([10.0, 10.0]))
 
 
 # ------------------------------------------------------------------- failure rate, CED, AUC
