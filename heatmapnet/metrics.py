@@ -116,6 +116,14 @@ def _as_per_sample(x: Any, name: str, n: int, width: int) -> np.ndarray:
     return arr
 
 
+def _as_normaliser(normaliser: Any, n: int) -> np.ndarray:
+    """(N,) float64 per-sample lengths; non-finite or non-positive entries are left to the caller."""
+    norm = np.asarray(_to_numpy(normaliser), dtype=np.float64)
+    if norm.shape != (n,):
+        raise ValueError(f"normaliser must have shape (N,) = {(n,)}, got {norm.shape}")
+    return norm
+
+
 def _as_boxes(boxes: Any) -> np.ndarray:
     arr = _as_float(boxes, "boxes")
     if arr.ndim != 2 or arr.shape[1] != 4:
@@ -260,9 +268,7 @@ def mean_offset(pred: Any, gt: Any, normaliser: Any, visible: Any = None) -> np.
     p, g = _pred_gt(pred, gt)
     n, k, _ = p.shape
     vis = _as_visible(visible, n, k)
-    norm = np.asarray(_to_numpy(normaliser), dtype=np.float64)
-    if norm.shape != (n,):
-        raise ValueError(f"normaliser must have shape (N,) = {(n,)}, got {norm.shape}")
+    norm = _as_normaliser(normaliser, n)
     count = vis.sum(axis=1)
     used = np.isfinite(norm) & (norm > 0) & (count > 0)
     if not used.any():
@@ -360,9 +366,7 @@ def pck(
     p, g = _pred_gt(pred, gt)
     n, k, _ = p.shape
     vis = _as_visible(visible, n, k)
-    norm = np.asarray(_to_numpy(normaliser), dtype=np.float64)
-    if norm.shape != (n,):
-        raise ValueError(f"normaliser must have shape (N,) = {(n,)}, got {norm.shape}")
+    norm = _as_normaliser(normaliser, n)
     t = _check_threshold(threshold, positive=False)
 
     valid = np.isfinite(norm) & (norm > 0)
