@@ -10,7 +10,7 @@ import argparse
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -49,6 +49,13 @@ class ModelSection:
     head_channels: int = 64
     head_norm: str = "batch"  # batch | group (GroupNorm: results independent of the DDP split)
     pretrained_path: Optional[str] = None  # a local timm weight file; nothing is downloaded
+    # a heatmapnet checkpoint (any mode, any scheme) to start from: every tensor whose name and
+    # shape match, the classifier's rows mapped by keypoint name (heatmapnet.transfer). Unlike
+    # --resume, the optimiser, schedule and step start afresh
+    init_from: Optional[str] = None
+    # the init_from file's SHA-256, written by the trainer into the run's config.yaml; set it to
+    # insist on that file (another content is an error)
+    init_from_sha256: Optional[str] = None
 
 
 @dataclass
@@ -159,6 +166,12 @@ class TrainSection:
     checkpoint_every: int = 500
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    # fine-tuning (heatmapnet.finetune): module-name prefixes kept bit-identical (no gradient,
+    # normalisation and dropout in eval mode), e.g. [backbone]; until unfreeze_step (0: the whole run)
+    freeze: List[str] = field(default_factory=list)
+    unfreeze_step: int = 0
+    # learning-rate multipliers by module-name prefix, e.g. {backbone: 0.1}; the longest prefix wins
+    lr_mult: Dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -236,7 +249,8 @@ def merge_config(base: DictConfig, other, where: str) -> DictConfig:
 AT_LEAST_ONE = ("train.steps", "train.batch_size", "train.eval_every", "train.checkpoint_every", "train.log_every",
                 "eval.batch_size", "eval.max_instances", "target.stride")
 #: keys that must not be negative (0 turns the feature off or keeps a default)
-NOT_NEGATIVE = ("train.warmup_steps", "train.clip_grad", "train.weight_decay", "train.threads", "data.num_workers")
+NOT_NEGATIVE = ("train.warmup_steps", "train.clip_grad", "train.weight_decay", "train.threads", "data.num_workers",
+                "train.unfreeze_step")
 #: keys that must be above 0
 POSITIVE = ("train.lr", "data.padding", "target.sigma", "eval.pck_threshold")
 
@@ -251,6 +265,8 @@ def value_problems(config: DictConfig) -> List[str]:
                  if OmegaConf.select(config, key) < 0]
     problems += [f"{key}={OmegaConf.select(config, key)}: must be > 0" for key in POSITIVE
                  if not OmegaConf.select(config, key) > 0]
+    problems += [f"train.lr_mult.{key}={value}: must be >= 0" for key, value in config.train.lr_mult.items()
+                 if not value >= 0]
     size, stride = list(config.data.input_size), config.target.stride
     if len(size) != 2 or min(size) <= 0:
         problems.append(f"data.input_size={size}: expected [width, height], two positive integers")
@@ -298,6 +314,7 @@ def config_from_dict(values: dict, where: str, overrides: Sequence[str] = (), va
 def _schema_config(values: DictConfig, where: str, overrides: Sequence[str], validate: bool) -> DictConfig:
     config = OmegaConf.structured(RunConfig)
     OmegaConf.set_struct(config, True)
+    OmegaConf.set_struct(config.train.lr_mult, False)  # its keys are module prefixes, not schema keys
     config = merge_config(config, values, where)
     for override in overrides:
         if "=" not in override:

@@ -19,13 +19,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from .build import build_codec, build_criterion, build_evaluator, build_model, run_data_from_records
+from .build import build_codec, build_criterion, build_evaluator, build_mode, build_model, run_data_from_records
 from .checkpoint import CheckpointError, load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from .config import ConfigError, save_config
 from .data.pipelines import collate_samples
 from .distributed import DistInfo, barrier, cleanup_distributed, gather_objects, setup_distributed, values_over_ranks
 from .errors import UserError
 from .evaluation import primary_metric
+from .finetune import FrozenPart, parameter_groups
 from .preflight import run_preflight
 from .resume import config_changes
 
@@ -166,7 +167,8 @@ class SavedCheckpoint:
 # the loop
 # ----------------------------------------------------------------------------------------------
 class Trainer:
-    def __init__(self, config: DictConfig, out_dir, dist: Optional[DistInfo] = None):
+    def __init__(self, config: DictConfig, out_dir, dist: Optional[DistInfo] = None, start_weights: bool = True):
+        """``start_weights=False`` skips ``model.init_from`` (a resumed run takes its checkpoint's weights)."""
         self.config = config
         self.out_dir = Path(out_dir)
         self.dist = dist or DistInfo()
@@ -187,12 +189,17 @@ class Trainer:
         self.evaluator = build_evaluator(config, self.data.val_records, self.data.val_set, self.codec, scheme,
                                          self.dist)
         self.model = build_model(config, scheme)
+        self.transfer = None  # what model.init_from loaded (heatmapnet.transfer.TransferReport)
+        if config.model.init_from and start_weights:
+            self.start_from(config.model.init_from)
         self.model.to(self.dist.device)
         self.criterion = build_criterion(config, scheme)
         if train.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown train.optimizer {train.optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
-        parameters = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = OPTIMIZERS[train.optimizer](parameters, lr=train.lr, weight_decay=train.weight_decay)
+        # every parameter, frozen ones too (no gradient, so no update until train.unfreeze_step)
+        self.optimizer = OPTIMIZERS[train.optimizer](parameter_groups(self.model, train.lr, train.lr_mult),
+                                                     lr=train.lr, weight_decay=train.weight_decay)
+        self.frozen = FrozenPart.of(self.model, train.freeze, train.unfreeze_step)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: learning_rate_factor(step, train.warmup_steps, train.steps))
         self.step = 0
@@ -201,10 +208,37 @@ class Trainer:
         self.latest_loss: Optional[float] = None
         self.lowest_loss: Optional[float] = None
         self.net = self.model
-        if self.dist.enabled:
+        self._net_frozen = None  # whether self.net was wrapped with the frozen part frozen
+        self.amp = bool(train.amp) and self.dist.device.type == "cuda"
+        self.prepare_step()
+        if self.dist.is_main and self.frozen.parameters:
+            print(self.frozen.describe(), flush=True)
+
+    # -- fine-tuning ---------------------------------------------------------------------------
+    def start_from(self, path) -> None:
+        """``model.init_from``: the model's weights from the checkpoint at ``path`` (any mode and
+        scheme: :func:`heatmapnet.transfer.init_from_checkpoint`); rank 0 prints its one-line
+        summary, and the file's SHA-256 goes into the run's config."""
+        from .transfer import init_from_checkpoint
+
+        mode = build_mode(self.config, self.data.scheme)
+        self.transfer = init_from_checkpoint(self.model, mode, self.data.scheme, path,
+                                             self.config.model.init_from_sha256)
+        self.config.model.init_from_sha256 = self.transfer.sha256
+        if self.dist.is_main:
+            print(self.transfer.summary(), flush=True)
+
+    def prepare_step(self) -> None:
+        """Freeze or unfreeze ``train.freeze``'s part for the next step, and under DDP wrap the
+        model anew where that changed which parameters take gradients (DDP reduces the gradients
+        of the parameters that required one when it was built)."""
+        frozen = self.frozen.apply(self.step)
+        if self._net_frozen is not None and frozen != self._net_frozen and self.dist.is_main:
+            print(f"step {self.step}: unfrozen {', '.join(self.frozen.prefixes)}", flush=True)
+        if self.dist.enabled and frozen != self._net_frozen:
             device_ids = [self.dist.local_rank] if self.dist.device.type == "cuda" else None
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
-        self.amp = bool(train.amp) and self.dist.device.type == "cuda"
+        self._net_frozen = frozen
 
     # -- checkpoints -------------------------------------------------------------------------
     @property
@@ -255,6 +289,10 @@ class Trainer:
         missing = [key for key in ("optimizer", "scheduler", "rng") if key not in checkpoint.training]
         if missing:
             raise CheckpointError(f"{path}: holds no training state {missing}; it can be evaluated but not resumed")
+        saved_model = checkpoint.config.get("model", {}) if isinstance(checkpoint.config, dict) else {}
+        if saved_model.get("init_from"):  # where its weights started (checked by check_resume_with_init)
+            self.config.model.init_from = saved_model["init_from"]
+            self.config.model.init_from_sha256 = saved_model.get("init_from_sha256")
         changes = config_changes(checkpoint.config, OmegaConf.to_container(self.config), str(path))
         train = self.config.train
         if train.steps < checkpoint.step:
@@ -279,9 +317,10 @@ class Trainer:
         schedule computes it: bit-identical where nothing changed)."""
         train = self.config.train
         factor = learning_rate_factor(self.scheduler.last_epoch, train.warmup_steps, train.steps)
-        for group in self.optimizer.param_groups:
-            group.update(initial_lr=train.lr, lr=train.lr * factor, weight_decay=train.weight_decay)
-        self.scheduler.base_lrs = [train.lr] * len(self.optimizer.param_groups)
+        for group in self.optimizer.param_groups:  # each group keeps its train.lr_mult
+            rate = train.lr * group.get("lr_mult", 1.0)
+            group.update(initial_lr=rate, lr=rate * factor, weight_decay=train.weight_decay)
+        self.scheduler.base_lrs = [group["initial_lr"] for group in self.optimizer.param_groups]
 
     # -- evaluation --------------------------------------------------------------------------
     def evaluate(self, codec=None) -> dict:
@@ -350,6 +389,7 @@ class Trainer:
         self.net = self.model
 
     def train_step(self, batch: dict) -> float:
+        self.prepare_step()
         try:
             value = training_step(self.net, self.criterion, self.optimizer, batch, self.config.train.clip_grad,
                                   self.amp, self.dist)
@@ -412,12 +452,31 @@ class _RunLog:
             self.writer.close()
 
 
+def check_resume_with_init(resume, init_from) -> None:
+    """``--resume`` continues a run with its weights, optimiser and step; ``model.init_from``
+    starts a new one from weights: given both, a :class:`ConfigError`, unless the checkpoint's own
+    run was started from that file (its config records it: the run's config resumed as it was)."""
+    saved = load_checkpoint(resume).config
+    saved_model = saved.get("model", {}) if isinstance(saved, dict) else {}
+    same = saved_model.get("init_from") == init_from
+    if not same and saved_model.get("init_from_sha256") and Path(init_from).is_file():
+        from .transfer import file_sha256
+
+        same = file_sha256(init_from) == saved_model["init_from_sha256"]
+    if not same:
+        raise ConfigError(f"--resume {resume} continues a run (its weights, optimiser and step) and model.init_from "
+                          f"{init_from} starts a new one from weights: use one of the two (the checkpoint's run "
+                          f"started from {saved_model.get('init_from')!r})")
+
+
 def train_from_config(config: DictConfig, out_dir, resume: Optional[str] = None) -> dict:
     """Train (under torchrun: with DDP) and return the summary written to ``metrics.json``."""
+    if resume and config.model.init_from:
+        check_resume_with_init(resume, config.model.init_from)
     dist = setup_distributed()
     trainer = None
     try:
-        trainer = Trainer(config, out_dir, dist)
+        trainer = Trainer(config, out_dir, dist, start_weights=not resume)
         if resume:
             trainer.resume(resume)
         return trainer.run()

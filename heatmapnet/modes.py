@@ -58,6 +58,11 @@ class _HeatmapOutputs:
     def heatmap_channels(self, scheme):
         return None  # every channel
 
+    def channel_names(self, keypoint_names: Sequence[str]) -> tuple:
+        """What each output channel is, by keypoint name (:mod:`heatmapnet.transfer` maps a
+        checkpoint's classifier rows to a model's by these names, across modes)."""
+        return tuple(f"heatmap:{name}" for name in keypoint_names)
+
     def criterion(self, loss, config, scheme):
         return HeatmapCriterion(loss)
 
@@ -178,6 +183,14 @@ class BottomUpMode(_WholeImages):
 
     def heatmap_channels(self, scheme) -> tuple:
         return BottomUpLayout(scheme.num_keypoints).heatmap_channels
+
+    def channel_names(self, keypoint_names: Sequence[str]) -> tuple:
+        """The ``7 + 3K`` channels of :class:`BottomUpLayout` by name, in its order; a joint's
+        heatmap is named as a top-down model's channel of that keypoint."""
+        names = list(keypoint_names)
+        return (("centre", "centre_offset:x", "centre_offset:y", "size:w", "size:h")
+                + tuple(f"joint_from_centre:{name}:{axis}" for name in names for axis in "xy")
+                + tuple(f"heatmap:{name}" for name in names) + ("joint_offset:x", "joint_offset:y"))
 
     def criterion(self, loss, config, scheme):
         weights = config.bottomup

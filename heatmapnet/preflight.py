@@ -46,9 +46,11 @@ from .data.pipelines import load_image
 from .data.readers import InvalidAnnotationError, RecordList
 from .distributed import DistInfo
 from .errors import UserError
+from .finetune import prefix_problems
 from .metadata import KeypointScheme
 from .models import HEADS, OUTPUT_STRIDE
 from .modes import MODES
+from .transfer import read_source
 
 #: bytes per parameter in a checkpoint: float32 weights and Adam's two float32 moments
 CHECKPOINT_BYTES_PER_PARAMETER = 4 * 3
@@ -198,6 +200,9 @@ def check_components(config: DictConfig, world_size: int = 1, with_scheme: bool 
     pretrained = config.model.pretrained_path
     if pretrained and not os.path.isfile(pretrained):
         report.problems.append(f"model.pretrained_path: weight file not found: {pretrained}")
+    if config.model.init_from:
+        _attempt(report, lambda: read_source(config.model.init_from, config.model.init_from_sha256),
+                 "model.init_from")
     mode = _attempt(report, lambda: MODES.get(config.data.mode), "data.mode")
     allowed = getattr(CODECS.get(mode.codec), "refinements", ()) if mode else ()  # the decoders evaluation may use
     if allowed and config.eval.refine not in allowed:
@@ -225,6 +230,7 @@ def check_components(config: DictConfig, world_size: int = 1, with_scheme: bool 
         model = _attempt(report, lambda: build_model(probe, scheme), "model")
     if model is not None:
         report.num_parameters = sum(parameter.numel() for parameter in model.parameters())
+        report.problems += prefix_problems(model, train.freeze, train.lr_mult)
     return _described(report, config)
 
 
