@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from .baselines import baseline_for_config, report_lines
 from .build import build_codec, build_dataset, build_evaluator, build_mode, build_model, build_scheme
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .preflight import check_split, first_problem_error
@@ -40,9 +41,14 @@ def model_from_checkpoint(config: DictConfig, checkpoint: Checkpoint, device) ->
     return model.to(device).eval()
 
 
-def evaluate_checkpoint(config: DictConfig, checkpoint_path, out_dir) -> dict:
+def evaluate_checkpoint(config: DictConfig, checkpoint_path, out_dir, baseline: bool = True) -> dict:
     """Evaluate a checkpoint on ``config``'s validation split; writes ``metrics.json`` and
-    ``predictions.json`` (the mode's json results, original image coordinates) into ``out_dir``."""
+    ``predictions.json`` (the mode's json results, original image coordinates) into ``out_dir``.
+
+    Top-down runs also get ``mean_shape_baseline`` (unless ``baseline`` is False): the training
+    set's mean shape placed in each box and scored alike (:mod:`heatmapnet.baselines`), printed
+    beside the model's metrics with model / baseline for NME or model - baseline for PCK; where the
+    training split has no annotations it holds the reason it was skipped."""
     checkpoint = load_checkpoint(checkpoint_path)
     scheme = build_scheme(config) if config.data.scheme != "coco" or config.data.train.ann_file else checkpoint.scheme
     checkpoint.check_fits(scheme)
@@ -62,6 +68,11 @@ def evaluate_checkpoint(config: DictConfig, checkpoint_path, out_dir) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = {"metrics": evaluator.score(predictions), "checkpoint": str(checkpoint_path), "step": checkpoint.step}
+    if baseline and config.data.mode == "topdown":
+        # what the training set's mean shape placed in each box scores, by the same metric function
+        found = baseline_for_config(config, records, scheme, summary["metrics"], evaluator.score)
+        summary["mean_shape_baseline"] = found.as_json()
+        print("\n".join(report_lines(summary["metrics"], found, config)), flush=True)
     (out / "metrics.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     (out / "predictions.json").write_text(json.dumps(evaluator.mode.results(records, predictions)), encoding="utf-8")
     return summary

@@ -382,7 +382,7 @@ def test_formats_are_guessed_from_the_path(shared_data, tmp_path):
     }
     for path, fmt in expected.items():
         assert guess_format(path) == fmt, path
-    assert set(FORMATS) == {"coco", "pts", "wflw", "mpii_json", "lsp", "mtfl"}
+    assert set(FORMATS) == {"coco", "coco_points_box", "pts", "wflw", "mpii_json", "lsp", "mtfl"}
     assert len(read(fx / "mpii" / "test_mpii.json", format="mmpose_json")) == 5
     assert read(fx / "aflw" / "test_aflw.json", format="mmpose_json").num_instances == 2
 

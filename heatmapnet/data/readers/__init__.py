@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from ._common import (DEFAULT_MAX_OUTSIDE, InvalidAnnotationError, MissingImageError, RecordList, image_size)
-from .coco import is_coco, load_json, read_coco
+from .coco import is_coco, load_json, read_coco, read_coco_points_box
 from .lsp import read_lsp
 from .mpii import is_mpii_json, read_mpii_json
 from .mtfl import looks_like_mtfl, read_mtfl
@@ -34,6 +34,7 @@ __all__ = [
     "InvalidAnnotationError",
     "MissingImageError",
     "read_coco",
+    "read_coco_points_box",
     "read_pts",
     "read_wflw",
     "read_mpii_json",
@@ -48,6 +49,8 @@ __all__ = [
 FORMATS = {
     "coco": (read_coco, "COCO keypoints json (also mmpose's COCO-layout 300W/WFLW/AFLW/COFW/CrowdPose/"
                         "MPII-TRB files and COCO-WholeBody)"),
+    "coco_points_box": (read_coco_points_box, "COCO keypoints json as 'coco', but each box the tight box of its "
+                                              "visible points (the box .pts files get), the json's bbox ignored"),
     "pts": (read_pts, "iBUG/300W .pts files beside their images (a .pts file or a folder of them)"),
     "wflw": (read_wflw, "WFLW annotation txt (98 x y pairs, box, 6 attributes, image name per line)"),
     "mpii_json": (read_mpii_json, "HRNet/mmpose MPII json (a list of {image, joints, joints_vis, center, scale})"),
@@ -129,7 +132,7 @@ def read(path: Union[str, Path], format: Optional[str] = None, **options) -> Rec
 
     Args:
         path: an annotation file or folder; see :func:`guess_format`.
-        format: one of ``FORMATS`` (``"coco"``, ``"pts"``, ``"wflw"``, ``"mpii_json"``, ``"lsp"``,
+        format: one of ``FORMATS`` (``"coco"``, ``"coco_points_box"``, ``"pts"``, ``"wflw"``, ``"mpii_json"``, ``"lsp"``,
             ``"mtfl"``), or ``"mmpose_json"`` for any of mmpose's json files (COCO or MPII layout,
             told apart by content); default: guessed from ``path``.
         **options: passed to the format's reader. All readers take ``skip_invalid=False`` (skip bad
