@@ -18,9 +18,11 @@ same vectorised splatting as every other target; regression targets as per-perso
 flat index of the pixel they are read at) and decodes maps into people without a Python loop
 over people: centre peaks (3x3 local maxima) and top-k, each candidate's regressed joints, each
 joint snapped to the nearest joint-heatmap peak of its type inside the candidate's box and
-above a threshold, else kept where it was regressed. On CPU the peaks come from the C kernel
-``top_peaks`` (heatmapnet/_kernels.c) in one pass over each map; elsewhere, or where the kernel
-is not built, from :func:`_top_peaks_torch`, which gives the same values and indices.
+above a threshold, else kept where it was regressed (:meth:`BottomUpCodec.people_at` does this for
+any given centres, e.g. an oracle's ground-truth ones: :mod:`heatmapnet.diagnose`). On CPU the
+peaks come from the C kernel ``top_peaks`` (heatmapnet/_kernels.c) in one pass over each map;
+elsewhere, or where the kernel is not built, from :func:`_top_peaks_torch`, which gives the same
+values and indices.
 :class:`BottomUpCriterion` is the training loss: the configured heatmap loss (distance-aware
 focal, or MSE for the ablation) on both heatmaps, and L1 on offsets and sizes at labelled
 pixels only.
@@ -318,7 +320,7 @@ class BottomUpCodec(StrideGeometry):
         that is >= ``joint_threshold``, inside the candidate's box and within ``snap_distance`` x
         the box's longer side of the regressed joint (equal distances: the better peak), scored by
         that peak; else the regressed joint, scored by the joint map at its nearest pixel (0 off
-        the map).With ``person_score`` ``centre_x_joints`` the candidates are
+        the map). With ``person_score`` ``centre_x_joints`` the candidates are
         then scored by their centre peak times their mean joint score and sorted again (equal
         scores keep their order)."""
         layout = self.layout
@@ -328,7 +330,33 @@ class BottomUpCodec(StrideGeometry):
         maps = maps.float()
         people = min(max_people or self.max_people, height * width)
         scores, centre_index = top_peaks(maps, layout.centre, people)
-        scores, centre_index = scores[:, 0], centre_index[:, 0].clamp_min(0)  # (B, T)
+        decoded = self.people_at(maps, scores[:, 0], centre_index[:, 0].clamp_min(0))  # (B, T)
+        if self.person_score == "centre":
+            return decoded
+        return self.rescored(decoded)
+
+    def rescored(self, decoded: People) -> People:
+        """``decoded`` scored by its centre peak times its mean joint score (``centre_x_joints``),
+        sorted again (equal scores keep their order)."""
+        scores, keypoint_scores = decoded.scores, decoded.keypoint_scores
+        rescored = torch.where(torch.isfinite(scores), scores * keypoint_scores.mean(dim=-1), scores)
+        order = rescored.sort(dim=1, descending=True, stable=True).indices
+        return People(*(field.gather(1, order.view(order.shape + (1,) * (field.dim() - 2)).expand_as(field))
+                        for field in decoded._replace(scores=rescored)))
+
+    @torch.no_grad()
+    def people_at(self, maps: torch.Tensor, scores: torch.Tensor, centre_index: torch.Tensor,
+                  centres: Optional[torch.Tensor] = None, sizes: Optional[torch.Tensor] = None) -> People:
+        """The people whose centres lie at the flat pixel indices ``centre_index`` (B, T) of the
+        activated ``maps`` (B, 7 + 3K, H, W), scored ``scores`` (B, T), in that order (no
+        rescoring): each one's joints regressed from its centre pixel (the joint offsets read
+        there) and snapped to the joint peaks as :meth:`decode` says. ``centres`` and ``sizes``
+        (B, T, 2, heatmap pixels) replace the centre and box size read from the maps (an oracle's
+        ground truth); the joint offsets are read at ``centre_index`` either way."""
+        layout = self.layout
+        maps = maps.float()
+        batch, _, height, width = maps.shape
+        people = centre_index.shape[1]
         # the regression rows read at the centres: centre offset, size, joint offsets (channels 1 to 5 + 2K)
         rows = slice(layout.centre_offset.start, layout.joint_offsets.stop)
         at_centre = _gather(maps[:, rows], centre_index)  # (B, T, 4 + 2K)
@@ -337,8 +365,8 @@ class BottomUpCodec(StrideGeometry):
             return at_centre[..., part.start - rows.start:part.stop - rows.start]
 
         centre_pixel = torch.stack([centre_index % width, centre_index // width], dim=-1).float()
-        centres = centre_pixel + read(layout.centre_offset)
-        sizes = read(layout.size).clamp_min(0)
+        centres = centre_pixel + read(layout.centre_offset) if centres is None else centres.float()
+        sizes = (read(layout.size) if sizes is None else sizes.float()).clamp_min(0)
         regressed = centre_pixel[:, :, None, :] + read(layout.joint_offsets).unflatten(-1, (-1, 2))
         low, high = centres - sizes / 2.0, centres + sizes / 2.0  # (B, T, 2)
 
@@ -364,14 +392,8 @@ class BottomUpCodec(StrideGeometry):
         regressed_score = torch.where(on_map, regressed_score, torch.zeros(()))
         keypoint_scores = torch.where(snapped, chosen_score, regressed_score)
         boxes = torch.cat([self.heatmap_to_input(low), sizes * self.stride], dim=-1)
-        decoded = People(scores, self.heatmap_to_input(points), keypoint_scores, snapped, boxes,
-                         self.heatmap_to_input(regressed), scores)
-        if self.person_score == "centre":
-            return decoded
-        rescored = torch.where(torch.isfinite(scores), scores * keypoint_scores.mean(dim=-1), scores)
-        order = rescored.sort(dim=1, descending=True, stable=True).indices
-        return People(*(field.gather(1, order.view(order.shape + (1,) * (field.dim() - 2)).expand_as(field))
-                        for field in decoded._replace(scores=rescored)))
+        return People(scores, self.heatmap_to_input(points), keypoint_scores, snapped, boxes,
+                      self.heatmap_to_input(regressed), scores)
 
     def _snap(self, maps, regressed, low, high, sizes, peak_scores, peak_index):
         """Each regressed joint (B, T, K, 2) snapped to the nearest usable peak of its type, over

@@ -23,6 +23,7 @@ from .decode import REFINEMENTS
 from .engine import NonFiniteLossError
 from .errors import UserError
 from .bench import add_bench_parser
+from .diagnose import add_diagnose_parser
 from .export import add_export_parser
 from .predict import add_predict_parser
 from .targets import FixedSigma, RadiusSigma
@@ -147,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_viz_parser(commands)
     add_ablate_parser(commands)
     add_bench_parser(commands)
+    add_diagnose_parser(commands)
     demo = commands.add_parser("demo", help="render targets for random points, decode them, print the error")
     demo.add_argument("--input-size", type=int, default=128)
     demo.add_argument("--stride", type=int, default=4)

@@ -270,15 +270,22 @@ def keypoint_detection_ap(records, predictions: PeakPredictions, scheme: Keypoin
         mine = predictions.keypoint_type == k
         if not gt_points:
             continue
-        per_type.append(_average_precision(np.asarray(gt_points), np.asarray(gt_radius), np.asarray(gt_image),
-                                           predictions.points[mine], predictions.scores[mine],
-                                           predictions.record_index[mine]))
+        per_type.append(detection_average_precision(np.asarray(gt_points), np.asarray(gt_radius),
+                                                    np.asarray(gt_image), predictions.points[mine],
+                                                    predictions.scores[mine], predictions.record_index[mine]))
     if not per_type:
         return {}
     return {"keypoint_ap": float(np.mean(per_type)), "keypoint_ap_per_type": [float(v) for v in per_type]}
 
 
-def _average_precision(gt_points, gt_radius, gt_image, points, scores, image) -> float:
+def detection_average_precision(gt_points, gt_radius, gt_image, points, scores, image) -> float:
+    """AP of point detections ``points`` (M, 2) with ``scores`` (M,) in images ``image`` (M,)
+    against ground-truth points ``gt_points`` (G, 2) in ``gt_image`` (G,): by descending score
+    (equal scores in the given order), each detection takes the unmatched ground truth of its
+    image nearest in units of that point's ``gt_radius`` (G,), a hit when that is <= 1; the area
+    under the interpolated precision-recall curve (all points, as VOC 2010+). No ground truth: 0."""
+    if not len(gt_points):
+        return 0.0
     order = np.argsort(-scores, kind="stable")
     matched = np.zeros(len(gt_points), bool)
     hits = np.zeros(len(order), bool)

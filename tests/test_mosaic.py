@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from heatmapnet.build import build_codec, build_run_data, build_scheme
 from heatmapnet.config import SplitSection, load_config
 from heatmapnet.data.build import read_split
-from heatmapnet.data.mosaic import MosaicPeople
+from heatmapnet.data.mosaic import MosaicPeople, Placement
 from heatmapnet.data.readers import read
 from heatmapnet.data.records import Instance, Record
 
@@ -183,8 +183,9 @@ def test_a_joint_beyond_the_canvas_becomes_invisible(tmp_path):
     keypoints = np.array([[45.0, 25.0], [75.0, 25.0], [60.0, 55.0], [60.0, 90.0]])
     sources = [Record(path, 120, 200, [Instance(keypoints + [0.0, 0.01 * i], np.ones(4, bool), box)])
                for i in range(6)]
+    # margin 0: no crop carries scenery past its box, so only the canvas edge takes joints away
     mosaics = MosaicPeople(sources, 40, people=(2, 3), canvas=(160, 160), heights=(0.25, 1.0), max_overlap=1.0,
-                           max_outside=0.0, max_zoom=4.0, min_visible=3, plain=True)
+                           max_outside=0.0, max_zoom=4.0, min_visible=3, margin=0.0, plain=True)
     outcomes = set()
     for record in mosaics:
         for instance in record.instances:
@@ -205,7 +206,7 @@ def test_people_cut_by_the_canvas_edge_lose_the_joints_outside_and_their_boxes_a
     corners = np.array([[30.0, 30.0], [90.0, 30.0], [30.0, 150.0], [90.0, 150.0], [60.0, 90.0]])
     sources = [Record(path, 120, 200, [Instance(corners, np.ones(5, bool), box)]) for _ in range(5)]
     mosaics = MosaicPeople(sources, 40, people=(2, 2), canvas=(200, 200), heights=(0.2, 0.8), max_overlap=1.0,
-                           max_outside=0.4, min_visible=4, plain=True)
+                           max_outside=0.4, min_visible=4, margin=0.0, plain=True)  # no scenery hides a joint
     cut = 0
     for record in mosaics:
         for instance in record.instances:
@@ -221,6 +222,83 @@ def test_people_cut_by_the_canvas_edge_lose_the_joints_outside_and_their_boxes_a
                                        rtol=1e-12)
             cut += int(not on_canvas.all())
     assert cut >= 5
+
+
+# -- people under a nearer person's crop -----------------------------------------------------------
+def _inside(point, corners) -> bool:
+    return bool(corners[0] <= point[0] <= corners[2] and corners[1] <= point[1] <= corners[3])
+
+
+def _box_corners(box):
+    x, y, w, h = box
+    return np.array([x, y, x + w, y + h])
+
+
+def _moved_box(instance, sources):
+    """The instance's unclipped box: its source box moved by its zoom and offset."""
+    box = np.asarray(sources[instance.extra["source_index"]].instances[0].bbox, dtype=np.float64)
+    zoom = instance.extra["zoom"]
+    return np.concatenate([zoom * box[:2] + np.asarray(instance.extra["offset"]), zoom * box[2:]])
+
+
+def test_a_joint_under_a_nearer_persons_scenery_is_invisible_by_hand(tmp_path):
+    """A tall person (source box (60, 70, 80, 160) in a 200 x 300 photograph, zoom 1, shift (100, 0):
+    box x 160..240, y 70..230) is pasted over a short one whose joints lie at y = 150 and x = 150,
+    135, 133, 165. The tall crop's margin is 0.2 x 160 = 32 px: opaque to 0.6 x 32 = 19.2 px past
+    the box (x >= 140.8), fading over 12.8 px. Opacity: x = 150: 1; x = 135: 1 - 5.8 / 12.8 =
+    0.546875; x = 133: 1 - 7.8 / 12.8 = 0.390625; x = 165: 1, but inside the tall box (occluded by
+    that person, kept as in COCO). So the first two are hidden (>= 0.5), the others visible."""
+    black = write_png(tmp_path / "black.png", np.zeros((300, 200, 3), np.uint8))
+    joints = np.array([[150.0, 150.0], [135.0, 150.0], [133.0, 150.0], [165.0, 150.0]])
+    tall = Instance(np.array([[70.0, 80.0], [130.0, 80.0], [70.0, 220.0], [130.0, 220.0]]), np.ones(4, bool),
+                    (60.0, 70.0, 80.0, 160.0))
+    short = Instance(joints, np.ones(4, bool), (130.0, 140.0, 40.0, 20.0))
+    sources = [Record(black, 200, 300, [tall]), Record(black, 200, 300, [short])]
+    mosaics = MosaicPeople(sources, 1, people=(2, 2), canvas=(320, 320), heights=(0.05, 0.9), max_zoom=4.0,
+                           min_visible=4, plain=True)
+    layout = [Placement(1, 1.0, (0.0, 0.0)), Placement(0, 1.0, (100.0, 0.0))]  # short first: drawn behind
+    np.testing.assert_allclose(mosaics.opacity(layout[1], joints), [1.0, 0.546875, 0.390625, 1.0], rtol=0,
+                               atol=1e-12)
+    mosaics.layout = lambda index: layout
+    record = mosaics[0]
+    assert [i.extra["source_index"] for i in record.instances] == [1, 0]
+    np.testing.assert_array_equal(record.instances[0].visible, [False, False, True, True])
+    np.testing.assert_array_equal(record.instances[1].visible, [True, True, True, True])
+
+
+def test_every_visible_joint_outside_nearer_boxes_shows_in_the_image(blob_sources):
+    """Blobs on black: wherever a nearer person's crop covers a joint (outside its box), the image
+    shows that crop's black scenery instead of the joint's blob; a joint annotated visible there
+    would be a label of nothing. Each visible joint outside every taller person's box must show its
+    blob at no less than 0.3 of the blob's peak (250), and overlaps must have hidden some joints."""
+    mosaics = blob_mosaics(blob_sources, 40, max_overlap=1.0)
+    checked = hidden = 0
+    for record in mosaics:
+        for instance in record.instances:
+            taller = [i for i in record.instances if i.extra["height"] > instance.extra["height"]]
+            for joint in np.flatnonzero(instance.visible):
+                point = instance.keypoints[joint]
+                if any(_inside(point, _box_corners(_moved_box(t, blob_sources))) for t in taller):
+                    continue  # occluded by that person: kept, as in COCO
+                x, y = np.floor(point + 0.5).astype(int)
+                assert record.image[y, x, joint] >= 0.3 * 250, (record.image_path, joint)
+                checked += 1
+            hidden += int((~instance.visible[:3]).sum())  # joints 0-2 are visible in every source
+    assert checked >= 150 and hidden >= 5
+
+
+def test_no_person_is_hidden_beyond_max_overlap_by_a_taller_ones_crop(blob_sources):
+    """The part of a person's box inside a taller person's box grown by 0.8 of its margin (where its
+    crop is at least half opaque: 0.6 opaque + half the 0.4 fade) is at most max_overlap."""
+    for record in blob_mosaics(blob_sources, 40, max_overlap=0.3):
+        for instance in record.instances:
+            box = _moved_box(instance, blob_sources)
+            for other in record.instances:
+                if other.extra["height"] <= instance.extra["height"]:
+                    continue
+                region = crop_of(_moved_box(other, blob_sources), 0.8 * 0.2)
+                low, high = np.maximum(box[:2], region[:2]), np.minimum(box[:2] + box[2:], region[2:])
+                assert np.prod(np.clip(high - low, 0, None)) <= 0.3 * box[2] * box[3] + 1e-9
 
 
 # -- the config path ----------------------------------------------------------------------------
@@ -293,7 +371,13 @@ def test_lspet_mosaics_are_deterministic_and_spread_heights_4x(lspet):
             zoom, expected = by_hand(instance, source.keypoints, source.bbox)
             np.testing.assert_allclose(instance.keypoints[instance.visible], expected[instance.visible], rtol=0,
                                        atol=1e-9)
-            np.testing.assert_array_equal(instance.visible, source.visible)  # boxes inside: no joint leaves
+            # boxes inside: no joint leaves the canvas; a joint is lost only under a taller person's
+            # crop (its box grown by the margin), outside that person's box
+            lost = source.visible & ~instance.visible
+            taller = [i for i in record.instances if i.extra["height"] > instance.extra["height"]]
+            for point in instance.keypoints[lost]:
+                assert any(_inside(point, crop_of(_moved_box(t, lspet))) and not _inside(point, _box_corners(
+                    _moved_box(t, lspet))) for t in taller)
 
 
 def test_the_lsp_mosaic_config_builds_bottom_up_datasets_over_disjoint_people(shared_data):

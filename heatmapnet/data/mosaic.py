@@ -22,9 +22,13 @@ One mosaic, in order:
   the canvas width and whose zoom is at most ``max_zoom``, with at least ``min_visible`` visible
   joints; its box is placed uniformly at random with at most ``max_outside`` of its width and of its
   height past the canvas edges and at least one visible joint on the canvas. Overlap is limited:
-  the intersection of two people's boxes is at most ``max_overlap`` of the smaller box's area (a
-  person that cannot be placed so after some tries is left out; the tallest and the shortest are
-  placed first and are never left out, so every mosaic keeps its height ratio and >= 2 people).
+  the intersection of two people's boxes is at most ``max_overlap`` of the smaller box's area, and
+  so is the part of the shorter (farther) person's box that the taller (nearer) one's crop paints
+  over where it is at least half opaque (the crop carries its own photograph's scenery, which
+  hides whatever lies under it: without this rule a short person could vanish under a tall one's
+  margin and still be annotated). A person that cannot be placed so after some tries is left out;
+  the tallest and the shortest are placed first and are never left out, so every mosaic keeps its
+  height ratio and >= 2 people.
 * **Background**: the canvas is cut into g x g tiles (g in 1..3); each tile shows the scenery of a
   random source image (the largest strip of it outside its person's box grown by the margin, or,
   where no strip is wide enough, the whole image blurred beyond recognition), randomly mirrored,
@@ -37,12 +41,14 @@ One mosaic, in order:
   (symmetric, so it moves no point). The crop is the person's box grown on every side by
   ``margin * max(box w, box h)``: fully opaque up to 60% of the margin, then fading linearly to
   the crop's edge (rounded corners), and transparent where the source image has no pixels.
-  Joints hidden behind a nearer person stay annotated, as in COCO.
+  Joints behind a nearer person's box stay annotated (occluded by that person, as in COCO).
 * **Finish** (not with ``plain=True``): Gaussian sensor noise of sigma 1-4 over the canvas.
 
 Annotations follow the same matrix exactly: ``keypoints' = z * keypoints + (tx, ty)``. A joint is
-``visible`` when it was visible in the source and its nearest pixel is on the canvas
-(``-0.5 <= x < width - 0.5``, likewise y); invisible joints stay invisible (their coordinates are
+``visible`` when it was visible in the source, its nearest pixel is on the canvas
+(``-0.5 <= x < width - 0.5``, likewise y) and no nearer person's scenery covers it (that person's
+crop at least half opaque there, :meth:`MosaicPeople.opacity`, outside that person's box: the
+image shows another photograph there, not the joint); invisible joints stay invisible (their coordinates are
 moved too and stay meaningless). The box is the moved source box (exact: no rotation), clipped to
 the canvas's pixel extent ``[-0.5, width - 0.5] x [-0.5, height - 0.5]``. Each instance's ``extra``
 holds ``source_index`` (into ``sources``), ``source_path``, ``zoom``, ``offset`` (tx, ty) and
@@ -64,6 +70,9 @@ _RATIO_SLACK = 1.0 + 1e-9  # the drawn height ratio exceeds min_ratio by this fa
 _OPAQUE = 0.6  # the crop is opaque up to this fraction of the margin, then fades to its edge
 _PLACE_TRIES = 30  # positions (each with a fresh source person) tried for one person
 _LAYOUT_TRIES = 100  # fresh height draws when the tallest or the shortest cannot be placed
+_HIDES = 0.5  # a nearer person's crop at least this opaque hides what lies under it
+#: the crop is at least _HIDES opaque inside the box grown by this fraction of the margin
+_HIDING_REACH = _OPAQUE + (1.0 - _OPAQUE) * (1.0 - _HIDES)
 
 
 @dataclass(frozen=True)
@@ -97,7 +106,8 @@ class MosaicPeople(Sequence):
         heights: (min_height, max_height) as fractions of the canvas height; the box heights of
             the tallest and the shortest person of a mosaic differ by at least ``min_ratio``.
         margin: crop margin around each person's box, a fraction of the box's longer side.
-        max_overlap: largest intersection of two people's boxes, a fraction of the smaller box.
+        max_overlap: largest intersection of two people's boxes, a fraction of the smaller box; also
+            the largest part of a person's box that a taller person's crop hides.
         max_outside: largest fraction of a person's box width (and height) past the canvas edge, < 0.5.
         max_zoom: largest magnification of a source person.
         min_visible: fewest visible joints of a source person that is placed.
@@ -223,6 +233,8 @@ class MosaicPeople(Sequence):
         if not len(candidates):
             return None
         placed_boxes = np.array([self._moved_box(p) for p in placed]).reshape(-1, 4)
+        placed_hiding = np.array([self._hiding_region(p) for p in placed]).reshape(-1, 4)
+        placed_heights = np.array([self._height(p) for p in placed])
         for _ in range(_PLACE_TRIES):
             source = int(candidates[rng.integers(len(candidates))])
             zoom = float(zooms[source])
@@ -234,11 +246,35 @@ class MosaicPeople(Sequence):
             box = self._moved_box(placement)
             if len(placed_boxes) and (_overlap(box, placed_boxes) > self.max_overlap).any():
                 continue
+            if len(placed_boxes) and (self._hidden_share(box, self._hiding_region(placement), placed_boxes,
+                                                         placed_hiding, height > placed_heights)
+                                      > self.max_overlap).any():
+                continue
             instance = self.sources[source].instances[0]
             if not (instance.visible & self._on_canvas(placement.move(instance.keypoints))).any():
                 continue
             return placement
         return None
+
+    def _height(self, placement: Placement) -> float:
+        """The person's rescaled box height, which orders the drawing (taller: nearer, drawn later)."""
+        return placement.zoom * float(self._boxes[placement.source, 3])
+
+    def _hiding_region(self, placement: Placement) -> np.ndarray:
+        """(x0, y0, x1, y1): the rectangle round the canvas region where the person's crop is at
+        least _HIDES opaque (its box grown by _HIDING_REACH of the margin; the rounded corners and
+        the source photograph's edges, where the crop is more transparent, are not cut off)."""
+        x, y, w, h = self._moved_box(placement)
+        grow = _HIDING_REACH * self.margin * max(self._boxes[placement.source, 2:]) * placement.zoom
+        return np.array([x - grow, y - grow, x + w + grow, y + h + grow])
+
+    @staticmethod
+    def _hidden_share(box, region, placed_boxes, placed_regions, new_is_nearer) -> np.ndarray:
+        """For each placed person: the share of the farther one's box (of it and the new ``box``)
+        inside the nearer one's hiding region (``new_is_nearer`` (P,) says which is nearer)."""
+        farther = np.where(new_is_nearer[:, None], placed_boxes, box[None])
+        nearer = np.where(new_is_nearer[:, None], region[None], placed_regions)
+        return _covered(farther, nearer)
 
     def _moved_box(self, placement: Placement) -> np.ndarray:
         box = self._boxes[placement.source]
@@ -250,6 +286,41 @@ class MosaicPeople(Sequence):
         return (points[:, 0] >= -0.5) & (points[:, 0] < width - 0.5) & (points[:, 1] >= -0.5) \
             & (points[:, 1] < height - 0.5)
 
+    # -- opacity of a pasted crop -----------------------------------------------------------------
+    def _ramp(self, placement: Placement, cols: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The crop's fade at canvas points (``cols``, ``rows`` broadcast together): 1 inside the box
+        grown by _OPAQUE of the margin, falling linearly to 0 at the crop's edge (rounded corners)."""
+        bx, by, bw, bh = self._boxes[placement.source]
+        margin = self.margin * max(bw, bh)
+        inner_low = placement.move(np.array([bx, by]) - _OPAQUE * margin)
+        inner_high = placement.move(np.array([bx + bw, by + bh]) + _OPAQUE * margin)
+        dx = np.maximum(np.maximum(inner_low[0] - cols, cols - inner_high[0]), 0.0)
+        dy = np.maximum(np.maximum(inner_low[1] - rows, rows - inner_high[1]), 0.0)
+        distance = np.hypot(dx, dy)
+        fade = (1.0 - _OPAQUE) * margin * placement.zoom
+        return np.clip(1.0 - distance / fade, 0.0, 1.0) if fade > 0 else (distance <= 0).astype(np.float64)
+
+    def opacity(self, placement: Placement, points: np.ndarray) -> np.ndarray:
+        """(M,) how opaque the person's pasted crop is at canvas ``points`` (M, 2): its fade times
+        its source photograph's coverage (bilinear, 0 from a pixel beyond the photograph's edge
+        on), the weight :meth:`_paste` gives the crop over what lies below."""
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        source = self.sources[placement.source]
+        inside = (points - np.asarray(placement.offset)) / placement.zoom  # source pixels
+        limits = np.array([source.width, source.height], dtype=np.float64)
+        coverage = np.clip(np.minimum(inside + 1.0, limits - inside), 0.0, 1.0).prod(axis=1)
+        return self._ramp(placement, points[:, 0], points[:, 1]) * coverage
+
+    def _hidden_by(self, points: np.ndarray, nearer: Sequence) -> np.ndarray:
+        """(M,) which canvas ``points`` the scenery of the ``nearer`` placements covers: a crop at
+        least _HIDES opaque there, outside that person's box."""
+        hidden = np.zeros(len(points), bool)
+        for placement in nearer:  # at most a few people per mosaic
+            x, y, w, h = self._moved_box(placement)
+            in_box = (points[:, 0] >= x) & (points[:, 0] <= x + w) & (points[:, 1] >= y) & (points[:, 1] <= y + h)
+            hidden |= (self.opacity(placement, points) >= _HIDES) & ~in_box
+        return hidden
+
     # -- pixels and annotations ------------------------------------------------------------------
     def _generate(self, index: int, layout: List[Placement]) -> Record:
         from .pipelines import load_image  # the one way images are read (and size-checked)
@@ -257,9 +328,9 @@ class MosaicPeople(Sequence):
         rng = np.random.default_rng([self.seed, index, 1])
         canvas = self._background(rng, load_image)
         instances = []
-        for placement in layout:
+        for rank, placement in enumerate(layout):
             self._paste(canvas, placement, load_image(self.sources[placement.source]))
-            instances.append(self._instance(placement))
+            instances.append(self._instance(placement, layout[rank + 1:]))
         if not self.plain:
             canvas += np.float32(rng.uniform(1.0, 4.0)) * rng.standard_normal(canvas.shape, dtype=np.float32)
         image = np.clip(np.round(canvas), 0, 255).astype(np.uint8)
@@ -267,11 +338,12 @@ class MosaicPeople(Sequence):
         return Record(f"mosaic://{self.name}/seed{self.seed}/{index:06d}", width, height, instances,
                       image_id=index, image=image)
 
-    def _instance(self, placement: Placement) -> Instance:
+    def _instance(self, placement: Placement, nearer: Sequence = ()) -> Instance:
+        """The person's annotation on the canvas; ``nearer``: the people drawn over it."""
         source = self.sources[placement.source]
         person = source.instances[0]
         keypoints = placement.move(person.keypoints)
-        visible = person.visible & self._on_canvas(keypoints)
+        visible = person.visible & self._on_canvas(keypoints) & ~self._hidden_by(keypoints, nearer)
         x, y, w, h = self._moved_box(placement)
         width, height = self.canvas
         low = np.maximum([x, y], -0.5)
@@ -314,15 +386,8 @@ class MosaicPeople(Sequence):
         cover = cv2.warpAffine(np.ones(region.shape[:2], np.float32), matrix, size, flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
         # opaque inside the box grown by _OPAQUE of the margin, fading to 0 at the crop's edge
-        inner_low = placement.move(np.array([bx, by]) - _OPAQUE * margin)
-        inner_high = placement.move(np.array([bx + bw, by + bh]) + _OPAQUE * margin)
         cols, rows = np.arange(c0, c1, dtype=np.float64), np.arange(r0, r1, dtype=np.float64)
-        dx = np.maximum(np.maximum(inner_low[0] - cols, cols - inner_high[0]), 0.0)
-        dy = np.maximum(np.maximum(inner_low[1] - rows, rows - inner_high[1]), 0.0)
-        distance = np.hypot(dy[:, None], dx[None, :])
-        fade = (1.0 - _OPAQUE) * margin * zoom
-        ramp = np.clip(1.0 - distance / fade, 0.0, 1.0) if fade > 0 else (distance <= 0).astype(np.float64)
-        ramp = ramp.astype(np.float32)
+        ramp = self._ramp(placement, cols[None, :], rows[:, None]).astype(np.float32)
         below = canvas[r0:r1, c0:c1]
         canvas[r0:r1, c0:c1] = patch * ramp[..., None] + below * (1.0 - ramp * cover)[..., None]
 
@@ -360,6 +425,13 @@ class MosaicPeople(Sequence):
                 return max(strips, key=lambda s: s.shape[0] * s.shape[1])
         small = cv2.resize(image, (max(1, width // 16), max(1, height // 16)), interpolation=cv2.INTER_AREA)
         return cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def _covered(boxes: np.ndarray, regions: np.ndarray) -> np.ndarray:
+    """(P,) the share of each box (x, y, w, h) inside its region (x0, y0, x1, y1)."""
+    low = np.maximum(boxes[:, :2], regions[:, :2])
+    high = np.minimum(boxes[:, :2] + boxes[:, 2:], regions[:, 2:])
+    return np.prod(np.clip(high - low, 0.0, None), axis=1) / np.maximum(boxes[:, 2] * boxes[:, 3], 1e-12)
 
 
 def _overlap(box: np.ndarray, others: np.ndarray) -> np.ndarray:
