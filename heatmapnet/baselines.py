@@ -250,6 +250,8 @@ def training_annotations(config):
     from .build import read_records
 
     split = config.data.train
+    if split.get("sources"):
+        return SkippedBaseline("data.train lists several sources (data.scheme=union); a mean shape is one scheme's")
     if split.source in GENERATED_SOURCES:
         return SkippedBaseline(f"data.train is generated (source {split.source}), not read from annotation "
                                "files; its annotations come only with its images")

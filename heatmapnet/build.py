@@ -37,6 +37,7 @@ from .losses import LOSSES
 from .metadata import KeypointScheme
 from .models import HeatmapModel, ModelConfig
 from .modes import MODES
+from .multisource import SourcesEvaluator, build_source_dataset, is_union, read_source_records
 
 
 def output_activation(config: DictConfig) -> str:
@@ -83,6 +84,8 @@ def build_criterion(config: DictConfig, scheme: KeypointScheme):
 def build_dataset(config: DictConfig, records, codec, scheme: KeypointScheme, train: bool):
     """The torch dataset of one split (``train`` or ``val``) over ``records``, as the mode frames it;
     training sets are augmented as ``data.augmentation`` says."""
+    if is_union(config):  # several sources: each its own channels, augmentation and share of the epoch
+        return build_source_dataset(config, records, codec, train)
     augmentation = Augmentation(**config.data.augmentation) if train else NO_AUGMENTATION
     return build_mode(config, scheme).dataset(records, codec, scheme, augmentation, seed=config.train.seed)
 
@@ -92,6 +95,8 @@ def read_records(config: DictConfig, split_name: str):
     any other problem of the split (a file in no known format, a missing field, a bad subset) is a
     :class:`DataError` naming the split."""
     name = f"data.{split_name}"
+    if is_union(config):  # several sources, in the union scheme; their errors name the source
+        return read_source_records(config, split_name)
     try:
         return read_split(config.data[split_name], config.data.skip_invalid, name)
     except (InvalidAnnotationError, UserError):
@@ -124,5 +129,8 @@ def run_data_from_records(config: DictConfig, codec, scheme: KeypointScheme, tra
 
 def build_evaluator(config: DictConfig, records, dataset, codec, scheme: KeypointScheme,
                     dist: Optional[DistInfo] = None) -> Evaluator:
-    """Validation of ``dataset`` (over ``records``) as ``config.eval`` and the mode say."""
+    """Validation of ``dataset`` (over ``records``) as ``config.eval`` and the mode say; a union
+    run's is per source (:class:`heatmapnet.multisource.SourcesEvaluator`, over the records alone)."""
+    if is_union(config):
+        return SourcesEvaluator(config, records, dist)
     return Evaluator(build_mode(config, scheme), dataset, records, codec, scheme, config.eval, dist)

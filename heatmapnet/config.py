@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
@@ -59,9 +60,28 @@ class ModelSection:
 
 
 @dataclass
+class SourceSection:
+    """One annotated source of a split of several (``data.train.sources``, ``data.val.sources``;
+    ``data.scheme: union``, :mod:`heatmapnet.multisource`): files in a reader's format with their
+    own keypoint scheme. A validation source names the training source whose channels it is
+    scored on."""
+
+    name: Optional[str] = None  # its label (metrics "<name>/nme"); None: the scheme's name
+    scheme: Optional[str] = None  # its keypoint scheme (a file of datasets/ or a path); val: the training source's
+    format: Optional[str] = None  # reader format; None guesses it from ann_file
+    ann_file: Optional[str] = None
+    img_dir: Optional[str] = None
+    subset: Optional[str] = None  # a Python slice of its records, e.g. "0:2500"
+    # training sources: settings of data.augmentation this source's samples use instead, e.g. {flip_probability: 0}
+    augmentation: Dict[str, float] = field(default_factory=dict)
+    flip_test: Optional[bool] = None  # validation sources: None keeps eval.flip_test
+
+
+@dataclass
 class SplitSection:
-    """Where one split comes from: a synthetic generator, files in a reader's format, or mosaics
-    of the files' single-person records (:class:`heatmapnet.data.mosaic.MosaicPeople`)."""
+    """Where one split comes from: a synthetic generator, files in a reader's format, mosaics
+    of the files' single-person records (:class:`heatmapnet.data.mosaic.MosaicPeople`), or several
+    sources of files with their own schemes (``sources``, with ``data.scheme: union``)."""
 
     source: str = "files"  # files | mosaic | synthetic_faces | synthetic_faces5 | synthetic_people
     format: Optional[str] = None  # reader format; None guesses it from ann_file
@@ -72,6 +92,9 @@ class SplitSection:
     seed: int = 0  # synthetic and mosaic sources only
     people: List[int] = field(default_factory=lambda: [2, 4])  # mosaic only: fewest and most people per image
     canvas: List[int] = field(default_factory=lambda: [384, 384])  # mosaic only: image width, height
+    # several annotated sources, each its own scheme, in one run of the union scheme (data.scheme: union)
+    sources: List[SourceSection] = field(default_factory=list)
+    mix: str = "equal"  # training sources: equal (each source an equal share of every epoch) | proportional (to size)
 
 
 @dataclass
@@ -88,7 +111,8 @@ class AugmentationSection:
 
 @dataclass
 class DataSection:
-    scheme: str = "ibug68"  # a file of datasets/ (or a path); "coco" takes it from the json
+    # a file of datasets/ (or a path); "coco" takes it from the json; "union" the union of data.train.sources' schemes
+    scheme: str = "ibug68"
     mode: str = "topdown"  # the one switch of the task: topdown (a crop per instance) | multi | bottomup (whole images)
     input_size: List[int] = field(default_factory=lambda: [128, 128])  # width, height
     padding: float = 1.25  # top-down box padding
@@ -267,6 +291,9 @@ def value_problems(config: DictConfig) -> List[str]:
                  if not OmegaConf.select(config, key) > 0]
     problems += [f"train.lr_mult.{key}={value}: must be >= 0" for key, value in config.train.lr_mult.items()
                  if not value >= 0]
+    from .multisource import source_problems  # the sources of a union run, each entry by its index
+
+    problems += source_problems(config)
     size, stride = list(config.data.input_size), config.target.stride
     if len(size) != 2 or min(size) <= 0:
         problems.append(f"data.input_size={size}: expected [width, height], two positive integers")
@@ -316,10 +343,14 @@ def _schema_config(values: DictConfig, where: str, overrides: Sequence[str], val
     OmegaConf.set_struct(config, True)
     OmegaConf.set_struct(config.train.lr_mult, False)  # its keys are module prefixes, not schema keys
     config = merge_config(config, values, where)
+    _open_source_augmentation(config)
     for override in overrides:
         if "=" not in override:
             raise ConfigError(f"override {override!r} must look like key.sub=value")
-        config = merge_config(config, OmegaConf.from_dotlist([override]), f"override {override!r}")
+        if _LIST_ITEM.search(override.split("=", 1)[0]):
+            config = _update_list_item(config, override)
+        else:
+            config = merge_config(config, OmegaConf.from_dotlist([override]), f"override {override!r}")
     try:
         OmegaConf.resolve(config)
     except Exception as error:  # an interpolation that cannot be resolved names its key
@@ -327,6 +358,41 @@ def _schema_config(values: DictConfig, where: str, overrides: Sequence[str], val
     problems = value_problems(config) if validate else []
     if problems:
         raise ConfigError(f"{where}: " + "; ".join(problems))
+    return config
+
+
+#: a dotted key that goes through an item of a list, e.g. data.train.sources.1.subset
+_LIST_ITEM = re.compile(r"\.\d+(\.|$)")
+
+
+def _open_source_augmentation(config: DictConfig) -> None:
+    """Each source's ``augmentation`` holds settings by name (checked by
+    :func:`heatmapnet.multisource.source_problems`), not schema keys."""
+    for split in ("train", "val"):
+        for source in config.data[split].sources:
+            OmegaConf.set_struct(source.augmentation, False)
+
+
+def _update_list_item(config: DictConfig, override: str) -> DictConfig:
+    """``key.N.sub=value`` on an existing list item (a merge of a dotlist cannot reach into a list)."""
+    key = override.split("=", 1)[0].strip()
+    where = f"override {override!r}"
+    value = OmegaConf.select(OmegaConf.from_dotlist([override]), key)
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        if part.isdigit():
+            items = OmegaConf.select(config, ".".join(parts[:depth]))
+            if isinstance(items, ListConfig) and int(part) >= len(items):
+                raise ConfigError(f"{where}: {'.'.join(parts[:depth])} has {len(items)} item(s), numbered from 0; "
+                                  "an override changes an item the config has")
+    try:
+        OmegaConf.update(config, key, value, merge=True)
+    except (ConfigAttributeError, ConfigKeyError) as error:
+        full = getattr(error, "full_key", None) or key
+        raise ConfigError(f"{where}: unknown config key {full!r}: {str(error).splitlines()[0]}") from None
+    except ValidationError as error:
+        raise ConfigError(f"{where}: {str(error.msg).splitlines()[0]} (key {error.full_key!r})") from None
+    _open_source_augmentation(config)
     return config
 
 

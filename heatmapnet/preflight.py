@@ -88,6 +88,7 @@ class SplitReport:
     images_opened: int = 0
     skipped: List[str] = field(default_factory=list)  # the reader's skipped samples and the images dropped here
     problems: List[str] = field(default_factory=list)
+    detail: str = ""  # a union run's split: the records of each source
 
     def describe(self) -> str:
         if self.records is None:
@@ -96,7 +97,8 @@ class SplitReport:
             return f"{self.num_images} generated samples ({self.source}, no files)"
         kind = "mosaics" if self.source == "mosaic" else "images"
         instances = "" if self.num_instances is None else f", {self.num_instances} instances"
-        return f"{self.num_images} {kind}{instances}; {self.images_opened} image files opened and decoded"
+        return (f"{self.num_images} {kind}{instances}{self.detail}; {self.images_opened} image files opened "
+                f"and decoded")
 
 
 @dataclass
@@ -133,7 +135,8 @@ class PreflightReport:
     def problems(self) -> List[str]:
         """What would stop the run, one line each."""
         directory = self.run_directory.problems if self.run_directory else []
-        return self.components.problems + self.train.problems + self.val.problems + directory
+        # each once: a union run's bad source scheme stops the scheme and both splits alike
+        return list(dict.fromkeys(self.components.problems + self.train.problems + self.val.problems + directory))
 
     @property
     def ok(self) -> bool:
@@ -256,8 +259,8 @@ def _attempt(report: ComponentReport, build, key: str):
         return build()
     except (ValueError, FileNotFoundError) as error:  # registries, readers, models: what the user named is wrong
         message = str(error)
-        report.problems.append(message if message.startswith(key) or f"unknown {key}" in message
-                               else f"{key}: {message}")
+        named = message.startswith((key, "data.train.sources", "data.val.sources")) or f"unknown {key}" in message
+        report.problems.append(message if named else f"{key}: {message}")
         return None
 
 
@@ -361,6 +364,11 @@ def check_split(config: DictConfig, split_name: str, scheme: Optional[KeypointSc
             return report
     report.records = records
     report.num_images = len(records)
+    if config.data.scheme == "union" and scheme is not None:
+        from .multisource import source_counts, source_layout
+
+        counts = source_counts(records, source_layout(config.data))
+        report.detail = " (" + ", ".join(f"{name} {count}" for name, count in counts.items()) + ")"
     if isinstance(records, list):
         report.num_instances = sum(len(record.instances) for record in records)
     if not len(records):

@@ -28,7 +28,10 @@ def select_subset(records: Sequence, subset: Optional[str]):
 
 
 def read_split(split, skip_invalid: bool = False, name: str = "data.train"):
-    """The records of one split section, ``cfg.data.train`` or ``cfg.data.val`` (``name``)."""
+    """The records of one split section, ``cfg.data.train`` or ``cfg.data.val`` (``name``); a split
+    of several sources is read by :func:`heatmapnet.build.read_records`, which knows the union."""
+    if split.get("sources"):
+        raise ValueError(f"{name} lists sources: read it through heatmapnet.build.read_records (data.scheme=union)")
     if split.source in SYNTHETIC_SOURCES:
         from .synthetic import SyntheticFaces, SyntheticPeople  # generated on demand, sample by sample
 
@@ -90,7 +93,12 @@ def resolve_scheme(data_section, split, name: str = "data.train") -> KeypointSch
     """``data.scheme`` by name or path (``coco`` takes names and skeleton from the json of
     ``split``, the training split), with the flip pairs the run uses: ``data.flip_pairs`` if set,
     else the scheme's, else inferred from the split's records; with none, a scheme that is not
-    mirrorable (see :mod:`heatmapnet.data.flip`)."""
+    mirrorable (see :mod:`heatmapnet.data.flip`). ``union``: the union of ``data.train.sources``'
+    schemes (:func:`heatmapnet.multisource.source_layout`)."""
+    if data_section.scheme == "union":
+        from ..multisource import source_layout
+
+        return source_layout(data_section).scheme
     configured = data_section.get("flip_pairs")
     if isinstance(configured, (ListConfig, DictConfig)):
         configured = OmegaConf.to_container(configured)
