@@ -30,7 +30,7 @@ def select_subset(records: Sequence, subset: Optional[str]):
 def read_split(split, skip_invalid: bool = False, name: str = "data.train"):
     """The records of one split section, ``cfg.data.train`` or ``cfg.data.val`` (``name``); a split
     of several sources is read by :func:`heatmapnet.build.read_records`, which knows the union."""
-    if split.get("sources"):
+    if getattr(split, "sources", None):
         raise ValueError(f"{name} lists sources: read it through heatmapnet.build.read_records (data.scheme=union)")
     if split.source in SYNTHETIC_SOURCES:
         from .synthetic import SyntheticFaces, SyntheticPeople  # generated on demand, sample by sample
