@@ -133,10 +133,9 @@ def transfer_state(model: nn.Module, source_state: Mapping[str, torch.Tensor], c
                 skipped.append(SkippedTensor(name, "shape", f"(checkpoint {tuple(source.shape)}, model "
                                                            f"{tuple(tensor.shape)})"))
                 continue
-            tensor.copy_(source)
+            tensor.copy_(source)  # a state_dict's tensors share the model's storage: this writes the model
             loaded += 1
             parameters += tensor.numel() if name in learnable else 0
-    model.load_state_dict(state)
     return {"loaded_tensors": loaded, "total_tensors": len(state), "loaded_parameters": parameters,
             "total_parameters": sum(p.numel() for p in model.parameters()), "rows_mapped": rows_mapped,
             "rows_total": len(target_channels), "skipped": tuple(skipped)}
