@@ -224,6 +224,15 @@ class BottomUpSection:
 
 
 @dataclass
+class PretrainSection:
+    """A stage trained first into ``<run dir>/pretrain`` (:mod:`heatmapnet.stages`); the run then
+    starts from its ``last.pt`` as ``model.init_from`` would. A finished stage is reused."""
+
+    config: Optional[str] = None  # a name in configs/ or a YAML path; None: no stage
+    set: List[str] = field(default_factory=list)  # the stage's dotted overrides, e.g. ["train.steps=1000"]
+
+
+@dataclass
 class RunConfig:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
@@ -232,6 +241,7 @@ class RunConfig:
     train: TrainSection = field(default_factory=TrainSection)
     eval: EvalSection = field(default_factory=EvalSection)
     bottomup: BottomUpSection = field(default_factory=BottomUpSection)
+    pretrain: PretrainSection = field(default_factory=PretrainSection)
 
 
 def resolve_config_path(name_or_path: Optional[str]) -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -470,7 +471,30 @@ def check_resume_with_init(resume, init_from) -> None:
 
 
 def train_from_config(config: DictConfig, out_dir, resume: Optional[str] = None) -> dict:
-    """Train (under torchrun: with DDP) and return the summary written to ``metrics.json``."""
+    """Train (under torchrun: with DDP) and return the summary written to ``metrics.json``.
+    A config with a ``pretrain`` stage trains (or reuses) it first (:mod:`heatmapnet.stages`);
+    the summary then says what the stage did and the wall time of both."""
+    from .stages import run_stage, stage_config
+
+    stage = stage_config(config, out_dir)
+    if stage is not None:
+        from .preflight import check_config
+
+        # the run's own names and options, before minutes of pretraining (its init_from comes next)
+        check_config(OmegaConf.merge(config, {"model": {"init_from": None}}))
+        stage = run_stage(config, stage, out_dir, train_from_config)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(stage.summary(), flush=True)
+        summary = _train_run(config, out_dir, resume)
+        summary["pretrain"] = stage.as_dict()
+        summary["total_wall_time_s"] = round(summary["wall_time_s"] + stage.wall_time_s, 1)
+        if int(os.environ.get("RANK", "0")) == 0:
+            (Path(out_dir) / "metrics.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        return summary
+    return _train_run(config, out_dir, resume)
+
+
+def _train_run(config: DictConfig, out_dir, resume: Optional[str]) -> dict:
     if resume and config.model.init_from:
         check_resume_with_init(resume, config.model.init_from)
     dist = setup_distributed()

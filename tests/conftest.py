@@ -43,3 +43,25 @@ def cpu_path(request, monkeypatch):
         monkeypatch.setattr(decode, "_kernels", None)
         monkeypatch.setattr(bottomup, "_kernels", None)
     return request.param
+
+
+#: the settings of a run that takes seconds on one core (synthetic faces at 64 px, a small model)
+TINY_RUN = {
+    "data.train.num_samples": 32, "data.val.num_samples": 8, "data.input_size": "[64,64]",
+    "data.num_workers": 0, "model.backbone": "mobilenetv3_small_050", "model.head_channels": 16,
+    "train.steps": 4, "train.batch_size": 8, "train.lr": 0.01, "train.warmup_steps": 1,
+    "train.eval_every": 1000, "train.checkpoint_every": 2, "train.log_every": 1, "eval.batch_size": 8,
+    "train.threads": 1,
+}
+
+
+@pytest.fixture
+def tiny_run():
+    """``tiny_run(**changes)``: the dotted overrides of :data:`TINY_RUN` with ``changes`` applied
+    (keys with dots spelled as ``train__steps`` or passed in a dict via ``tiny_run(**{...})``)."""
+    def overrides(**changes):
+        settings = dict(TINY_RUN)
+        settings.update({key.replace("__", "."): value for key, value in changes.items()})
+        return [f"{key}={value}" for key, value in settings.items()]
+
+    return overrides
