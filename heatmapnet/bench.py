@@ -48,7 +48,7 @@ from .reference import (CENTERNET_HP_THRESH, centernet_focal_loss, centernet_key
 from .targets import TRUNCATE_SIGMAS, lazy_zeros, render_heatmaps_batched, sigma_from_radius
 
 CASES = ("targets", "focal_loss", "decode_quarter", "decode_dark", "data_loader", "train_step",
-         "decode_people", "inference")
+         "decode_people", "inference", "predict_stream")
 
 
 @dataclass(frozen=True)
@@ -716,9 +716,131 @@ def bench_inference(settings: Settings) -> dict:
                    **{f"{key}_batch{batch}": value for batch, row in rows.items() for key, value in row.items()})
 
 
+# ----------------------------------------------------------------------------------------------
+# 8. predict over a folder: memory that does not grow with the number of images
+# ----------------------------------------------------------------------------------------------
+#: how many bytes more a folder of the larger count may hold at its peak than one of the smaller:
+#: the list of its paths (about 100 bytes an image) and the allocator's slack, never the images
+#: or their json entries
+STREAM_GROWTH_BOUND = 2 * 2 ** 20
+
+
+def _max_rss_bytes() -> Optional[int]:
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB on Linux
+
+
+def _image_folder(folder: Path, count: int, size: int) -> Path:
+    """``count`` PNGs of ``size`` x ``size`` smooth noise (eight different ones, repeated)."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    generator = np.random.default_rng(0)
+    encoded = []
+    for _ in range(8):
+        coarse = generator.integers(0, 256, (max(1, size // 8), max(1, size // 8), 3), dtype=np.uint8)
+        encoded.append(cv2.imencode(".png", cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC))[1])
+    for index in range(count):
+        (folder / f"{index:06d}.png").write_bytes(encoded[index % len(encoded)].tobytes())
+    return folder
+
+
+def folder_peaks(predictor, counts=(200, 2000), size: int = 32, batch_size: int = 16, folder=None) -> dict:
+    """``predict`` (:func:`heatmapnet.deploy.runner.predict_images`, json to a file) with
+    ``predictor`` over a folder of each of ``counts`` tiny images (``size`` px), after a warm-up
+    run: count -> its peak Python heap above the level before it (``tracemalloc``: every Python
+    object and numpy's array buffers; not onnxruntime's or OpenCV's own buffers, which a batch
+    reuses), how much the process's peak resident size grew during it (None where the platform
+    has no counter; the first run's growth includes what onnxruntime allocates once), seconds
+    and images predicted. A streaming predict holds one batch at a time: its peak does not grow
+    with the count (see :data:`STREAM_GROWTH_BOUND`). ``folder``: where the temporary images go.
+
+    The folder's paths are made into :class:`~pathlib.Path` objects, kept alive, before each
+    measured run: pathlib interns every part of a path, and a new file name grows the
+    interpreter's table of interned strings, whose resize (the whole table, megabytes in a process
+    that imported torch) would otherwise land in whichever run crosses its threshold."""
+    import tempfile
+
+    from .deploy.runner import predict_images
+    from .deploy.sources import image_paths
+
+    rows = {}
+    with tempfile.TemporaryDirectory(dir=folder) as root:
+        root = Path(root)
+        warm = _image_folder(root / "warm-up", batch_size, size)
+        predict_images(predictor, [str(warm)], out=str(root / "warm-up.json"), batch_size=batch_size)
+        for count in counts:
+            images = _image_folder(root / f"images-{count}", count, size)
+            interned = [Path(path) for path in image_paths([str(images)])]  # noqa: F841 - see the docstring
+            gc.collect()
+            rss = _max_rss_bytes()
+            tracemalloc.start()
+            try:
+                started = time.perf_counter()
+                predicted = predict_images(predictor, [str(images)], out=str(root / f"{count}.json"),
+                                           batch_size=batch_size)
+                seconds = time.perf_counter() - started
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            grown = None if rss is None else _max_rss_bytes() - rss
+            rows[count] = {"peak_bytes": int(peak), "max_rss_growth_bytes": grown, "seconds": seconds,
+                           "images": predicted}
+    return rows
+
+
+def bench_predict_stream(settings: Settings) -> dict:
+    """Peak memory of ``predict`` over a folder of 1,000 and of 10,000 32 x 32 images (``--quick``:
+    200 and 2,000) with a small exported model in onnxruntime (1 thread; the model does not change
+    what the runner holds), by :func:`folder_peaks`. ours = the larger folder, baseline = the
+    smaller: the memory ratio is how much the peak grows with 10 x the images; met when it grows
+    by at most :data:`STREAM_GROWTH_BOUND`."""
+    import tempfile
+
+    from omegaconf import OmegaConf
+
+    from .build import build_model, build_scheme
+    from .checkpoint import save_checkpoint
+    from .config import load_config
+
+    device = settings.device
+    goal = f"peak memory grows by <= {STREAM_GROWTH_BOUND / 2 ** 20:g} MiB with 10x the images"
+    if device.type != "cpu":
+        return _result("predict_stream", device, goal, skipped="runs on CPU only (onnxruntime's CPU provider)")
+    try:
+        from .deploy.runtime import OnnxPredictor
+        from .export import export_checkpoint
+    except ImportError:
+        return _result("predict_stream", device, goal,
+                       skipped="onnxruntime is not installed (pip install 'heatmapnet[export]')")
+    config = load_config("synthetic_faces", ["model.backbone=mobilenetv3_small_050", "model.head_channels=16",
+                                             "data.input_size=[64,64]"])
+    scheme = build_scheme(config)
+    torch.manual_seed(0)
+    model = build_model(config, scheme).eval()
+    counts = (200, 2000) if settings.quick else (1000, 10000)
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint = Path(folder) / "small.pt"
+        save_checkpoint(checkpoint, config=OmegaConf.to_container(config), scheme=scheme, model=model.state_dict(),
+                        step=0)
+        exported = export_checkpoint(checkpoint, Path(folder) / "small.onnx", dynamic_batch=True, check_images=0)
+        rows = folder_peaks(OnnxPredictor(exported.path, threads=1), counts, folder=folder)
+    small, large = rows[counts[0]], rows[counts[1]]
+    growth = large["peak_bytes"] - small["peak_bytes"]
+    return _result("predict_stream", device, goal, None, None, large["peak_bytes"], small["peak_bytes"],
+                   growth <= STREAM_GROWTH_BOUND, counts=list(counts), image_size=32, peak_growth_bytes=growth,
+                   model=f"{config.model.backbone}, 64x64, {scheme.num_keypoints} keypoints",
+                   **{f"{key}_{count}": value for count, row in rows.items() for key, value in row.items()})
+
+
 BENCHMARKS = {"targets": bench_targets, "focal_loss": bench_focal_loss, "decode_quarter": bench_decode_quarter,
               "decode_dark": bench_decode_dark, "data_loader": bench_data_loader, "train_step": bench_train_step,
-              "decode_people": bench_decode_people, "inference": bench_inference}
+              "decode_people": bench_decode_people, "inference": bench_inference,
+              "predict_stream": bench_predict_stream}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -98,7 +98,7 @@ def read_records(config: DictConfig, split_name: str):
     if is_union(config):  # several sources, in the union scheme; their errors name the source
         return read_source_records(config, split_name)
     try:
-        return read_split(config.data[split_name], config.data.skip_invalid, name)
+        return read_split(config.data[split_name], config.data.skip_invalid, name, config.data.exif_orientation)
     except (InvalidAnnotationError, UserError):
         raise
     except ValueError as error:  # the readers' errors about a file as a whole

@@ -3,12 +3,17 @@
 
 A user's error (a config, data, checkpoint or run directory that cannot be used) is one line,
 ``heatmapnet COMMAND: what is wrong``, and exit status 2; ``--debug`` shows its traceback
-instead. Any other exception is a bug and keeps its traceback."""
+instead. Any other exception is a bug and keeps its traceback.
+
+A run stopped by SIGTERM or SIGINT (:class:`heatmapnet.stopping.StoppedBySignal`) is one line on
+rank 0, ``heatmapnet COMMAND: stopped by SIGTERM at step N ... Resume with: heatmapnet ...``, and
+exit status 128 + the signal's number (143, 130), as a shell reports a process the signal ended."""
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -22,6 +27,7 @@ from .data.readers import InvalidAnnotationError
 from .decode import REFINEMENTS
 from .engine import NonFiniteLossError
 from .errors import UserError
+from .stopping import StoppedBySignal
 from .bench import add_bench_parser
 from .diagnose import add_diagnose_parser
 from .export import add_export_parser
@@ -87,6 +93,32 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def train_resume_command(args: argparse.Namespace, stopped: StoppedBySignal) -> str:
+    """The command that goes on with a stopped ``heatmapnet train``: the same config, overrides and
+    run directory, with ``--resume RUN_DIR/last.pt``; a stopped pretrain stage resumes by itself,
+    so the command is then the one that was run."""
+    out = run_directory(args)
+    words = ["heatmapnet", "train"] + ([args.config] if args.config else [])
+    words += (["--set", *args.set] if args.set else []) + ["--out", out]
+    if stopped.checkpoint is not None and Path(stopped.checkpoint) == Path(out) / "last.pt":
+        words += ["--resume", str(stopped.checkpoint)]
+    elif args.resume:
+        words += ["--resume", args.resume]
+    return shlex.join(words)
+
+
+def report_stop(args: argparse.Namespace, stopped: StoppedBySignal) -> int:
+    """Rank 0's one line for a run stopped by a signal, with the command that resumes it (the
+    command's ``resume_command(args, stopped)``); the exit status 128 + the signal's number."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        message = " ".join(str(stopped).split())
+        resume = getattr(args, "resume_command", None)
+        if resume is not None:
+            message += f" Resume with: {resume(args, stopped)}"
+        print(f"heatmapnet {args.command}: {message}", file=sys.stderr, flush=True)
+    return stopped.exit_code  # signals stay deferred until the process exits (a launcher's SIGTERM cannot cut it)
+
+
 def run_check(args: argparse.Namespace) -> int:
     """The pre-flight check alone: its summary, then exit status 2 with the first problem if any."""
     from .config import load_config
@@ -132,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(train, config_required=False)
     train.add_argument("--out", help="run directory (default: runs/CONFIG_NAME)")
     train.add_argument("--resume", metavar="CHECKPOINT", help="continue from a last.pt exactly where it stopped")
-    train.set_defaults(handler=run_train)
+    train.set_defaults(handler=run_train, resume_command=train_resume_command)
     check = commands.add_parser("check", help="pre-flight: validate the config, read every annotation, decode every "
                                               "image, test the run directory; print a summary (exit 2 on problems)")
     _add_config_arguments(check, config_required=False)
@@ -163,9 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.command_line = argv  # what was run, for a resume command
     try:
         return args.handler(args)
+    except StoppedBySignal as stopped:  # not an error: the scheduler's stop, --debug or not
+        return report_stop(args, stopped)
     except USER_ERRORS as error:
         if args.debug:
             raise

@@ -118,6 +118,10 @@ class DataSection:
     padding: float = 1.25  # top-down box padding
     num_workers: int = 2
     skip_invalid: bool = False  # skip (and report) bad samples instead of stopping
+    # how an image file's EXIF orientation tag is read, the same in training, evaluation, predict (both
+    # backends), viz, mosaics and the pre-flight's size check (heatmapnet.imageio): apply (default: the
+    # image as browsers and annotation tools display it, width/height as displayed) | ignore (the stored rows)
+    exif_orientation: str = "apply"
     # points a horizontal mirror swaps, [[a, b], ...] by name or 0-based index; overrides the scheme's.
     # None: the scheme's, else inferred from the training data; none found: no flip at all
     flip_pairs: Optional[List] = None
@@ -301,6 +305,11 @@ def value_problems(config: DictConfig) -> List[str]:
                  if not OmegaConf.select(config, key) > 0]
     problems += [f"train.lr_mult.{key}={value}: must be >= 0" for key, value in config.train.lr_mult.items()
                  if not value >= 0]
+    from .imageio import EXIF_ORIENTATIONS
+
+    if config.data.exif_orientation not in EXIF_ORIENTATIONS:
+        problems.append(f"data.exif_orientation={config.data.exif_orientation!r}: choose one of "
+                        f"{list(EXIF_ORIENTATIONS)}")
     from .multisource import source_problems  # the sources of a union run, each entry by its index
 
     problems += source_problems(config)

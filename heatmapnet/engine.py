@@ -3,6 +3,10 @@
 The data order is a pure function of (seed, step): the sampler maps each step to dataset
 indices and augmentation epochs, so a resumed run sees exactly the batches an uninterrupted
 one would, and N DDP ranks split each global batch the way one process would see it whole.
+
+SIGTERM and SIGINT stop a run cleanly (:mod:`heatmapnet.stopping`): the step under way completes,
+``last.pt`` is written at it, and :class:`heatmapnet.stopping.StoppedBySignal` says how to resume;
+``heatmapnet train`` holds its run directory's lock for the whole run (:mod:`heatmapnet.runlock`).
 """
 from __future__ import annotations
 
@@ -30,6 +34,8 @@ from .evaluation import primary_metric
 from .finetune import FrozenPart, parameter_groups
 from .preflight import run_preflight
 from .resume import config_changes
+from .runlock import holding_run_directory
+from .stopping import StoppedBySignal, deferred_signals, requested, shelter_worker, signal_name
 
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}  # train.optimizer
@@ -263,6 +269,22 @@ class Trainer:
         if Path(path) == self.last_checkpoint:
             self.saved = SavedCheckpoint(Path(path), self.step, self.latest_loss)
 
+    def stop_if_signalled(self) -> None:
+        """A safe point of the loop (no step under way): where SIGTERM or SIGINT arrived on any rank
+        (:mod:`heatmapnet.stopping`; under DDP one all-reduce per call, so that every rank stops at
+        the same step), write ``last.pt`` at this step, unless it holds it already, and raise
+        :class:`StoppedBySignal`."""
+        signum = requested() or 0
+        if self.dist.enabled:
+            signum = int(max(values_over_ranks(torch.tensor(float(signum), device=self.dist.device), self.dist)))
+        if not signum:
+            return
+        last = self.last_checkpoint
+        if self.saved is None or self.saved.path != last or self.saved.step != self.step:
+            self.save(last)
+        raise StoppedBySignal(signum, f"stopped by {signal_name(signum)} at step {self.step} of "
+                                      f"{self.config.train.steps}: {last} holds that step.", last, self.step)
+
     def resume_advice(self) -> str:
         """Where a stopped run can go on from, and with what: the last ``last.pt`` written (or
         resumed from), its step and loss, and a lower learning rate to resume with."""
@@ -333,7 +355,16 @@ class Trainer:
     def run(self, stop=None) -> dict:
         """Train to ``train.steps``, evaluating every ``train.eval_every`` steps and at the end.
         ``stop(step, result)``, if given, is asked after each periodic evaluation; True ends the
-        run there (early stopping), that evaluation being the final one."""
+        run there (early stopping), that evaluation being the final one.
+
+        SIGTERM or SIGINT (:mod:`heatmapnet.stopping`) let the step under way complete, with its
+        periodic evaluation and checkpoint, then ``last.pt`` is written at that step and
+        :class:`StoppedBySignal` raised: a ``--resume`` from it ends bit-identical to an
+        uninterrupted run. A signal after the last step lets the run finish."""
+        with deferred_signals():
+            return self._run(stop)
+
+    def _run(self, stop) -> dict:
         config, train = self.config, self.config.train
         if self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -343,13 +374,15 @@ class Trainer:
                                    self.step, train.steps)
         workers = config.data.num_workers
         loader = DataLoader(self.data.train_set, batch_sampler=sampler, num_workers=workers,
-                            collate_fn=collate_samples, persistent_workers=False)
+                            collate_fn=collate_samples, persistent_workers=False,
+                            worker_init_fn=shelter_worker if workers else None)
         progress = log.progress(self.step, train.steps)
         started = time.perf_counter()
         window_start, window_images = time.perf_counter(), 0
         self.net.train()
         final = None
         try:  # the bar ends its line also when a stop raises, so the stop's message starts a line
+            self.stop_if_signalled()
             for batch in loader:
                 loss = self.train_step(batch)
                 self.step += 1
@@ -371,6 +404,7 @@ class Trainer:
                         break
                 if self.step % train.checkpoint_every == 0 and self.step < train.steps:
                     self.save(self.last_checkpoint)
+                self.stop_if_signalled()
         finally:
             progress.close()
         if final is None:
@@ -473,7 +507,17 @@ def check_resume_with_init(resume, init_from) -> None:
 def train_from_config(config: DictConfig, out_dir, resume: Optional[str] = None) -> dict:
     """Train (under torchrun: with DDP) and return the summary written to ``metrics.json``.
     A config with a ``pretrain`` stage trains (or reuses) it first (:mod:`heatmapnet.stages`);
-    the summary then says what the stage did and the wall time of both."""
+    the summary then says what the stage did and the wall time of both. The run holds the lock of
+    ``out_dir`` throughout (:mod:`heatmapnet.runlock`; a second run there refuses in one line)."""
+    dist = setup_distributed()
+    try:
+        with holding_run_directory(out_dir, dist):
+            return _train_stages(config, out_dir, resume)
+    finally:
+        cleanup_distributed(dist)
+
+
+def _train_stages(config: DictConfig, out_dir, resume: Optional[str]) -> dict:
     from .stages import run_stage, stage_config
 
     stage = stage_config(config, out_dir)

@@ -1,8 +1,10 @@
 """Errors in what a user gave heatmapnet: a config, data, a checkpoint, a run directory.
 
 Each is one line naming the file, record, field or key and what was expected. The command line
-prints that line and exits with status 2 (``--debug`` shows the traceback instead); anything
-else is a bug and keeps its traceback. The classes that were ``ValueError``\\ s stay ones.
+prints that line and exits with status 2 (``--debug`` shows the traceback instead); a run stopped
+by SIGTERM or SIGINT (:class:`heatmapnet.stopping.StoppedBySignal`) exits with 128 + the signal's
+number instead. Anything else is a bug and keeps its traceback. The classes that were
+``ValueError``\\ s stay ones.
 """
 from __future__ import annotations
 

@@ -18,6 +18,10 @@ pixels. Decoding in the graph, by data mode:
   dependent shapes, here with fixed ones: the padding peaks fail every test instead of being cut
   off); ``centre_x_joints`` person scores re-rank the people in the graph too.
 
+An ``--opset`` below what the graph needs (an operator that older opsets cannot express) is one
+line naming the lowest opset that exports, found by trying each higher one in turn; one above
+what torch and onnx know is refused before tracing.
+
 The host keeps what depends on the image: cropping or letterboxing, the normalisation (mean and
 std in the metadata) and the matrices back to image pixels (:mod:`heatmapnet.deploy`).
 
@@ -44,8 +48,10 @@ compared sorted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -430,9 +436,40 @@ def compare_with_pytorch(session, graph: _DecodingGraph, inputs: torch.Tensor, f
                        points, scores, int(kept.sum()), int(left_out.sum()), heatmap_tolerance, point_tolerance)
 
 
+def highest_opset() -> int:
+    """The highest opset both torch's TorchScript exporter and the installed onnx know."""
+    import onnx
+
+    try:
+        from torch.onnx._constants import ONNX_MAX_OPSET as torch_max  # no public name for it
+    except ImportError:
+        torch_max = DEFAULT_OPSET
+    return min(int(torch_max), int(onnx.defs.onnx_opset_version()))
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """File descriptor 1 sent to the null device: torch's exporter prints its whole graph there
+    when it fails, where the one-line error is what the user needs."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no standard output to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _trace_to_onnx(graph: nn.Module, example: torch.Tensor, path: str, opset: int, output_names, dynamic_batch: bool):
     dynamic_axes = {name: {0: "batch"} for name in (INPUT_NAME, *output_names)} if dynamic_batch else None
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quiet_stdout():
         # tracing warns about Python values computed from tensors (shape checks, a NaN check), which
         # the traced graph does not need; the check below compares the file with PyTorch instead
         warnings.simplefilter("ignore")
@@ -442,6 +479,59 @@ def _trace_to_onnx(graph: nn.Module, example: torch.Tensor, path: str, opset: in
         except (RuntimeError, ValueError, torch.onnx.errors.OnnxExporterError) as error:
             raise ExportError(f"torch.onnx.export failed at opset {opset}: "
                               f"{' '.join(str(error).split())[:300]}") from None
+
+
+def _export_runs(graph: nn.Module, example: torch.Tensor, path: str, opset: int, output_names,
+                 dynamic_batch: bool) -> None:
+    """Trace the graph at ``opset`` into ``path`` and run the file once in onnxruntime: an opset
+    at which torch writes operators whose types that opset does not allow (a Clip of integers
+    before opset 12) traces, but no runtime loads it. An :class:`ExportError` says why it fails."""
+    _trace_to_onnx(graph, example, path, opset, output_names, dynamic_batch)
+    _, ort = _onnx_modules()
+    try:
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        session.run(None, {INPUT_NAME: example.numpy()})
+    except Exception as error:  # noqa: BLE001 - onnxruntime's own exception types
+        reason = " ".join(str(error).split())[:300] or type(error).__name__
+        raise ExportError(f"onnxruntime cannot run the export at opset {opset}: {reason}") from None
+
+
+def lowest_working_opset(graph: nn.Module, example: torch.Tensor, folder: Path, above: int, output_names,
+                         dynamic_batch: bool) -> Optional[int]:
+    """The lowest opset above ``above`` (up to :func:`highest_opset`) at which the graph exports and
+    onnxruntime runs the file, or None: each is tried in turn, into a probe file in ``folder``
+    that is removed again."""
+    probe = folder / f".heatmapnet-opset-probe-{os.getpid()}.onnx"
+    try:
+        for opset in range(max(above + 1, 1), highest_opset() + 1):
+            try:
+                _export_runs(graph, example, str(probe), opset, output_names, dynamic_batch)
+            except ExportError:
+                continue
+            return opset
+        return None
+    finally:
+        if probe.exists():
+            probe.unlink()
+
+
+def _trace_at_opset(graph: nn.Module, example: torch.Tensor, path: Path, opset: int, output_names,
+                    dynamic_batch: bool) -> None:
+    """:func:`_export_runs`; where the graph needs a higher opset than ``opset`` (``--opset``), one
+    line naming the lowest that works."""
+    highest = highest_opset()
+    if opset > highest:
+        raise ExportError(f"--opset {opset}: this torch and onnx export opsets up to {highest}; export with "
+                          f"--opset {highest} or lower")
+    try:
+        _export_runs(graph, example, str(path), opset, output_names, dynamic_batch)
+    except ExportError as error:
+        lowest = lowest_working_opset(graph, example, path.parent, opset, output_names, dynamic_batch)
+        if lowest is None:
+            raise
+        reason = str(error).split(f"at opset {opset}: ", 1)[-1].split(". Please feel free", 1)[0][:200]
+        raise ExportError(f"--opset {opset}: the model needs opset {lowest} or higher (the lowest that exports and "
+                          f"runs; at {opset}: {reason}); export with --opset {lowest}") from None
 
 
 def export_checkpoint(checkpoint_path, out, opset: int = DEFAULT_OPSET, dynamic_batch: bool = False,
@@ -461,13 +551,14 @@ def export_checkpoint(checkpoint_path, out, opset: int = DEFAULT_OPSET, dynamic_
     metadata = DeployMetadata(scheme, torch_side.mode_name, tuple(codec.input_size),
                               tuple(float(v) for v in IMAGE_MEAN), tuple(float(v) for v in IMAGE_STD),
                               int(codec.stride), graph.decoding(), getattr(mode, "padding", None),
-                              getattr(mode, "min_score", None), str(checkpoint_path), int(loaded.step))
+                              getattr(mode, "min_score", None), str(checkpoint_path), int(loaded.step),
+                              torch_side.exif_orientation)
     width, height = codec.input_size
     example = torch.zeros(2 if dynamic_batch else 1, 3, height, width)
     out.parent.mkdir(parents=True, exist_ok=True)
     temporary = out.with_name(out.name + ".tmp")
     try:
-        _trace_to_onnx(graph, example, str(temporary), opset, OUTPUTS[metadata.mode], dynamic_batch)
+        _trace_at_opset(graph, example, temporary, opset, OUTPUTS[metadata.mode], dynamic_batch)
         written = onnx.load(str(temporary))
         for key, value in metadata.to_props().items():
             written.metadata_props.add(key=key, value=value)
@@ -507,7 +598,9 @@ def add_export_parser(commands) -> argparse.ArgumentParser:
                     "it against PyTorch on real images. Run it with `heatmapnet predict --backend onnx --model FILE`.")
     export.add_argument("--checkpoint", required=True)
     export.add_argument("--out", required=True, help="the .onnx file to write")
-    export.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    export.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                        help=f"ONNX opset (default {DEFAULT_OPSET}; one the model cannot be exported at names the "
+                             "lowest that works)")
     export.add_argument("--dynamic-batch", action="store_true", help="any batch size (default: batches of 1)")
     export.add_argument("--check-images", type=int, default=8,
                         help="validation images the file is checked on against PyTorch (default 8; 0: no check)")

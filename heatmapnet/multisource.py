@@ -234,7 +234,7 @@ def embed(record: Record, source: int, layout: SourceLayout) -> SourceRecord:
         keypoints[channels], visible[channels] = instance.keypoints, instance.visible
         instances.append(Instance(keypoints, visible, instance.bbox.copy(), dict(instance.extra)))
     return SourceRecord(record.image_path, record.width, record.height, instances, record.image_id, record.image,
-                        source=source)
+                        exif_orientation=record.exif_orientation, source=source)
 
 
 def native(record: SourceRecord, layout: SourceLayout) -> Record:
@@ -242,7 +242,8 @@ def native(record: SourceRecord, layout: SourceLayout) -> Record:
     channels = layout.channels(record.source)
     instances = [Instance(i.keypoints[channels].copy(), i.visible[channels].copy(), i.bbox.copy(), dict(i.extra))
                  for i in record.instances]
-    return Record(record.image_path, record.width, record.height, instances, record.image_id, record.image)
+    return Record(record.image_path, record.width, record.height, instances, record.image_id, record.image,
+                  exif_orientation=record.exif_orientation)
 
 
 def read_source_records(config: DictConfig, split_name: str):
@@ -261,7 +262,7 @@ def read_source_records(config: DictConfig, split_name: str):
         if not Path(section.ann_file).exists():
             raise DataError(f"{key}.ann_file: no such file or folder: {section.ann_file}")
         try:
-            found = read_files(section, bool(config.data.skip_invalid), key)
+            found = read_files(section, bool(config.data.skip_invalid), key, config.data.exif_orientation)
         except InvalidAnnotationError as error:
             raise DataError(f"{key} ({source_name(section)}): {error}") from None
         except (ValueError, OSError) as error:  # the file as a whole: not the format, unreadable, a bad subset

@@ -24,6 +24,7 @@ from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .preflight import check_split, first_problem_error
 from .config import config_from_dict
 from .deploy.cli import add_predict_arguments, chosen_backend, predict_with
+from .deploy.errors import DeployError
 from .deploy.framing import Frame, image_size_of, network_inputs
 from .deploy.sources import as_pixels
 from .evaluation import heatmap_probabilities, invert_affine_batch
@@ -88,7 +89,9 @@ class Predictor:
     """A trained checkpoint as a function: images (with or without boxes) -> keypoints and scores
     in original image pixels, framed by the checkpoint's data mode (top-down models crop each box,
     the whole image when none is given, and return K keypoints per box; multi-instance models
-    return every peak of every keypoint type; bottom-up models return people, no boxes needed)."""
+    return every peak of every keypoint type; bottom-up models return people, no boxes needed).
+    Image files are read as the checkpoint's training read them (its ``data.exif_orientation``,
+    :mod:`heatmapnet.imageio`)."""
 
     def __init__(self, checkpoint, device: Union[str, torch.device] = "cpu", flip_test: Optional[bool] = None):
         loaded = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
@@ -99,6 +102,8 @@ class Predictor:
         self.mode = build_mode(self.config, self.scheme)
         self.model = model_from_checkpoint(self.config, loaded, self.device)
         self.flip_test = self.config.eval.flip_test if flip_test is None else flip_test
+        #: how image files are read: the checkpoint's data.exif_orientation, as its training read them
+        self.exif_orientation = str(self.config.data.exif_orientation)
 
     @property
     def mode_name(self) -> str:
@@ -136,9 +141,8 @@ class Predictor:
         name = "image" if isinstance(image, np.ndarray) else str(image)
         return self.predict_frames([Frame(self._read(image), boxes, name)])[0]
 
-    @staticmethod
-    def _read(image) -> np.ndarray:
-        return as_pixels(image)
+    def _read(self, image) -> np.ndarray:
+        return as_pixels(image, self.exif_orientation)
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -147,6 +151,9 @@ def run_predict(args: argparse.Namespace) -> int:
         from .deploy.runtime import OnnxPredictor
 
         return predict_with(OnnxPredictor(args.model, args.threads), args)
+    if Path(args.checkpoint).suffix.lower() == ".onnx":  # torch.load would call it corrupt
+        raise DeployError(f"{args.checkpoint}: an ONNX model, not a PyTorch checkpoint; --checkpoint takes a "
+                          f"heatmapnet .pt file, an export runs as --model {args.checkpoint}")
     return predict_with(Predictor(args.checkpoint, args.device), args)
 
 

@@ -14,11 +14,21 @@ mid-run and a run never dies at its first evaluation or its first save. It
   ``data.num_workers`` threads, with a progress bar): a missing, empty, truncated (a JPEG without
   its end marker that PIL cannot decode in full; OpenCV would decode it with a warning) or
   undecodable file, or one whose size is not the annotated one. With ``data.skip_invalid`` such
-  images are dropped (and listed); without it each is a problem. Generated splits have no files;
+  images are dropped (and listed); without it each is a problem. Generated splits have no files.
+  A split's problems are listed by cause (:mod:`heatmapnet.causes`), the one that explains the
+  others first: an unreadable file, then an image whose size is not the one its record declares
+  (where a COCO json's sample is refused, its declared sizes are checked against the files, so
+  points "far outside" a halved image are reported as the halved size), then points outside the
+  image, then other fields; a problem of both splits (one file for both) is listed once, naming both;
+- reads the images as training reads them (:mod:`heatmapnet.imageio`: 8-bit BGR, pixel formats
+  it refuses named), so the annotated size is compared with the size as displayed under
+  ``data.exif_orientation``; the summary names that convention and counts the files whose EXIF
+  orientation is not 1;
 - checks that every instance has the scheme's number of points;
-- checks that the run directory can be created and written, and that its disk has room for the
-  run's checkpoints (weights and Adam's two moments, float32; ``last.pt``, ``best.pt`` and the
-  temporary copy a save writes before it replaces ``last.pt``).
+- checks that the run directory can be created and written, that no other live run holds its
+  lock (:mod:`heatmapnet.runlock`), and that its disk has room for the run's checkpoints
+  (weights and Adam's two moments, float32; ``last.pt``, ``best.pt`` and the temporary copy a
+  save writes before it replaces ``last.pt``).
 
 :func:`run_preflight` returns a :class:`PreflightReport`; its ``problems`` are what would stop the
 run, :meth:`PreflightReport.raise_for_problems` turns them into one :class:`PreflightError` line.
@@ -30,7 +40,7 @@ import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -39,6 +49,8 @@ import torch
 from omegaconf import DictConfig
 
 from .build import build_codec, build_criterion, build_loss, build_mode, build_model, build_scheme, read_records
+from .causes import (Finding, declared_size_findings, header_size, merged_lines, ordered, reader_cause,
+                     size_finding)
 from .codec import CODECS
 from .config import value_problems
 from .data.build import SYNTHETIC_SOURCES, frame_file_records
@@ -47,6 +59,7 @@ from .data.readers import InvalidAnnotationError, RecordList
 from .distributed import DistInfo
 from .errors import UserError
 from .finetune import prefix_problems
+from .imageio import EXIF_ORIENTATIONS, exif_orientation
 from .metadata import KeypointScheme
 from .models import HEADS, OUTPUT_STRIDE
 from .modes import MODES
@@ -86,9 +99,16 @@ class SplitReport:
     num_images: int = 0  # records: annotated images, or generated samples
     num_instances: Optional[int] = None  # None for generated sets (drawn on demand)
     images_opened: int = 0
+    oriented: int = 0  # image files whose EXIF orientation is not 1 (identity)
     skipped: List[str] = field(default_factory=list)  # the reader's skipped samples and the images dropped here
-    problems: List[str] = field(default_factory=list)
+    findings: List[Finding] = field(default_factory=list)  # what would stop the run, each with its cause
     detail: str = ""  # a union run's split: the records of each source
+
+    @property
+    def problems(self) -> List[str]:
+        """What would stop the run, one line each, the cause that explains the others first
+        (:data:`heatmapnet.causes.CAUSES`)."""
+        return merged_lines([(self.name, self.findings)])
 
     def describe(self) -> str:
         if self.records is None:
@@ -97,8 +117,9 @@ class SplitReport:
             return f"{self.num_images} generated samples ({self.source}, no files)"
         kind = "mosaics" if self.source == "mosaic" else "images"
         instances = "" if self.num_instances is None else f", {self.num_instances} instances"
+        oriented = f", {self.oriented} with an EXIF orientation other than 1" if self.oriented else ""
         return (f"{self.num_images} {kind}{instances}{self.detail}; {self.images_opened} image files opened "
-                f"and decoded")
+                f"and decoded{oriented}")
 
 
 @dataclass
@@ -122,6 +143,7 @@ class PreflightReport:
     val: SplitReport
     run_directory: Optional[RunDirectoryReport]  # None on DDP ranks other than 0, which write nothing
     seconds: float = 0.0
+    exif_orientation: str = "apply"  # data.exif_orientation: the convention the images were read under
 
     @property
     def scheme(self) -> Optional[KeypointScheme]:
@@ -135,8 +157,10 @@ class PreflightReport:
     def problems(self) -> List[str]:
         """What would stop the run, one line each."""
         directory = self.run_directory.problems if self.run_directory else []
-        # each once: a union run's bad source scheme stops the scheme and both splits alike
-        return list(dict.fromkeys(self.components.problems + self.train.problems + self.val.problems + directory))
+        # each once, by cause: a problem of both splits (one file for both) names both, and a union
+        # run's bad source scheme stops the scheme and both splits alike
+        splits = merged_lines([(split.name, split.findings) for split in (self.train, self.val)])
+        return list(dict.fromkeys(self.components.problems + splits + directory))
 
     @property
     def ok(self) -> bool:
@@ -147,6 +171,8 @@ class PreflightReport:
         lines = [f"  config      {'ok' if not self.components.problems else 'has problems'}: "
                  f"{self.components.description}"]
         lines += [f"  {split.name:<11} {split.describe()}" for split in (self.train, self.val)]
+        oriented = self.train.oriented + self.val.oriented
+        lines.append(f"  orientation {orientation_line(self.exif_orientation, oriented)}")
         if self.run_directory is not None:
             lines.append(f"  run         {self.run_directory.describe()}")
         lines += _listing("skipped", self.skipped, "none")
@@ -174,6 +200,18 @@ def _listing(title: str, items: Sequence[str], empty: str) -> List[str]:
 
 def _size(num_bytes: int) -> str:
     return f"{num_bytes / 2 ** 30:.1f} GiB" if num_bytes >= 2 ** 30 else f"{num_bytes / 2 ** 20:.1f} MiB"
+
+
+#: what each convention of data.exif_orientation means, for the summary
+ORIENTATION_MEANINGS = {"apply": "EXIF orientation applied: images read as browsers and annotation tools show them",
+                        "ignore": "EXIF orientation ignored: images read as their pixels are stored"}
+
+
+def orientation_line(convention: str, oriented: int) -> str:
+    """The summary's word on EXIF orientation: the convention in force and how many files carry an
+    orientation other than 1 (those the convention concerns)."""
+    meaning = ORIENTATION_MEANINGS.get(convention, f"not one of {list(EXIF_ORIENTATIONS)}")
+    return f"data.exif_orientation={convention} ({meaning}); {oriented} image file(s) with an orientation other than 1"
 
 
 def first_problem_error(problems: Sequence[str], others: str = "`heatmapnet check` lists them all") -> PreflightError:
@@ -329,9 +367,33 @@ def image_problem(record) -> Optional[str]:
     return None
 
 
-def image_problems(records: Sequence, workers: int = 1, progress: bool = False, label: str = "images"
-                   ) -> List[Optional[str]]:
-    """:func:`image_problem` of each record, in ``workers`` threads (OpenCV and PIL decode without the
+def record_name(record, source: str = "") -> str:
+    """Where ``record`` is: its annotation file ``source`` and image id, as far as they are known."""
+    image_id = "" if record.image_id is None else f"image id {record.image_id}"
+    return ", ".join(part for part in (source, image_id) if part)
+
+
+def file_findings(record, source: str = "", hint: str = "") -> List[Finding]:
+    """Why training cannot use ``record``'s image file, each with its cause: nothing when it decodes
+    in full at the declared size (:func:`image_problem`); else a file that cannot be read, a file
+    whose size (its header's) is not the one ``record`` (of the annotation file ``source``)
+    declares, naming both sizes and the record, or both."""
+    reason = image_problem(record)
+    if reason is None:
+        return []
+    size = header_size(record.image_path, getattr(record, "exif_orientation", None))
+    if size is None or size == (record.width, record.height):
+        return [Finding("unreadable", reason, hint, subject=record.image_path)]
+    # another size than declared: is the file otherwise sound (decoded in full at its own size)?
+    other = image_problem(replace(record, width=size[0], height=size[1]))
+    found = [size_finding(record.image_path, size, (record.width, record.height), record_name(record, source), hint,
+                          getattr(record, "exif_orientation", None))]
+    return found + ([Finding("unreadable", other, hint, subject=record.image_path)] if other else [])
+
+
+def image_findings(records: Sequence, workers: int = 1, progress: bool = False, label: str = "images",
+                   source: str = "", hint: str = "") -> List[List[Finding]]:
+    """:func:`file_findings` of each record, in ``workers`` threads (OpenCV and PIL decode without the
     GIL), each file once, with a progress bar where ``progress`` and stderr is a terminal."""
     from tqdm import tqdm
 
@@ -339,8 +401,9 @@ def image_problems(records: Sequence, workers: int = 1, progress: bool = False, 
     for record in records:
         first.setdefault(record.image_path, record)
     with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
-        results = list(tqdm(pool.map(image_problem, first.values()), total=len(first), desc=label, unit="img",
-                            disable=None if progress else True, leave=False, mininterval=0.5, dynamic_ncols=True))
+        results = list(tqdm(pool.map(lambda record: file_findings(record, source, hint), first.values()),
+                            total=len(first), desc=label, unit="img", disable=None if progress else True, leave=False,
+                            mininterval=0.5, dynamic_ncols=True))
     by_path = dict(zip(first, results))
     return [by_path[record.image_path] for record in records]
 
@@ -355,8 +418,12 @@ def check_split(config: DictConfig, split_name: str, scheme: Optional[KeypointSc
     report = SplitReport(f"data.{split_name}", section.source)
     try:
         records = read_records(config, split_name)
-    except (UserError, InvalidAnnotationError, FileNotFoundError) as error:
-        report.problems.append(str(error))
+    except InvalidAnnotationError as error:  # a bad sample; an image of another size than declared explains some
+        report.findings += declared_size_findings(section, config.data.get("exif_orientation"))
+        report.findings.append(Finding.from_message(str(error), report.name, reader_cause(error)))
+        return report
+    except (UserError, FileNotFoundError) as error:
+        report.findings.append(Finding.from_message(str(error), report.name))
         return report
     if section.source not in SYNTHETIC_SOURCES:
         records = _checked_files(config, section, records, report, progress)
@@ -372,35 +439,53 @@ def check_split(config: DictConfig, split_name: str, scheme: Optional[KeypointSc
     if isinstance(records, list):
         report.num_instances = sum(len(record.instances) for record in records)
     if not len(records):
-        report.problems.append(f"{report.name}: no records to {'train' if split_name == 'train' else 'evaluate'} on")
+        report.findings.append(Finding("split", f"no records to {'train' if split_name == 'train' else 'evaluate'} on"))
     elif scheme is not None:
         mismatch = _point_count_mismatch(getattr(records, "sources", records), scheme)
         if mismatch:
-            report.problems.append(f"{report.name}: {mismatch}")
+            report.findings.append(Finding("split", mismatch))
     return report
 
 
 def _checked_files(config: DictConfig, section, records, report: SplitReport, progress: bool):
     """A split of files with its bad images dropped (or reported); None when it cannot be framed."""
     files = getattr(records, "sources", records)  # a mosaic's people, or the records themselves
-    report.skipped += list(getattr(files, "skipped", []))
-    reasons = image_problems(files, config.data.num_workers, progress, f"check {report.name} images")
+    skipped = list(getattr(files, "skipped", []))
+    if skipped:  # the reader left samples out: an image of another size than declared explains some
+        kept = {record.image_path for record in files}  # their sizes are checked below
+        declared = declared_size_findings(section, config.data.get("exif_orientation"))
+        report.skipped += [finding.text for finding in declared if finding.subject not in kept]
+    report.skipped += skipped
+    findings = image_findings(files, config.data.num_workers, progress, f"check {report.name} images",
+                              getattr(files, "source", "") or str(getattr(section, "ann_file", "") or ""),
+                              "data.skip_invalid=true trains without such images")
     report.images_opened = len({record.image_path for record in files})
-    bad = [reason for reason in reasons if reason]
+    report.oriented = oriented_files({record.image_path for record in files})
+    bad = list(dict.fromkeys(finding for found in findings for finding in found))
     if not bad:
         return records
     if not config.data.skip_invalid:
-        report.problems += [f"{report.name}: {reason}; data.skip_invalid=true trains without such images"
-                            for reason in dict.fromkeys(bad)]
+        report.findings += bad
         return records
-    report.skipped += list(dict.fromkeys(bad))
-    good = RecordList([record for record, reason in zip(files, reasons) if reason is None],
+    report.skipped += [finding.text for finding in ordered(bad)]
+    good = RecordList([record for record, found in zip(files, findings) if not found],
                       getattr(files, "skipped", []), getattr(files, "source", ""))
     try:
         return frame_file_records(section, good, report.name)
     except ValueError as error:  # a mosaic without enough people left
-        report.problems.append(f"{report.name}: {error}")
+        report.findings.append(Finding.from_message(str(error), report.name))
         return None
+
+
+def oriented_files(paths) -> int:
+    """How many of the image files ``paths`` carry an EXIF orientation other than 1 (their headers
+    only; a file that cannot be read counts as 1, its problem is reported by the image check)."""
+    def turned(path) -> bool:
+        try:
+            return exif_orientation(path) != 1
+        except OSError:
+            return False
+    return sum(turned(path) for path in paths)
 
 
 def _point_count_mismatch(records: Sequence, scheme: KeypointScheme) -> Optional[str]:
@@ -420,13 +505,19 @@ def _point_count_mismatch(records: Sequence, scheme: KeypointScheme) -> Optional
 # the run directory
 # ----------------------------------------------------------------------------------------------
 def check_run_directory(out_dir, checkpoint_bytes: int, create: bool = True) -> RunDirectoryReport:
-    """Whether ``out_dir`` is (or can be made) a writable folder with room for the run's checkpoints.
-    ``create``: make it (the trainer); else probe its nearest existing parent (``heatmapnet check``)."""
+    """Whether ``out_dir`` is (or can be made) a writable folder, not held by another live run
+    (:func:`heatmapnet.runlock.other_live_holder`), with room for the run's checkpoints. ``create``:
+    make it (the trainer); else probe its nearest existing parent (``heatmapnet check``)."""
+    from .runlock import in_use_message, other_live_holder
+
     path = Path(out_dir)
     report = RunDirectoryReport(path)
     if path.exists() and not path.is_dir():
         report.problems.append(f"run directory {path} is an existing file, not a folder: choose another --out")
         return report
+    holder = other_live_holder(path) if path.is_dir() else None
+    if holder is not None:
+        report.problems.append(in_use_message(path, holder))
     folder = path
     try:
         if create:
@@ -470,4 +561,5 @@ def run_preflight(config: DictConfig, out_dir, dist: Optional[DistInfo] = None, 
     if dist.is_main:  # the other ranks write nothing
         checkpoint_bytes = (components.num_parameters or 0) * CHECKPOINT_BYTES_PER_PARAMETER
         directory = check_run_directory(out_dir, checkpoint_bytes, create_run_directory)
-    return PreflightReport(components, train, val, directory, time.perf_counter() - started)
+    return PreflightReport(components, train, val, directory, time.perf_counter() - started,
+                           str(config.data.exif_orientation))

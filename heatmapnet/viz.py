@@ -23,7 +23,6 @@ import argparse
 from pathlib import Path
 from typing import List, NamedTuple, Optional, Sequence, Union
 
-import cv2
 import numpy as np
 import torch
 from omegaconf import DictConfig
@@ -40,6 +39,7 @@ from .drawing import (DEFAULT_COLORMAP, MAX_AUTO_PANELS, NEUTRAL_COLOR, PRED_COL
 from .deploy.results import listed_people
 from .evaluation import (PeakPredictions, PeoplePredictions, apply_affine_batch, heatmap_probabilities,
                          invert_affine_batch)
+from .imageio import read_image
 from .predict import Predictor, model_from_checkpoint
 
 CheckpointLike = Union[str, Path, Checkpoint]
@@ -384,15 +384,6 @@ def visualize_dataset(config, out_dir, num_samples: int = 8, checkpoint: Optiona
     return written
 
 
-def _read_image(path) -> np.ndarray:
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"image file not found: {path}")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"image file is corrupt or not an image: {path}")
-    return image
-
-
 def visualize_image(checkpoint: CheckpointLike, image_path, out_dir, boxes: Optional[Sequence] = None, keypoints=None,
                     device: str = "cpu", peak_threshold: float = 0.3) -> List[str]:
     """One image through a checkpoint (a path or a loaded checkpoint): ``NAME_keypoints.png``,
@@ -407,7 +398,7 @@ def visualize_image(checkpoint: CheckpointLike, image_path, out_dir, boxes: Opti
     written paths."""
     predictor = Predictor(checkpoint, device)
     source = checkpoint.path if isinstance(checkpoint, Checkpoint) else checkpoint
-    pixels = _read_image(image_path)
+    pixels = read_image(image_path, predictor.exif_orientation)  # as the checkpoint's training read images
     height, width = pixels.shape[:2]
     scheme, codec, mode = predictor.scheme, predictor.codec, predictor.mode
     boxes = [list(map(float, b)) for b in boxes] if boxes else None

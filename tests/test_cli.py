@@ -135,7 +135,7 @@ def test_a_detections_json_given_as_the_config(tmp_path, capsys):
     assert main(["train", str(tmp_path / "dets.json"), "--out", str(tmp_path / "run")]) == 2
     line = _one_line(capsys, "train")
     assert line.startswith(f"heatmapnet train: {tmp_path / 'dets.json'}: not a heatmapnet config: expected a YAML "
-                           "mapping of sections ['model', 'data', 'target', 'loss', 'train', 'eval', 'bottomup'], "
+                           "mapping of sections ['model', 'data', 'target', 'loss', 'train', 'eval', 'bottomup', 'pretrain'], "
                            "found a list")
     assert "data.train.ann_file" in line
 

@@ -1,6 +1,7 @@
 """``heatmapnet export``: the ONNX graph run by onnxruntime against PyTorch's own decoding, the
 metadata, the export-time check and the command's errors."""
 import json
+import re
 
 import numpy as np
 import onnx
@@ -17,7 +18,7 @@ from heatmapnet.config import load_config
 from heatmapnet.data.transforms import IMAGE_MEAN, IMAGE_STD, letterbox_matrix
 from heatmapnet.deploy.framing import network_inputs
 from heatmapnet.deploy.metadata import OUTPUTS, DeployMetadata
-from heatmapnet.export import GRAPHS, ExportError, check_inputs, export_checkpoint
+from heatmapnet.export import DEFAULT_OPSET, GRAPHS, ExportError, check_inputs, export_checkpoint
 from heatmapnet.metadata import load_scheme
 from heatmapnet.modes import BottomUpMode, MultiInstanceMode
 from heatmapnet.predict import Predictor
@@ -228,6 +229,26 @@ def test_the_export_command_prints_the_check_and_refuses_bad_paths(faces, tmp_pa
     missing = tmp_path / "missing.pt"
     assert main(["export", "--checkpoint", str(missing), "--out", str(out)]) == 2
     assert f"checkpoint not found: {missing}" in capsys.readouterr().err
+
+
+def test_an_opset_below_what_the_model_needs_names_the_lowest_that_works(faces, tmp_path, capfd):
+    checkpoint, _ = faces
+    out = tmp_path / "old.onnx"
+    assert main(["export", "--checkpoint", checkpoint, "--out", str(out), "--opset", "7", "--check-images", "0"]) == 2
+    captured = capfd.readouterr()
+    assert captured.out == ""  # not torch's graph dump
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("heatmapnet export: --opset 7: the model needs opset "), lines
+    lowest = int(re.search(r"export with --opset (\d+)$", lines[0]).group(1))
+    assert 7 < lowest <= DEFAULT_OPSET and "at 7: " in lines[0]
+    assert not out.exists() and sorted(path.name for path in tmp_path.iterdir()) == []  # no probe, no .tmp left
+    # the lowest indeed: it exports (and runs in onnxruntime), the one below does not
+    report = export_checkpoint(checkpoint, out, opset=lowest, check_images=1)
+    assert onnx.load(report.path).opset_import[0].version == lowest and report.check.passed
+    with pytest.raises(ExportError, match=f"--opset {lowest - 1}: the model needs opset {lowest} or higher"):
+        export_checkpoint(checkpoint, tmp_path / "below.onnx", opset=lowest - 1, check_images=0)
+    with pytest.raises(ExportError, match=r"--opset 99: this torch and onnx export opsets up to \d+"):
+        export_checkpoint(checkpoint, tmp_path / "above.onnx", opset=99, check_images=0)
 
 
 @pytest.mark.slow

@@ -397,7 +397,7 @@ def test_the_lsp_mosaic_config_builds_bottom_up_datasets_over_disjoint_people(sh
             assert max(heights) / min(heights) >= 4.0
     for dataset in (data.train_set, data.val_set):
         sample = dataset[0]
-        assert tuple(sample["image"].shape) == (3, 384, 384)
-        assert tuple(sample["heatmaps"].shape) == (15, 96, 96)  # centre + 14 joints at stride 4
+        assert tuple(sample["image"].shape) == (3, 256, 256)  # the 384 x 384 mosaics resized to data.input_size
+        assert tuple(sample["heatmaps"].shape) == (15, 64, 64)  # centre + 14 joints at stride 4
         assert 2 <= int(sample["num_instances"]) <= 4
         assert float(sample["heatmaps"][0].max()) == 1.0  # a centre peak

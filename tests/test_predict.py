@@ -288,3 +288,81 @@ def test_an_onnx_file_that_heatmapnet_did_not_export_is_refused(tmp_path, images
     onnx.save(helper.make_model(graph), str(tmp_path / "plain.onnx"))
     assert main(["predict", str(images / "b.png"), "--model", str(tmp_path / "plain.onnx")]) == 2
     assert "not a heatmapnet ONNX export" in _one_line_error(capsys)
+
+
+# ----------------------------------------------------------------------------------------------
+# bad conditions: a damaged video, another program's model, a large folder
+# ----------------------------------------------------------------------------------------------
+def _frame_starts(data: bytes) -> list:
+    """Where each MJPG frame (a JPEG: FF D8 FF) starts in an .avi's bytes."""
+    starts, at = [], data.find(b"\xff\xd8\xff")
+    while at >= 0:
+        starts.append(at)
+        at = data.find(b"\xff\xd8\xff", at + 3)
+    return starts
+
+
+@pytest.mark.parametrize("damage", ["corrupt frame", "cut short"])
+def test_a_damaged_video_keeps_the_frames_that_decode_and_names_the_missing_ones(faces, tmp_path, capsys, damage):
+    _, model = faces
+    _write_video(tmp_path / "clip.avi", [textured_image(64, 48, seed) for seed in range(20)])
+    data = bytearray((tmp_path / "clip.avi").read_bytes())
+    starts = _frame_starts(bytes(data))
+    assert len(starts) == 20
+    if damage == "corrupt frame":  # frame 8's JPEG header and first bytes overwritten
+        data[starts[8]:starts[8] + 400] = np.random.default_rng(0).integers(0, 256, 400, dtype=np.uint8).tobytes()
+        missing = [8]
+    else:  # the file ends inside frame 10
+        data = data[:starts[10] + 200]
+        missing = list(range(10, 20))
+    (tmp_path / "clip.avi").write_bytes(bytes(data))
+    assert main(["predict", str(tmp_path / "clip.avi"), "--model", model, "--batch-size", "4",
+                 "--out", str(tmp_path / "clip.json")]) == 0
+    written = json.loads((tmp_path / "clip.json").read_text())
+    kept = [frame for frame in range(20) if frame not in missing]
+    assert [frame["frame"] for frame in written["frames"]] == kept
+    assert written["frame_count"] == len(kept) and written["missing_frames"] == missing
+    assert all(len(frame["predictions"]) == 1 for frame in written["frames"])
+    assert written["frames"][-1]["time_s"] == pytest.approx(kept[-1] / 10.0)
+    named = "8" if damage == "corrupt frame" else "10-19"
+    assert (f"{tmp_path / 'clip.avi'}: frame(s) {named} of 20 could not be decoded (a damaged or cut stream); the "
+            f"{len(kept)} that could are predicted") in capsys.readouterr().out
+    # an intact video has no missing frames
+    _write_video(tmp_path / "whole.avi", [textured_image(64, 48, seed) for seed in range(3)])
+    assert main(["predict", str(tmp_path / "whole.avi"), "--model", model, "--out", str(tmp_path / "w.json")]) == 0
+    assert json.loads((tmp_path / "w.json").read_text())["missing_frames"] == []
+    assert "could not be decoded" not in capsys.readouterr().out
+
+
+def test_a_model_of_another_program_is_one_line_whichever_way_it_is_given(tmp_path, images, capsys):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["images"], ["out"])], "theirs",
+                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 8, 8])])
+    path = tmp_path / "theirs.onnx"
+    onnx.save(helper.make_model(graph, producer_name="other-tool", producer_version="2.1"), str(path))
+    image = str(images / "b.png")
+    assert main(["predict", image, "--model", str(path)]) == 2
+    assert _one_line_error(capsys) == (f"heatmapnet predict: {path}: not a heatmapnet ONNX export but a model written "
+                                       "by 'other-tool' (its metadata has no format='heatmapnet-onnx'); predict runs "
+                                       "the files `heatmapnet export` writes")
+    assert main(["predict", image, "--checkpoint", str(path)]) == 2
+    assert _one_line_error(capsys) == (f"heatmapnet predict: {path}: an ONNX model, not a PyTorch checkpoint; "
+                                       f"--checkpoint takes a heatmapnet .pt file, an export runs as --model {path}")
+    from heatmapnet.deploy.cli import main as deploy_main  # the torch-free command
+
+    assert deploy_main(["predict", image, "--model", str(path)]) == 2
+    assert "not a heatmapnet ONNX export but a model written by 'other-tool'" in _one_line_error(capsys)
+
+
+def test_a_folder_streams_its_memory_does_not_grow_with_the_number_of_images(faces, tmp_path):
+    from heatmapnet.bench import STREAM_GROWTH_BOUND, folder_peaks
+
+    _, model = faces
+    rows = folder_peaks(OnnxPredictor(model, threads=1), counts=(200, 2000), size=32, folder=tmp_path)
+    assert rows[200]["images"] == 200 and rows[2000]["images"] == 2000
+    # 1,800 more images, each entry 68 points: held in a list they would be > 10 MiB more
+    assert rows[2000]["peak_bytes"] - rows[200]["peak_bytes"] <= STREAM_GROWTH_BOUND, rows
+    assert list(tmp_path.iterdir()) == []  # the images and json were temporary

@@ -319,3 +319,77 @@ def test_ranks_other_than_0_write_nothing(tmp_path):
     config = load_config("synthetic_faces", SYNTHETIC)
     report = run_preflight(config, tmp_path / "run", dist=DistInfo(rank=1, world_size=2), progress=False)
     assert report.ok and report.run_directory is None and not (tmp_path / "run").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# the cause, not the symptom (heatmapnet.causes)
+# ----------------------------------------------------------------------------------------------
+def _declare_size(ann: Path, file_name: str, width: int, height: int) -> int:
+    """Set the declared width and height of ``file_name``'s images entry; returns its image id."""
+    coco = json.loads(ann.read_text())
+    entry = next(image for image in coco["images"] if image["file_name"] == file_name)
+    entry["width"], entry["height"] = width, height
+    ann.write_text(json.dumps(coco))
+    return entry["id"]
+
+
+def test_a_halved_declared_size_is_named_before_the_points_it_puts_outside(tmp_path):
+    train = _coco_set(tmp_path / "train", good=4)
+    image_id = _declare_size(train, "good2.jpg", SIZE // 2, SIZE // 2)  # the file stays 64 x 64
+    val = _coco_set(tmp_path / "val", good=2)
+    report = run_preflight(_files_config(train, val), tmp_path / "run", progress=False)
+    image = tmp_path / "train" / "good2.jpg"
+    assert report.problems[0] == (f"data.train: {image}: image is {SIZE}x{SIZE} but its annotation says "
+                                  f"width={SIZE // 2}, height={SIZE // 2} ({train}, image id {image_id})")
+    # the reader's refusal, the symptom, comes after it
+    assert len(report.problems) == 2 and "lies far outside the 32x32 image" in report.problems[1]
+    with pytest.raises(PreflightError) as caught:
+        report.raise_for_problems()
+    assert str(caught.value).startswith(report.problems[0] + " (and 1 more problem(s)")
+
+
+def test_a_declared_size_the_reader_accepts_names_the_record_too(tmp_path):
+    train = _coco_set(tmp_path / "train", good=3)
+    image_id = _declare_size(train, "good1.jpg", SIZE - 4, SIZE - 4)  # every point still inside
+    val = _coco_set(tmp_path / "val", good=2)
+    report = run_preflight(_files_config(train, val), tmp_path / "run", progress=False)
+    assert report.problems == [f"data.train: {tmp_path / 'train' / 'good1.jpg'}: image is 64x64 but its annotation "
+                               f"says width=60, height=60 ({train}, image id {image_id}); data.skip_invalid=true "
+                               "trains without such images"]
+
+
+def test_a_file_both_unreadable_and_of_another_size_leads_with_unreadable(tmp_path):
+    train = _coco_set(tmp_path / "train", good=2)
+    (tmp_path / "train" / "good1.jpg").write_bytes(_jpeg(size=48, seed=7)[:-60])  # cut short, and 48 x 48
+    val = _coco_set(tmp_path / "val", good=2)
+    report = run_preflight(_files_config(train, val), tmp_path / "run", progress=False)
+    image = tmp_path / "train" / "good1.jpg"
+    assert len(report.problems) == 2
+    assert report.problems[0].startswith(f"data.train: {image}: truncated JPEG")
+    assert report.problems[1].startswith(f"data.train: {image}: image is 48x48 but its annotation says width=64")
+
+
+def test_a_problem_of_the_file_both_splits_use_is_listed_once_naming_both(tmp_path):
+    both = _coco_set(tmp_path / "data", good=3, bad=["empty.jpg"])
+    report = run_preflight(_files_config(both, both), tmp_path / "run", progress=False)
+    assert report.problems == [f"data.train, data.val: {tmp_path / 'data' / 'empty.jpg'}: empty file (0 bytes), not "
+                               "an image; data.skip_invalid=true trains without such images"]
+    assert report.train.problems == [report.problems[0].replace("data.train, data.val", "data.train")]
+    # a refused sample of the shared json too, after its cause
+    image_id = _declare_size(both, "good0.jpg", SIZE // 2, SIZE // 2)
+    report = run_preflight(_files_config(both, both), tmp_path / "run", progress=False)
+    assert report.problems[0].startswith(f"data.train, data.val: {tmp_path / 'data' / 'good0.jpg'}: image is 64x64 "
+                                         f"but its annotation says width=32, height=32 ({both}, image id {image_id})")
+    assert len(report.problems) == 2 and report.problems[1].startswith(f"data.train, data.val: {both}, annotation id")
+
+
+def test_with_skip_invalid_a_sample_refused_for_its_points_is_listed_with_its_declared_size(tmp_path):
+    train = _coco_set(tmp_path / "train", good=4)
+    _declare_size(train, "good3.jpg", SIZE // 2, SIZE // 2)
+    val = _coco_set(tmp_path / "val", good=2)
+    with pytest.warns(UserWarning, match="skipped 1 invalid sample"):
+        report = run_preflight(_files_config(train, val, "data.skip_invalid=true"), tmp_path / "run", progress=False)
+    assert report.ok and report.train.num_images == 3
+    assert report.train.skipped[0].startswith(f"{tmp_path / 'train' / 'good3.jpg'}: image is 64x64 but its annotation "
+                                              "says width=32, height=32")
+    assert "lies far outside" in report.train.skipped[1]

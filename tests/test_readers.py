@@ -300,9 +300,15 @@ def test_a_file_whose_category_disagrees_with_its_points_needs_num_keypoints(sha
     path = shared_data / "fixtures" / "coco" / "test_keypoint_partition_metric.json"
     with pytest.raises(ValueError, match=r"annotation id 442619.*'keypoints'.*133, expected 17.*num_keypoints=133"):
         read(path)
-    records = read(path, num_keypoints=133)
+    # two annotations hold COCO-WholeBody's hand confidences (0.04 to 0.37) in place of COCO's flags
+    with pytest.raises(ValueError, match=r"annotation id 531914: field 'keypoints': visibility flag\(s\) \[0\.0877"):
+        read(path, num_keypoints=133)
+    with pytest.warns(UserWarning, match="skipped 2 invalid sample"):
+        records = read(path, num_keypoints=133, skip_invalid=True)
     check_records(records, 133)
-    assert records.num_instances == 12
+    assert records.num_instances == 10
+    assert [reason.split(": field")[0].split(", ")[-1] for reason in records.skipped] == [
+        "annotation id 531914", "annotation id 533949"]
 
 
 def test_mpii_json_is_converted_from_one_based(shared_data):

@@ -7,13 +7,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
+from omegaconf import OmegaConf
 
+from heatmapnet.build import build_codec, build_model
 from heatmapnet.checkpoint import load_checkpoint
 from heatmapnet.cli import main
-from heatmapnet.config import ConfigError, load_config
+from heatmapnet.config import ConfigError, RunConfig, config_from_dict, load_config
 from heatmapnet.data.transforms import to_input_tensor, warp_image
 from heatmapnet.distributed import DistInfo
 from heatmapnet.engine import NonFiniteLossError, StepBatchSampler, Trainer, learning_rate_factor
@@ -101,11 +105,41 @@ def test_an_unknown_config_key_is_an_error_listing_the_valid_ones():
         load_config(None, ["train.steps"])
 
 
-def test_every_shipped_config_loads():
-    names = sorted(p.stem for p in (REPO / "configs").glob("*.yaml"))
-    assert {"synthetic_faces", "synthetic_people", "ytf68", "mtfl5", "lsp", "coco", "coco_custom"} <= set(names)
-    for name in names:
-        assert load_config(name).train.steps > 0
+def _leaves(value, prefix=()):
+    """(dotted key path, value) of every leaf of a parsed YAML mapping (list items by index)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaves(item, prefix + (str(key),))
+    elif isinstance(value, list) and any(isinstance(item, (dict, list)) for item in value):
+        for index, item in enumerate(value):
+            yield from _leaves(item, prefix + (str(index),))
+    else:
+        yield prefix, value
+
+
+def test_every_shipped_config_loads_with_each_value_its_file_sets(monkeypatch):
+    """Each file read here with plain YAML: every value it sets is the loaded config's value (the
+    ``${data_root:}`` of data paths resolved to HEATMAPNET_DATA), and a setting no file names keeps
+    the schema's default."""
+    monkeypatch.setenv("HEATMAPNET_DATA", "/somewhere/data")
+    paths = sorted((REPO / "configs").glob("*.yaml"))
+    assert {"synthetic_faces", "synthetic_people", "ytf68", "mtfl5", "lsp", "coco", "coco_custom"} <= \
+        {p.stem for p in paths}
+    defaults = OmegaConf.to_container(OmegaConf.structured(RunConfig))
+    for path in paths:
+        config = load_config(path.stem)
+        written = list(_leaves(yaml.safe_load(path.read_text())))
+        assert written, path
+        for keys, value in written:
+            loaded = OmegaConf.select(config, ".".join(keys))
+            loaded = OmegaConf.to_container(loaded) if OmegaConf.is_config(loaded) else loaded
+            if isinstance(value, str):
+                value = value.replace("${data_root:}", "/somewhere/data")
+            assert loaded == value, (path.name, ".".join(keys))
+        named = {keys for keys, _ in written}
+        for keys, value in _leaves(defaults):
+            if not any(keys[:len(other)] == other or other[:len(keys)] == keys for other in named):
+                assert OmegaConf.select(config, ".".join(keys)) == value, (path.name, ".".join(keys))
 
 
 def test_the_command_line_reports_config_errors_without_a_traceback(capsys, tmp_path):
@@ -316,32 +350,60 @@ def test_predict_on_a_whole_image_reads_the_maps_of_the_hand_derived_crop(mtfl, 
     np.testing.assert_allclose(plain["keypoints"], peak_in_image, rtol=0, atol=1e-9)
 
 
-def test_the_predict_command_writes_what_the_predictor_returns(mtfl, trained_run, tmp_path, capsys):
+def _hand_framed_keypoints(checkpoint, image_path, zoom, shift):
+    """The keypoints (K, 2, image pixels) and scores (K,) of the crop u = zoom x + shift (the
+    crop's matrix worked out by hand), computed here without the predictor: the image read by
+    OpenCV, the checkpoint's weights in a freshly built model, its maps decoded by the codec and
+    mapped back through the inverse of that matrix."""
+    loaded = load_checkpoint(checkpoint)
+    config = config_from_dict(loaded.config, f"{checkpoint}: its config", validate=False)
+    model = build_model(config, loaded.scheme)
+    model.load_state_dict(loaded.model)
+    model.eval()
+    matrix = np.array([[zoom, 0.0, shift[0]], [0.0, zoom, shift[1]]])
+    pixels = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+    with torch.no_grad():
+        maps = model.heatmaps(torch.from_numpy(to_input_tensor(warp_image(pixels, matrix, (64, 64))))[None])
+    decoded = build_codec(config, loaded.scheme).decode(maps)
+    points = (decoded.coordinates[0].double().numpy() - np.asarray(shift)) / zoom
+    return points, decoded.scores[0].double().numpy()
+
+
+def test_the_predict_command_writes_the_keypoints_of_the_hand_derived_crops(mtfl, trained_run, tmp_path, capsys):
     checkpoint = trained_run / "last.pt"
     names = sorted(os.listdir(mtfl / "mtfl5" / "AFLW"))[:2]
     images = [str(mtfl / "mtfl5" / "AFLW" / name) for name in names]
-    predictor = Predictor(checkpoint)
-    # one image per forward pass, as the predictor calls below (a batch of both differs in float rounding)
+    # one image per forward pass, as computed below (a batch of both differs in float rounding)
     assert main(["predict", *images, "--checkpoint", str(checkpoint), "--out", str(tmp_path / "p.json"),
                  "--batch-size", "1"]) == 0
     assert capsys.readouterr().out.strip() == f"keypoints of 2 images written to {tmp_path / 'p.json'}"
     written = json.loads((tmp_path / "p.json").read_text())
-    assert written == [{"image_path": path, "predictions": predictor(path)} for path in images]
+    assert [entry["image_path"] for entry in written] == images
+    for entry, image in zip(written, images):
+        # no box: the whole 80 x 80 image, padded 1.25 onto the 64 px input: u = 0.64 x + 5.9
+        assert cv2.imread(image).shape[:2] == (80, 80)
+        points, scores = _hand_framed_keypoints(checkpoint, image, 0.64, (5.9, 5.9))
+        (face,) = entry["predictions"]
+        assert face["bbox"] == [0.0, 0.0, 80.0, 80.0]
+        np.testing.assert_allclose(face["keypoints"], points, rtol=0, atol=1e-4)
+        np.testing.assert_allclose(face["scores"], scores, rtol=0, atol=1e-6)
 
     boxes = {images[0]: [[10, 10, 40, 40], [30, 20, 30, 40]]}
     (tmp_path / "boxes.json").write_text(json.dumps(boxes))
     assert main(["predict", images[0], "--checkpoint", str(checkpoint), "--boxes", str(tmp_path / "boxes.json")]) == 0
     printed = json.loads(capsys.readouterr().out)
-    boxed = predictor(images[0], boxes=boxes[images[0]])
-    assert printed == [{"image_path": images[0], "predictions": boxed}]
+    assert len(printed) == 1 and printed[0]["image_path"] == images[0]
+    boxed = printed[0]["predictions"]
     assert [entry["bbox"] for entry in boxed] == [[10.0, 10.0, 40.0, 40.0], [30.0, 20.0, 30.0, 40.0]]
-    # each box is predicted on its own crop: the batch of two gives what each box alone gives
-    for entry, box in zip(boxed, boxes[images[0]]):
-        alone = predictor(images[0], boxes=[box])[0]
-        np.testing.assert_allclose(entry["keypoints"], alone["keypoints"], rtol=0, atol=1e-4)
-        np.testing.assert_allclose(entry["scores"], alone["scores"], rtol=0, atol=1e-6)
+    # each box squared to its longer side (40), padded 1.25 to 50 px: zoom 64 / 50 = 1.28, the box
+    # centre (x + w/2, y + h/2) onto the input's centre 31.5: (30, 30) -> shift -6.9; (45, 40) -> -26.1, -19.7
+    for entry, shift in zip(boxed, [(-6.9, -6.9), (-26.1, -19.7)]):
+        points, scores = _hand_framed_keypoints(checkpoint, images[0], 1.28, shift)
+        np.testing.assert_allclose(entry["keypoints"], points, rtol=0, atol=1e-3)
+        np.testing.assert_allclose(entry["scores"], scores, rtol=0, atol=1e-5)
     assert not np.allclose(boxed[0]["keypoints"], boxed[1]["keypoints"], atol=1.0)
 
+    predictor = Predictor(checkpoint)
     with pytest.raises(FileNotFoundError, match="no_such.jpg"):
         predictor(str(tmp_path / "no_such.jpg"))
     assert main(["predict", str(tmp_path / "no_such.jpg"), "--checkpoint", str(checkpoint)]) == 2

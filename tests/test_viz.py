@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from heatmapnet.ablate import report
 from heatmapnet.bottomup import BottomUpCodec
-from heatmapnet.build import build_codec, build_dataset, build_model, build_scheme, read_records
+from heatmapnet.build import build_codec, build_dataset, build_mode, build_model, build_scheme, read_records
 from heatmapnet.checkpoint import load_checkpoint, save_checkpoint
 from heatmapnet.codec import HeatmapCodec
 from heatmapnet.config import ConfigError, load_config
@@ -26,7 +26,8 @@ from heatmapnet.modes import BottomUpMode, MultiInstanceMode, TopDownMode
 from heatmapnet.predict import Predictor
 from heatmapnet.targets import FixedSigma
 from heatmapnet.viz import (add_viz_parser, bottomup_pictures, centre_heatmap, centre_panel, config_from_checkpoint,
-                            decode_for_display, joint_heatmaps, people_panel, visualize_dataset, visualize_image)
+                            decode_for_display, joint_heatmaps, people_panel, predict_maps, visualize_dataset,
+                            visualize_image)
 
 
 def _centroid(values: np.ndarray) -> np.ndarray:
@@ -288,6 +289,57 @@ def _has_colour(image: np.ndarray, colour) -> bool:
     return bool((np.abs(image.astype(int) - colour).max(axis=2) < 8).any())
 
 
+def _sample_and_prediction(config, checkpoint_path, index: int = 0):
+    """Val sample ``index`` of ``config`` (as the viz tool shows it: no augmentation) with its
+    ground truth and the checkpoint's predicted points, in input pixels, worked out here: the
+    model rebuilt from the checkpoint's weights, its maps decoded by the config's data mode
+    (:func:`decode_for_display`, checked against hand-made maps above)."""
+    loaded = load_checkpoint(checkpoint_path)
+    scheme = loaded.scheme
+    codec = build_codec(config, scheme)
+    sample = build_dataset(config, read_records(config, "val"), codec, scheme, train=False)[index]
+    model = build_model(config, scheme)
+    model.load_state_dict(loaded.model)
+    model.eval()
+    flip = scheme.flip_permutation if config.eval.flip_test else None
+    maps = predict_maps(model, sample["image"][None], flip, codec)
+    return sample, decode_for_display(build_mode(config, scheme), codec, maps)
+
+
+def _assert_gt_and_predictions_drawn(picture: np.ndarray, sample, shown=None, size: int = 64) -> None:
+    """``picture``, a top-down sample's keypoints PNG (a 16 px title, the ``size`` px crop
+    magnified, a legend), has the prediction colour at every predicted point (``shown``; None: no
+    prediction colour anywhere in the crop) and the ground-truth
+    colour at every visible ground-truth point no prediction cross covers. Only the crop is looked
+    at: the legend below it holds both colours whatever was drawn."""
+    factor = display_factor(size, size, 384)
+    crop = picture[16:16 + size * factor]
+    assert crop.shape[:2] == (size * factor, size * factor) and picture.shape[0] == 16 + size * factor + 20
+    truth = magnify_points(sample["keypoints"].numpy()[sample["visible"].numpy().astype(bool)], factor)
+    assert len(truth)
+    if shown is None:  # no predictions: no prediction colour in the crop at all
+        assert not _has_colour(crop, PRED_COLOR)
+        predicted = np.full((1, 2), np.inf)
+    else:
+        predicted = magnify_points(shown.points[0][shown.visible[0]], factor)
+        inside = ((predicted >= 0) & (predicted < size * factor)).all(-1)
+        assert inside.any()
+        for point in predicted[inside]:
+            assert _colour_near(crop, point, PRED_COLOR, tolerance=60), point
+    arm = max(2.0, 0.8 * factor + 0.5) + 2  # a cross's half-width with its outline
+    checked = 0
+    for point in truth:
+        if np.abs(predicted - point).max(axis=1).min() > arm:  # no cross on it
+            assert _colour_near(crop, point, GT_COLOR, tolerance=8), point  # the filled circle's middle
+            checked += 1
+    assert checked >= 1
+    # and neither colour where nothing was drawn: the crop's corner far from every point
+    far = [[x, y] for x in (2, size * factor - 3) for y in (2, size * factor - 3)
+           if np.abs(np.vstack([predicted, truth]) - [x, y]).max(axis=1).min() > 3 * arm]
+    for point in far:
+        assert not _colour_near(crop, point, PRED_COLOR, 0, 8) and not _colour_near(crop, point, GT_COLOR, 0, 8)
+
+
 def test_dataset_samples_are_written_as_pngs_of_the_expected_size(data_env, tmp_path):
     config = load_config("mtfl5", TINY)
     paths = visualize_dataset(config, tmp_path, num_samples=2)
@@ -296,7 +348,9 @@ def test_dataset_samples_are_written_as_pngs_of_the_expected_size(data_env, tmp_
     keypoints, heatmaps = _read_png(paths[0]), _read_png(paths[1])
     factor = display_factor(64, 64, 384)
     assert keypoints.shape == (16 + 64 * factor + 20, 64 * factor, 3)  # title, crop, legend
-    assert _has_colour(keypoints, GT_COLOR) and not _has_colour(keypoints, PRED_COLOR)
+    sample = build_dataset(config, read_records(config, "val"), build_codec(config, build_scheme(config)),
+                           build_scheme(config), train=False)[0]
+    _assert_gt_and_predictions_drawn(keypoints, sample)  # the ground truth alone
     panel = 64 * display_factor(64, 64, 200)
     assert heatmaps.shape == (16 + 16 + panel, 6 * panel + 5 * 2, 3)  # title, max + 5 keypoint panels
 
@@ -305,7 +359,7 @@ def test_with_a_checkpoint_the_samples_show_predictions_and_target_vs_prediction
     config = load_config("mtfl5", TINY)
     paths = visualize_dataset(config, tmp_path, num_samples=1, checkpoint=checkpoint, keypoints="nose")
     keypoints, heatmaps = _read_png(paths[0]), _read_png(paths[1])
-    assert _has_colour(keypoints, GT_COLOR) and _has_colour(keypoints, PRED_COLOR)
+    _assert_gt_and_predictions_drawn(keypoints, *_sample_and_prediction(config, checkpoint))  # sample 0 of 1
     factor = display_factor(64, 64, 160)
     group = (16 + 64 * factor, 3 * 64 * factor + 2 * 2)
     assert heatmaps.shape == (16 + group[0] + 20, 2 * group[1] + 10, 3)  # title, [max | nose], legend
@@ -359,7 +413,7 @@ def test_without_a_config_the_viz_command_uses_the_checkpoints_own(checkpoint, t
                               "--out", str(tmp_path)])
     assert args.handler(args) == 0
     keypoints, heatmaps = map(_read_png, capsys.readouterr().out.split())
-    assert _has_colour(keypoints, GT_COLOR) and _has_colour(keypoints, PRED_COLOR)
+    _assert_gt_and_predictions_drawn(keypoints, *_sample_and_prediction(load_config("mtfl5", TINY), checkpoint))
     factor = display_factor(64, 64, 160)  # the checkpoint's 64 x 64 input: target vs prediction, [max | nose]
     assert heatmaps.shape == (16 + 16 + 64 * factor + 20, 2 * (3 * 64 * factor + 2 * 2) + 10, 3)
 
@@ -372,6 +426,32 @@ def _colour_near(image: np.ndarray, point, colour, radius: int = 1, tolerance: i
     x, y = np.round(point).astype(int)
     window = image[max(0, y - radius):y + radius + 1, max(0, x - radius):x + radius + 1].astype(int)
     return bool((np.abs(window - colour).max(axis=2) < tolerance).any())
+
+
+def _assert_people_drawn(panel: np.ndarray, people, visible, factor: int, hollow=None) -> set:
+    """``panel`` (a people panel, the image magnified ``factor`` times) shows each person of
+    ``people`` (N, K, 2, in the image's pixels) in its rank's colour at its visible joints: at a
+    filled joint's middle, or (``hollow`` True: a ring, or a marker of unknown kind) within the
+    marker's radius. Joints off the panel, joints that a later person's marker may cover, or near another
+    person of the same colour (the palette repeats), are not looked at. Returns the ranks checked."""
+    points = magnify_points(np.asarray(people, dtype=np.float64), factor)
+    shown = np.asarray(visible, bool).reshape(points.shape[:2]) & np.isfinite(points).all(-1)
+    inside = shown & (points >= 0).all(-1) & (points < panel.shape[1::-1]).all(-1)  # those off it are not drawn
+    hollow = np.zeros(shown.shape, bool) if hollow is None else np.asarray(hollow, bool).reshape(shown.shape)
+    radius = max(2.0, 0.8 * factor + 0.5)  # the viz tool's joint markers
+    margin = 2 * radius + 4
+    checked = set()
+    for rank in range(len(points)):
+        colour = person_color(rank)
+        near = [points[other][shown[other]] for other in range(len(points))
+                if other > rank or (other != rank and person_color(other) == colour)]
+        for point, ring in zip(points[rank][inside[rank]], hollow[rank][inside[rank]]):
+            if any(len(other) and np.abs(other - point).max(-1).min() <= margin for other in near):
+                continue
+            reach = int(np.ceil(radius)) + 1 if ring else 1
+            assert _colour_near(panel, point, colour, reach), (rank, point)
+            checked.add(rank)
+    return checked
 
 
 def test_each_person_gets_its_own_colour_and_hollow_joints_are_rings():
@@ -519,8 +599,17 @@ def test_bottom_up_pictures_show_people_centres_and_joint_heatmaps():
     factor = display_factor(64, 64, 384)
     assert pictures["keypoints"].shape == (16 + 16 + 64 * factor + 20, 2 * 64 * factor + 4, 3)  # gt | predicted
     assert pictures["centres"].shape == pictures["keypoints"].shape
-    for name in ("keypoints", "centres"):
-        assert _has_colour(pictures[name], person_color(0)) and _has_colour(pictures[name], person_color(1))
+    # caption, panel titles, [ground truth | predicted], legend: each person where it belongs, not in the legend
+    top, size, right = 32, 64 * factor, 64 * factor + 4
+    ground_truth, predicted = (pictures["keypoints"][top:top + size, left:left + size] for left in (0, right))
+    assert _assert_people_drawn(ground_truth, PEOPLE, np.ones((2, 2), bool), factor) == {0, 1}
+    assert _assert_people_drawn(predicted, shown.points, shown.visible, factor, ~shown.snapped) == {0, 1}
+    centre_points = magnify_points(PEOPLE_BOXES[:, :2] + PEOPLE_BOXES[:, 2:] / 2, factor)  # each a cross
+    for left in (0, right):
+        panel = pictures["centres"][top:top + size, left:left + size]
+        for rank, centre in enumerate(centre_points):
+            assert _colour_near(panel, centre, person_color(rank))
+            assert not _colour_near(panel, centre, person_color(1 - rank), 3)
 
     panel = people_panel(image, shown.points, shown.visible, (), factor, hollow=~shown.snapped)
     joints = magnify_points(shown.points, factor)
@@ -562,7 +651,15 @@ def test_the_viz_command_draws_bottom_up_samples_and_images(bottomup_checkpoint,
     assert [p.rsplit("/", 1)[-1] for p in printed] == [f"sample_00{n}_{name}.png" for n in (0, 1)
                                                        for name in ("keypoints", "centres", "heatmaps")]
     keypoints, centres, heatmaps = map(_read_png, printed[:3])
-    assert _has_colour(keypoints, person_color(0))  # the ground-truth people, the first in the first colour
+    config = load_config("people_bottomup", BOTTOMUP_TINY)
+    scheme = build_scheme(config)
+    sample = build_dataset(config, read_records(config, "val"), build_codec(config, scheme), scheme, train=False)[0]
+    factor = display_factor(64, 64, 384)  # caption, panel title, the ground-truth people, legend
+    assert keypoints.shape == (16 + 16 + 64 * factor + 20, 64 * factor, 3)
+    people = sample["keypoints"].numpy()
+    assert len(people) >= 2  # the ground-truth people, each in its own colour where its joints are
+    assert _assert_people_drawn(keypoints[32:32 + 64 * factor], people, sample["visible"].numpy(),
+                                factor) == set(range(len(people)))
     panel = 64 * display_factor(64, 64, 200)
     assert heatmaps.shape[1] == 6 * panel + 5 * 2  # the 17 joints' target maps (max + 17 panels, 6 a row)
     assert heatmaps.shape[0] == 16 + 3 * (16 + panel) + 2 * 2
@@ -574,7 +671,9 @@ def test_the_viz_command_draws_bottom_up_samples_and_images(bottomup_checkpoint,
     factor = display_factor(64, 64, 384)
     assert keypoints.shape == (16 + 16 + 64 * factor + 20, 2 * 64 * factor + 4, 3)  # ground truth | predicted
     predicted = keypoints[32:32 + 64 * factor, 64 * factor + 4:]
-    assert _has_colour(predicted, person_color(0)) and _has_colour(predicted, person_color(1))
+    sample, shown = _sample_and_prediction(load_config("people_bottomup", BOTTOMUP_TINY), bottomup_checkpoint)
+    assert len(shown.points) >= 2
+    assert {0, 1} <= _assert_people_drawn(predicted, shown.points, shown.visible, factor, ~shown.snapped)
     assert centres.shape == keypoints.shape
     group = (16 + 64 * display_factor(64, 64, 160), 3 * 64 * display_factor(64, 64, 160) + 2 * 2)
     assert heatmaps.shape == (16 + group[0] + 20, 2 * group[1] + 10, 3)  # title, [max | nose], legend
@@ -591,8 +690,15 @@ def test_the_viz_command_draws_bottom_up_samples_and_images(bottomup_checkpoint,
     assert [p.rsplit("/", 1)[-1] for p in printed] == ["crowd_keypoints.png", "crowd_centres.png",
                                                        "crowd_heatmaps.png"]
     picture = _read_png(printed[0])
-    assert picture.shape == (16 + 80 * display_factor(96, 80, 480) + 20, 96 * display_factor(96, 80, 480), 3)
-    assert _has_colour(picture, person_color(0)) and _has_colour(picture, person_color(1))
+    factor = display_factor(96, 80, 480)
+    assert picture.shape == (16 + 80 * factor + 20, 96 * factor, 3)
+    # the people ``heatmapnet predict`` reports for the image, in original pixels, each in its colour
+    people = [person["keypoints"] for person in Predictor(bottomup_checkpoint)(str(image_path))]
+    assert len(people) >= 2
+    points = np.array(people, dtype=np.float64)
+    checked = _assert_people_drawn(picture[16:16 + 80 * factor], points, np.ones(points.shape[:2], bool), factor,
+                                   hollow=np.ones(points.shape[:2], bool))  # snapped or not: not in the json
+    assert len({person_color(rank) for rank in checked}) >= 2  # people off the picture or covered are not checked
 
 
 def test_the_ablation_example_image_works_for_a_bottom_up_run(bottomup_checkpoint, tmp_path):

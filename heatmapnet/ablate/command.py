@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 from typing import Dict, Sequence
 
@@ -41,6 +42,13 @@ def run_ablate(args: argparse.Namespace) -> int:
     print(f"report written to {Path(args.out) / 'report.md'} ({results['wall_time_s']:.0f} s; "
           f"{results['runs']['trained']} runs trained, {results['runs']['reused']} reused)")
     return 0
+
+
+def ablate_resume_command(args: argparse.Namespace, stopped) -> str:
+    """The command that goes on with a stopped ablation: the one that was run, with ``--resume``
+    (which reuses every finished run)."""
+    words = [word for word in getattr(args, "command_line", None) or ["ablate"] if word != "--debug"]
+    return shlex.join(["heatmapnet", *words] + ([] if args.resume else ["--resume"]))
 
 
 def add_ablate_parser(subparsers) -> argparse.ArgumentParser:
@@ -91,5 +99,5 @@ def add_ablate_parser(subparsers) -> argparse.ArgumentParser:
                              "run's result is cached as <run folder>.json); runs with other settings train again")
     parser.add_argument("--device", choices=list(DEVICES), default="auto",
                         help="where to train: auto (a GPU when present, default), cpu or cuda")
-    parser.set_defaults(handler=run_ablate)
+    parser.set_defaults(handler=run_ablate, resume_command=ablate_resume_command)
     return parser

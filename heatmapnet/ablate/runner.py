@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
+from ..stopping import deferred_signals
 from .arms import BUILTIN_SETTINGS, Design, arm_base, arm_overrides, dotlist, resolve_design
 from .budgets import BUDGETS, DEFAULT_BUDGET, Budget
 from .report import example_image, plot_curves, plot_final, write_report
@@ -472,7 +473,9 @@ def ablate(config: Optional[str] = None, out="runs/ablate", arms: Optional[Seque
     several names of :data:`BUDGETS` (or :class:`Budget` objects), each run and reported on its
     own; ``overrides`` (``key=value``) apply to every arm on top of the budget. ``resume`` reuses
     the runs a previous call with the same ``out`` finished with the same settings. ``device``:
-    auto (a GPU when present), cpu or cuda. Returns the results as written to ``results.json``."""
+    auto (a GPU when present), cpu or cuda. Returns the results as written to ``results.json``.
+    SIGTERM or SIGINT stop it before its next run, or within the run under way
+    (:class:`heatmapnet.stopping.StoppedBySignal`): ``resume`` then reuses every finished run."""
     from ..config import load_config
 
     chosen = resolve_design(design, arms)
@@ -488,7 +491,8 @@ def ablate(config: Optional[str] = None, out="runs/ablate", arms: Optional[Seque
     context = Context(out, cache, device, tuple(overrides), seeds, tuple(rates) if rates else None, thresholds,
                       early_step, extra_steps, log)
     started = time.perf_counter()
-    settings = [run_setting(name, chosen, budgets, context) for name in configs]
+    with deferred_signals():  # SIGTERM, SIGINT: stop before the next run (or within one), keeping the cache
+        settings = [run_setting(name, chosen, budgets, context) for name in configs]
     results = {"design": design_json(chosen), "budgets": [dataclasses.asdict(b) for b in budgets],
                "device": device, "settings": settings, "runs": {"trained": cache.trained, "reused": cache.reused},
                "wall_time_s": round(time.perf_counter() - started, 1)}

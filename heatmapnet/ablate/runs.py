@@ -6,7 +6,9 @@ and returns a :class:`RunResult` (the final metric, the curve of metric against 
 why it stopped, the metric under each decoder). :class:`RunCache` keeps each result as a small
 JSON file beside the run's folder, so that ``--resume`` skips the runs an interrupted ablation
 finished: a cached result is used only when its fingerprint (the config file's text, the
-overrides, the starting weights' run, the stop rule) is the spec's.
+overrides, the starting weights' run, the stop rule) is the spec's. An ablation stopped by SIGTERM
+or SIGINT (:mod:`heatmapnet.stopping`) stops before its next run, or within the run under way,
+which its ``--resume`` trains again; every finished run keeps its cached result.
 """
 from __future__ import annotations
 
@@ -218,12 +220,26 @@ class RunCache:
         temporary.replace(path)  # an interruption leaves the old file or the new one, never half of one
 
     def run(self, spec: RunSpec, device: str) -> RunResult:
-        """The cached result of ``spec`` where there is one, else :func:`execute` it and cache it."""
+        """The cached result of ``spec`` where there is one, else :func:`execute` it and cache it.
+        After SIGTERM or SIGINT, :class:`heatmapnet.stopping.StoppedBySignal` instead of a new run
+        (or from within the run under way, which is not cached)."""
+        from ..stopping import StoppedBySignal, requested, signal_name
+
         cached = self.load(spec)
         if cached is not None:
             self.reused += 1
             return cached
-        result = execute(spec, device)
+        finished = f"the {self.trained + self.reused} runs finished so far are cached for --resume."
+        signum = requested()
+        if signum:
+            raise StoppedBySignal(signum, f"stopped by {signal_name(signum)} before training {spec.run_dir}; "
+                                          f"{finished}")
+        try:
+            result = execute(spec, device)
+        except StoppedBySignal as stopped:
+            raise StoppedBySignal(stopped.signum, f"stopped by {signal_name(stopped.signum)} at step {stopped.step} "
+                                                  f"of {spec.run_dir}, which --resume trains again; {finished}") \
+                from None
         self.trained += 1
         self.save(spec, result)
         return result

@@ -5,6 +5,7 @@ from typing import Optional, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from ..imageio import DEFAULT_EXIF_ORIENTATION
 from ..metadata import KeypointScheme, load_scheme, scheme_from_coco_category
 from .flip import resolve_flip_pairs
 from .readers import RecordList, read
@@ -27,9 +28,11 @@ def select_subset(records: Sequence, subset: Optional[str]):
     return RecordList(chosen, records.skipped, records.source) if isinstance(records, RecordList) else chosen
 
 
-def read_split(split, skip_invalid: bool = False, name: str = "data.train"):
-    """The records of one split section, ``cfg.data.train`` or ``cfg.data.val`` (``name``); a split
-    of several sources is read by :func:`heatmapnet.build.read_records`, which knows the union."""
+def read_split(split, skip_invalid: bool = False, name: str = "data.train",
+               exif_orientation: str = DEFAULT_EXIF_ORIENTATION):
+    """The records of one split section, ``cfg.data.train`` or ``cfg.data.val`` (``name``), their
+    images read under ``exif_orientation`` (``data.exif_orientation``); a split of several sources
+    is read by :func:`heatmapnet.build.read_records`, which knows the union."""
     if getattr(split, "sources", None):
         raise ValueError(f"{name} lists sources: read it through heatmapnet.build.read_records (data.scheme=union)")
     if split.source in SYNTHETIC_SOURCES:
@@ -48,7 +51,7 @@ def read_split(split, skip_invalid: bool = False, name: str = "data.train"):
                          f"{SYNTHETIC_SOURCES}")
     if split.source in MOSAIC_SOURCES and split.num_samples <= 0:
         raise ValueError(f"{name}.num_samples must be > 0 for source {split.source}")
-    return frame_file_records(split, read_files(split, skip_invalid, name), name)
+    return frame_file_records(split, read_files(split, skip_invalid, name, exif_orientation), name)
 
 
 def frame_file_records(split, records, name: str = "data.train"):
@@ -66,22 +69,25 @@ def frame_file_records(split, records, name: str = "data.train"):
     return records
 
 
-def read_files(split, skip_invalid: bool = False, name: str = "data.train"):
-    """The (subset of the) records of a split's annotation files, as the reader gives them."""
+def read_files(split, skip_invalid: bool = False, name: str = "data.train",
+               exif_orientation: str = DEFAULT_EXIF_ORIENTATION):
+    """The (subset of the) records of a split's annotation files, as the reader gives them (sizes
+    from image headers, and the records' own reading, under ``exif_orientation``)."""
     _require_ann_file(split, name)
-    options = {"skip_invalid": skip_invalid}
+    options = {"skip_invalid": skip_invalid, "exif_orientation": exif_orientation}
     if split.img_dir:
         options["image_root"] = split.img_dir
     return select_subset(read(split.ann_file, format=split.format, **options), split.subset)
 
 
-def shape_records(split, skip_invalid: bool = False, name: str = "data.train"):
+def shape_records(split, skip_invalid: bool = False, name: str = "data.train",
+                  exif_orientation: str = DEFAULT_EXIF_ORIENTATION):
     """Records whose instances show the split's typical shape: a file or mosaic split's file
     records, a synthetic split's first :data:`SYNTHETIC_SHAPE_SAMPLES` records."""
     if split.source in SYNTHETIC_SOURCES:
         records = read_split(split, skip_invalid, name)
         return records[:min(len(records), SYNTHETIC_SHAPE_SAMPLES)]
-    return read_files(split, skip_invalid, name)
+    return read_files(split, skip_invalid, name, exif_orientation)
 
 
 def _require_ann_file(split, name: str) -> None:
@@ -103,8 +109,9 @@ def resolve_scheme(data_section, split, name: str = "data.train") -> KeypointSch
     if isinstance(configured, (ListConfig, DictConfig)):
         configured = OmegaConf.to_container(configured)
     skip_invalid = bool(data_section.get("skip_invalid", False))
+    orientation = str(data_section.get("exif_orientation", DEFAULT_EXIF_ORIENTATION))
     return resolve_flip_pairs(_named_scheme(data_section, split, name), configured,
-                              lambda: shape_records(split, skip_invalid, name))
+                              lambda: shape_records(split, skip_invalid, name, orientation))
 
 
 def _named_scheme(data_section, split, name: str) -> KeypointScheme:

@@ -5,7 +5,8 @@ built from a list of single-person *source* records (e.g. LSPET's ``joints.mat``
 subset). Like :class:`~heatmapnet.data.synthetic.SyntheticPeople`, record ``i`` is generated on
 access and depends only on ``(seed, i)`` (and the sources); its ``image`` holds the pixels and its
 ``image_path`` is ``mosaic://<name>/seed<seed>/<index>``. Source images are read lazily, one
-mosaic at a time, through :func:`heatmapnet.data.pipelines.load_image`; nothing is cached or
+mosaic at a time, through :func:`heatmapnet.data.pipelines.load_image` (as training reads them:
+each source record's ``exif_orientation``, :mod:`heatmapnet.imageio`); nothing is cached or
 copied.
 
 One mosaic, in order:

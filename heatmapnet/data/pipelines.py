@@ -5,33 +5,33 @@ the codec; ``collate_samples`` batches samples whose instance counts differ.
 """
 from __future__ import annotations
 
-import os
 from typing import Optional, Sequence
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ..codec import HeatmapCodec
+from ..errors import DataError
+from ..imageio import convention_note, read_image_and_orientation
 from .records import Instance, Record
 from .transforms import (NO_AUGMENTATION, AffineParams, Augmentation, box_to_center_size, crop_matrix,
                          jitter_colour, letterbox_matrix, to_input_tensor, transform_points, warp_image)
 
 
 def load_image(record: Record) -> np.ndarray:
-    """The record's pixels as uint8 BGR; a missing, unreadable or resized file is an error naming it."""
+    """The record's pixels as uint8 BGR, read by :func:`heatmapnet.imageio.read_image` under the
+    record's ``exif_orientation`` (``data.exif_orientation``); a missing, unreadable or refused
+    file, or one whose size (as that convention shows it) is not the annotated one, is an error
+    naming it."""
     if record.image is not None:
         return record.image
-    if not os.path.isfile(record.image_path):
-        raise FileNotFoundError(f"image file not found: {record.image_path}")
-    image = cv2.imread(record.image_path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"image file is corrupt or not an image: {record.image_path}")
+    image, orientation = read_image_and_orientation(record.image_path, record.exif_orientation)
     height, width = image.shape[:2]
     if (width, height) != (record.width, record.height):
-        raise ValueError(f"{record.image_path}: image is {width}x{height} but its annotation says "
-                         f"width={record.width}, height={record.height}")
+        raise DataError(f"{record.image_path}: image is {width}x{height} but its annotation says "
+                        f"width={record.width}, height={record.height}"
+                        f"{convention_note(record.exif_orientation, orientation)}")
     return image
 
 

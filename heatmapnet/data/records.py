@@ -40,6 +40,9 @@ class Record:
     instances: list[Instance]
     image_id: Optional[int] = None  # the source's own id where it has one (COCO)
     image: Optional[np.ndarray] = None  # in-memory pixels (synthetic data), HxWx3 uint8 BGR
+    # how its file is read (heatmapnet.imageio): "apply" its EXIF orientation or "ignore" it; width
+    # and height are the image's under this convention (data.exif_orientation, set by the reader)
+    exif_orientation: str = "apply"
 
     @property
     def num_keypoints(self) -> int:

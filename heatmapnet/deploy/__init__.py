@@ -16,6 +16,7 @@ module                job
 ``sources``           the inputs of ``predict``: image files, folders, a video; boxes files
 ``render``            one image's json entry drawn on it
 ``runner``            ``predict`` over many inputs: batches, progress, json, rendering
+``output``            the json written entry by entry (a folder's or video's, in flat memory)
 ``cli``               ``python -m heatmapnet.deploy predict``: the same command without torch
 ====================  ========================================================================
 """

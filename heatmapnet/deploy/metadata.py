@@ -21,6 +21,8 @@ key                 value
 ``decoding``        what the graph computes after the network and what is left to the host (JSON)
 ``outputs``         the graph's output names in order (JSON list; see :data:`OUTPUTS`)
 ``checkpoint``      the checkpoint it was exported from, and ``step`` its training steps
+``exif_orientation`` ``apply`` or ``ignore``: how image files are read, the model's
+                    ``data.exif_orientation`` (:mod:`heatmapnet.imageio`); files without it: ``apply``
 ==================  =============================================================================
 """
 from __future__ import annotations
@@ -29,6 +31,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Tuple
 
+from ..imageio import DEFAULT_EXIF_ORIENTATION, EXIF_ORIENTATIONS
 from ..metadata import KeypointScheme, scheme_from_dict
 from .errors import DeployError
 
@@ -64,6 +67,7 @@ class DeployMetadata:
     min_score: Optional[float] = None  # multi, bottomup
     checkpoint: str = ""
     step: int = 0
+    exif_orientation: str = DEFAULT_EXIF_ORIENTATION  # how image files are read (data.exif_orientation)
 
     @property
     def outputs(self) -> Tuple[str, ...]:
@@ -79,7 +83,7 @@ class DeployMetadata:
                  "mode": self.mode, "input_size": json.dumps(list(self.input_size)), "input": INPUT_FORMAT,
                  "mean": json.dumps(list(self.mean)), "std": json.dumps(list(self.std)), "stride": str(self.stride),
                  "decoding": json.dumps(self.decoding), "outputs": json.dumps(list(self.outputs)),
-                 "checkpoint": self.checkpoint, "step": str(self.step)}
+                 "checkpoint": self.checkpoint, "step": str(self.step), "exif_orientation": self.exif_orientation}
         if self.padding is not None:
             props["padding"] = json.dumps(self.padding)
         if self.min_score is not None:
@@ -119,6 +123,10 @@ class DeployMetadata:
             if not (isinstance(numbers, list) and len(numbers) == count
                     and all(isinstance(v, (int, float)) for v in numbers)):
                 raise DeployError(f"{where}: metadata key {key!r} must be a list of {count} numbers, got {numbers!r}")
+        orientation = props.get("exif_orientation", DEFAULT_EXIF_ORIENTATION)
+        if orientation not in EXIF_ORIENTATIONS:
+            raise DeployError(f"{where}: metadata key 'exif_orientation' is {orientation!r}; expected one of "
+                              f"{list(EXIF_ORIENTATIONS)}")
         return cls(scheme, mode, (int(size[0]), int(size[1])), tuple(float(v) for v in mean),
                    tuple(float(v) for v in std), int(value("stride")), value("decoding"), value("padding", True),
-                   value("min_score", True), props.get("checkpoint", ""), int(props.get("step", "0")))
+                   value("min_score", True), props.get("checkpoint", ""), int(props.get("step", "0")), orientation)

@@ -5,8 +5,9 @@ Predictor` does on PyTorch: it frames each image as the model's data mode says (
 or the whole image letterboxed; :mod:`.framing`), normalises the crops with the mean and std the
 file names, runs the graph (network, activation and decoding; see :mod:`heatmapnet.export`) in
 batches, maps the decoded points back to image pixels and writes each image's entry
-(:mod:`.results`). A file exported with a fixed batch size is fed batches of that size (the last
-one padded).
+(:mod:`.results`). Image files are read as the model's training read them (the export's
+``exif_orientation``, :mod:`heatmapnet.imageio`). A file exported with a fixed batch size is fed
+batches of that size (the last one padded).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import numpy as np
 
 from .errors import DeployError
 from .framing import Frame, apply_affine_rows, frame_matrices, image_size_of, inverse_matrices, network_inputs
-from .metadata import INPUT_NAME, DeployMetadata
+from .metadata import FORMAT, INPUT_NAME, DeployMetadata
 from .results import instances_json, peaks_json, people_json
 from .sources import as_pixels
 
@@ -75,7 +76,15 @@ class OnnxPredictor:
         except Exception as error:  # noqa: BLE001 - onnxruntime's own exception types: not an ONNX file
             reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
             raise DeployError(f"{self.path}: onnxruntime cannot load it as an ONNX model ({reason})") from None
-        self.metadata = DeployMetadata.from_props(self.session.get_modelmeta().custom_metadata_map, self.path)
+        model = self.session.get_modelmeta()
+        props = model.custom_metadata_map
+        if props.get("format") != FORMAT and model.producer_name:  # another program's model: say whose
+            raise DeployError(f"{self.path}: not a heatmapnet ONNX export but a model written by "
+                              f"{model.producer_name!r} (its metadata has no format={FORMAT!r}); predict runs the "
+                              "files `heatmapnet export` writes")
+        self.metadata = DeployMetadata.from_props(props, self.path)
+        #: how image files are read: the model's data.exif_orientation, as its training read them
+        self.exif_orientation = self.metadata.exif_orientation
         graph_outputs = [output.name for output in self.session.get_outputs()]
         missing = [name for name in self.metadata.outputs if name not in graph_outputs]
         if missing:
@@ -127,4 +136,4 @@ class OnnxPredictor:
     def __call__(self, image: Union[str, Path, np.ndarray], boxes=None) -> List[dict]:
         """One image's json entry (a path or uint8 BGR pixels)."""
         name = "image" if isinstance(image, np.ndarray) else str(image)
-        return self.predict_frames([Frame(as_pixels(image), boxes, name)])[0]
+        return self.predict_frames([Frame(as_pixels(image, self.exif_orientation), boxes, name)])[0]

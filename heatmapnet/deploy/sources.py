@@ -1,8 +1,20 @@
 """The inputs of ``predict``: image files, folders of images or one video, and a boxes file.
 
-Folders are read one level deep, their images (by suffix) in name order. A video is read frame by
+Images are read by :mod:`heatmapnet.imageio`, the one reader of training, evaluation and viz
+(torch-free): 8-bit BGR whatever the file's pixel format, the EXIF orientation applied or ignored
+as the model's ``data.exif_orientation`` says. Video frames are used as OpenCV decodes them.
+
+Folders are read one level deep, their images (by suffix) in name order; only their paths are
+listed up front, the pixels are read a batch at a time as they are predicted. A video is read frame by
 frame with OpenCV and an annotated one written with the codec its suffix names (``.mp4``: mp4v,
 ``.avi``: MJPG; both written by OpenCV's own FFmpeg build, which has no H.264 encoder).
+
+A damaged video (a frame that cannot be decoded, a file cut short) keeps the frames that decode:
+a failed read is a missing frame and reading goes on with the next, until
+:data:`MAX_FAILED_READS` reads in a row fail, where the stream counts as ended; frames the
+container states beyond that are missing too (:attr:`VideoFrames.missing`). Frame numbers count
+reads, so they are exact where each damaged frame fails its own read (a corrupt frame, a cut
+tail); damage that hides frames from OpenCV's demuxer altogether shifts the numbers after it.
 
 A boxes file is JSON mapping an image to its list of ``[x, y, w, h]`` boxes (top-down models).
 For images a key is the image's path, relative to the current directory or absolute; any
@@ -21,6 +33,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
+from .. import imageio
+from ..imageio import DEFAULT_EXIF_ORIENTATION
 from .errors import DeployError
 from .framing import parse_boxes
 
@@ -30,21 +44,26 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".web
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
 
 
-def read_image(path) -> np.ndarray:
-    """The image at ``path`` as uint8 BGR; a missing file is a FileNotFoundError, an unreadable one
+def read_image(path, exif_orientation: str = DEFAULT_EXIF_ORIENTATION) -> np.ndarray:
+    """The image at ``path`` as uint8 BGR, read as training read it (:func:`heatmapnet.imageio.read_image`:
+    the EXIF orientation applied or ignored as ``exif_orientation`` says, the model's
+    ``data.exif_orientation``); a missing file is a FileNotFoundError, an unreadable or refused one
     a :class:`DeployError`, each naming it."""
-    path = str(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"image file not found: {path}")
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise DeployError(f"image file is corrupt or not an image: {path}")
-    return image
+    try:
+        return imageio.read_image(path, exif_orientation)
+    except imageio.ImageError as error:
+        raise DeployError(str(error)) from None
 
 
-def as_pixels(image: Union[str, Path, np.ndarray]) -> np.ndarray:
-    """An image given as pixels (uint8 BGR, returned as it is) or as a path (read)."""
-    return image if isinstance(image, np.ndarray) else read_image(image)
+def as_pixels(image: Union[str, Path, np.ndarray], exif_orientation: str = DEFAULT_EXIF_ORIENTATION) -> np.ndarray:
+    """An image given as pixels (uint8 BGR, returned as it is) or as a path (read by :func:`read_image`)."""
+    return image if isinstance(image, np.ndarray) else read_image(image, exif_orientation)
+
+
+def exif_orientation_of(predictor) -> str:
+    """The convention a predictor's model was trained under (``data.exif_orientation``), which its
+    images are read with; ``apply`` for a predictor that does not say."""
+    return str(getattr(predictor, "exif_orientation", DEFAULT_EXIF_ORIENTATION))
 
 
 def is_video(path) -> bool:
@@ -134,11 +153,31 @@ class VideoInfo:
     frame_count: int  # as the container states it (0 when it does not)
 
 
+#: reads in a row that fail before a video counts as ending there (a file cut short fails them all)
+MAX_FAILED_READS = 8
+
+
+def frame_ranges(frames: Sequence[int]) -> str:
+    """Frame numbers (ascending) as ranges: "8, 10-19"."""
+    parts, start = [], None
+    for position, frame in enumerate(frames):
+        if start is None:
+            start = frame
+        if position + 1 == len(frames) or frames[position + 1] != frame + 1:
+            parts.append(str(start) if start == frame else f"{start}-{frame}")
+            start = None
+    return ", ".join(parts)
+
+
 class VideoFrames:
-    """The frames of a video file, read in order: ``info`` and iteration over (index, pixels)."""
+    """The frames of a video file, read in order: ``info`` and iteration over (index, pixels) of
+    the frames that decode; after it, ``missing`` holds the frame numbers that did not (see the
+    module) and ``read`` the count of those that did."""
 
     def __init__(self, path):
         self.path = str(path)
+        self.missing: List[int] = []
+        self.read = 0
         if not os.path.isfile(self.path):
             raise FileNotFoundError(f"video file not found: {self.path}")
         capture = cv2.VideoCapture(self.path)
@@ -151,16 +190,31 @@ class VideoFrames:
                               max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT))))
 
     def __iter__(self) -> Iterator[Tuple[int, np.ndarray]]:
-        index = 0
+        index, failed = 0, []  # failed: the reads that failed since the last frame that decoded
         try:
-            while True:
+            while len(failed) < MAX_FAILED_READS:
                 ok, pixels = self.capture.read()
                 if not ok:
-                    return
+                    failed.append(index)
+                    index += 1
+                    continue
+                self.missing += failed  # frames between decoded ones: damaged
+                failed = []
+                self.read += 1
                 yield index, pixels
                 index += 1
+            end = failed[0] if failed else index  # where the stream stopped decoding
+            self.missing += list(range(end, self.info.frame_count))  # the rest the container states: cut off
         finally:
             self.capture.release()
+
+    def damage(self) -> Optional[str]:
+        """One line naming the missing frames (after iteration), or None when every frame decoded."""
+        if not self.missing:
+            return None
+        stated = max(self.info.frame_count, self.read + len(self.missing))
+        return (f"{self.path}: frame(s) {frame_ranges(self.missing)} of {stated} could not be decoded (a damaged or "
+                f"cut stream); the {self.read} that could are predicted, the json lists the others in missing_frames")
 
 
 class VideoOutput:

@@ -18,8 +18,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Union
 
-from ._common import (DEFAULT_MAX_OUTSIDE, InvalidAnnotationError, MissingImageError, RecordList, image_size)
-from .coco import is_coco, load_json, read_coco, read_coco_points_box
+from ._common import (DEFAULT_MAX_OUTSIDE, InvalidAnnotationError, MissingImageError, RecordList, image_size,
+                      join_image, resolve_image_root)
+from .coco import coco_image_roots, is_coco, load_json, read_coco, read_coco_points_box
 from .lsp import read_lsp
 from .mpii import is_mpii_json, read_mpii_json
 from .mtfl import looks_like_mtfl, read_mtfl
@@ -27,6 +28,7 @@ from .pts import parse_pts, read_pts
 from .wflw import WFLW_FIELDS, read_wflw
 
 __all__ = [
+    "coco_image_roots", "join_image", "resolve_image_root",
     "read",
     "guess_format",
     "FORMATS",
@@ -136,10 +138,12 @@ def read(path: Union[str, Path], format: Optional[str] = None, **options) -> Rec
             ``"mtfl"``), or ``"mmpose_json"`` for any of mmpose's json files (COCO or MPII layout,
             told apart by content); default: guessed from ``path``.
         **options: passed to the format's reader. All readers take ``skip_invalid=False`` (skip bad
-            samples with a warning instead of raising) and ``max_outside=0.25`` (how far, as a
+            samples with a warning instead of raising), ``max_outside=0.25`` (how far, as a
             fraction of the image's larger side, a visible point may lie beyond the border before
-            it is an error; None turns the check off). Others: ``image_root``, ``num_keypoints``,
-            ... (see ``read_coco``, ``read_pts``, ``read_wflw``, ``read_mpii_json``, ``read_lsp``,
+            it is an error; None turns the check off) and ``exif_orientation="apply"`` (or
+            ``"ignore"``: how the images' EXIF orientation is read, :mod:`heatmapnet.imageio`; sizes
+            from image headers follow it and the records carry it). Others: ``image_root``,
+            ``num_keypoints``, ... (see ``read_coco``, ``read_pts``, ``read_wflw``, ``read_mpii_json``, ``read_lsp``,
             ``read_mtfl``).
     """
     path = Path(path)

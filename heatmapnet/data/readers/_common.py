@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence, TypeVar
 
 import numpy as np
 
+from ...imageio import DEFAULT_EXIF_ORIENTATION, check_exif_orientation, header, oriented_size
 from ..records import Instance, Record
 
 logger = logging.getLogger("heatmapnet.data.readers")
@@ -102,66 +103,34 @@ class Problems:
 # ---------------------------------------------------------------------------- images
 
 
-_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+def image_size(path: str, exif_orientation: str = DEFAULT_EXIF_ORIENTATION) -> tuple[int, int]:
+    """(width, height) from the image header only, as ``exif_orientation`` shows the image (the
+    size :func:`heatmapnet.imageio.read_image` gives: ``apply`` swaps width and height of a file
+    whose EXIF orientation is 5 to 8).
 
-
-def _jpeg_png_size(f) -> Optional[tuple[int, int]]:
-    """(w, h) from a JPEG's SOF segment or a PNG's IHDR, reading a few bytes; None if neither."""
-    head = f.read(24)
-    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
-        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-    if head[:2] != b"\xff\xd8":
-        return None
-    f.seek(2)
-    while True:
-        marker = f.read(2)
-        if len(marker) < 2 or marker[0] != 0xFF:
-            return None
-        code = marker[1]
-        while code == 0xFF:  # fill bytes
-            byte = f.read(1)
-            if not byte:
-                return None
-            code = byte[0]
-        if code in (0xD8, 0x01) or 0xD0 <= code <= 0xD7:  # markers without a length
-            continue
-        length_bytes = f.read(2)
-        if len(length_bytes) < 2:
-            return None
-        length = int.from_bytes(length_bytes, "big")
-        if code in _JPEG_SOF:
-            data = f.read(5)
-            if len(data) < 5:
-                return None
-            return int.from_bytes(data[3:5], "big"), int.from_bytes(data[1:3], "big")
-        if code == 0xD9 or length < 2:
-            return None
-        f.seek(length - 2, 1)
-
-
-def image_size(path: str) -> tuple[int, int]:
-    """(width, height) from the image header only.
-
-    JPEG and PNG headers are parsed directly (a few bytes each, ~10x faster than PIL); anything
-    else, or a header this parser does not understand, goes to PIL, which also reads only the
-    header until pixels are asked for. A missing file raises ``FileNotFoundError``.
+    JPEG and PNG headers are parsed directly (a few bytes each, ~10x faster than PIL), their EXIF
+    orientation with them (:func:`heatmapnet.imageio.header`); anything else, or a header that
+    parser does not understand, goes to PIL for the size, which also reads only the header until
+    pixels are asked for. A missing file raises ``FileNotFoundError``.
     """
-    with open(path, "rb") as f:
-        size = _jpeg_png_size(f)
-    if size is not None and size[0] > 0 and size[1] > 0:
-        return size
-    from PIL import Image
+    check_exif_orientation(exif_orientation)
+    size, orientation = header(path)
+    if size is None or size[0] <= 0 or size[1] <= 0:
+        from PIL import Image
 
-    with Image.open(path) as im:
-        return int(im.size[0]), int(im.size[1])
+        with Image.open(path) as im:
+            size = (int(im.size[0]), int(im.size[1]))
+    return oriented_size(size, orientation if exif_orientation == "apply" else 1)
 
 
-def image_sizes(paths: Sequence[str]) -> list:
-    """Header sizes for many files; each entry is (w, h) or the exception raised for that file."""
+def image_sizes(paths: Sequence[str], exif_orientation: str = DEFAULT_EXIF_ORIENTATION) -> list:
+    """Header sizes (:func:`image_size`) for many files; each entry is (w, h) or the exception
+    raised for that file."""
+    check_exif_orientation(exif_orientation)
 
     def one(p):
         try:
-            return image_size(p)
+            return image_size(p, exif_orientation)
         except Exception as exc:  # reported per sample by the caller
             return exc
 
@@ -295,9 +264,10 @@ def make_instance(
     return Instance(keypoints=kp, visible=vis, bbox=box, extra=dict(extra or {}))
 
 
-def make_record(image_path: str, width: int, height: int, instances: list, image_id=None) -> Record:
+def make_record(image_path: str, width: int, height: int, instances: list, image_id=None,
+                exif_orientation: str = DEFAULT_EXIF_ORIENTATION) -> Record:
     return Record(image_path=image_path, width=int(width), height=int(height), instances=instances,
-                  image_id=image_id)
+                  image_id=image_id, exif_orientation=exif_orientation)
 
 
 def records_by_image(
@@ -305,6 +275,7 @@ def records_by_image(
     root_candidates: Sequence[Path],
     rows: Sequence[tuple],
     make: Callable[[str, Any, int, int], Instance],
+    exif_orientation: str = DEFAULT_EXIF_ORIENTATION,
 ) -> list:
     """Records of parsed rows (one instance each) grouped by image, one record per image in first-seen order.
 
@@ -312,14 +283,15 @@ def records_by_image(
     image root, and what ``make(where, payload, width, height)`` turns into the row's
     :class:`Instance` (raising :class:`InvalidAnnotationError` on a bad sample). The image root is
     :func:`resolve_image_root` of ``root_candidates``, probed with the first rows' images; each
-    distinct image's size is read once from its header. The instances are built lazily, row by row,
+    distinct image's size is read once from its header (as ``exif_orientation`` shows it, the
+    convention the records carry). The instances are built lazily, row by row,
     under ``problems``: a row whose image is missing or unreadable, or whose instance is bad, is
     raised or skipped (an image whose rows are all skipped gets no record). The caller passes the
     result to ``problems.finish``.
     """
     root = resolve_image_root(root_candidates, [image for _, image, _ in rows[:3]])
     names = list(dict.fromkeys(image for _, image, _ in rows))
-    sizes = dict(zip(names, image_sizes([join_image(root, n) for n in names])))
+    sizes = dict(zip(names, image_sizes([join_image(root, n) for n in names], exif_orientation)))
 
     grouped: dict = {}
     for where, name, payload in rows:
@@ -333,6 +305,6 @@ def records_by_image(
             continue
         width, height, inst = built
         if name not in grouped:
-            grouped[name] = make_record(image_path, width, height, [])
+            grouped[name] = make_record(image_path, width, height, [], exif_orientation=exif_orientation)
         grouped[name].instances.append(inst)
     return list(grouped.values())

@@ -19,6 +19,15 @@ Conventions:
   json boxes are that box grown 1.2x, so a model trained on ``.pts`` crops sees its faces framed
   as in training only with it.
 * Records carry ``image_id``; each instance's ``extra`` has ``annotation_id`` and ``category_id``.
+* Values are checked (:func:`keypoint_values`, :func:`checked_num_keypoints`, :func:`box_values`):
+  a keypoints field holds finite numbers only (no NaN or Infinity, which Python's json parses, no
+  strings, nulls, booleans or nested lists), a multiple of 3 of them, every flag 0, 1 or 2;
+  ``num_keypoints`` is a count no larger than the points flagged 1 or 2, and 0 only when none is
+  (smaller is allowed: CrowdPose counts 12 of its 14 points); ``bbox`` is four finite numbers.
+  COCO-WholeBody's foot, face and hand fields may hold a number from 0 to 2 in place of a flag (its
+  json has confidences such as 0.05 there); a point counts as labelled from 1 up. Each
+  problem is one :class:`InvalidAnnotationError` naming the annotation id and the field (skipped
+  and listed with ``skip_invalid``).
 """
 from __future__ import annotations
 
@@ -29,6 +38,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from ...imageio import DEFAULT_EXIF_ORIENTATION
 from ._common import (DEFAULT_MAX_OUTSIDE, InvalidAnnotationError, MissingImageError, Problems, check_size,
                       image_sizes, join_image, make_instance, make_record, resolve_image_root, size_or_raise)
 
@@ -55,7 +65,7 @@ def is_coco(data: Any) -> bool:
     return isinstance(data, dict) and "images" in data and "annotations" in data
 
 
-def _coco_image_roots(path: Path, image_root) -> list[Path]:
+def coco_image_roots(path: Path, image_root) -> list[Path]:
     if image_root is not None:
         return [Path(image_root)]
     folder = path.parent
@@ -75,6 +85,99 @@ def repeated_images(images: dict, position: dict, root: Path) -> list:
     return [(keys[0], keys[1:]) for keys in by_file.values() if len(keys) > 1]
 
 
+#: The visibility flags of COCO: 0 not labelled, 1 labelled but occluded, 2 labelled and visible.
+VISIBILITY_FLAGS = (0, 1, 2)
+
+
+def _is_number(value) -> bool:
+    """A JSON number (bool is an int in Python, not a number in JSON)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _kind(value) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def keypoint_values(ann: dict, fld: str, where: str, exact_flags: bool = True) -> np.ndarray:
+    """The flat ``x, y, v`` list ``ann[fld]`` as float64, checked: a list whose length is a
+    multiple of 3, of finite numbers only (no strings, nulls, booleans, lists, NaN or infinity),
+    every ``v`` a COCO flag (0, 1 or 2; with ``exact_flags=False`` any number from 0 to 2, as
+    COCO-WholeBody's foot, face and hand fields hold confidences in place of flags). Anything
+    else is an :class:`InvalidAnnotationError` naming the field and the first offending point."""
+    if fld not in ann:
+        raise InvalidAnnotationError(where, fld, "missing")
+    value = ann[fld]
+    if not isinstance(value, list):
+        raise InvalidAnnotationError(where, fld, f"expected a flat list of x, y, v, got {_kind(value)}")
+    if len(value) % 3:
+        raise InvalidAnnotationError(where, fld, f"length {len(value)} is not a multiple of 3 (x, y, v)")
+    wrong = [i for i, item in enumerate(value) if not _is_number(item)]  # annotation values, not pixels
+    if wrong:
+        i = wrong[0]
+        raise InvalidAnnotationError(where, fld, f"point {i // 3}'s {'xyv'[i % 3]} is {value[i]!r} "
+                                                 f"({_kind(value[i])}), not a number ({len(wrong)} such value(s))")
+    numbers = np.array(value, dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(numbers))
+    if bad.size:
+        i = int(bad[0])
+        raise InvalidAnnotationError(where, fld, f"point {i // 3}'s {'xyv'[i % 3]} is {numbers[i]}: NaN and inf are "
+                                                 f"not finite numbers ({bad.size} such value(s))")
+    flags = numbers[2::3]
+    odd = np.flatnonzero(~np.isin(flags, VISIBILITY_FLAGS) if exact_flags else (flags < 0) | (flags > 2))
+    if odd.size:
+        shown = [float(f) for f in flags[odd[:5]]]
+        raise InvalidAnnotationError(where, fld, f"visibility flag(s) {shown} at point(s) {odd[:5].tolist()}"
+                                                 f"{' ...' if odd.size > 5 else ''}: COCO's flags are 0 (not "
+                                                 "labelled), 1 (labelled, occluded) and 2 (labelled, visible)")
+    return numbers
+
+
+def checked_num_keypoints(ann: dict, labelled: int, where: str) -> int:
+    """``ann["num_keypoints"]`` (``labelled``, the points whose flag is 1 or 2, where it has none),
+    checked against the flags: a whole number, never more than ``labelled``, and 0 only when no
+    point is labelled (COCO ignores such instances). Fewer than ``labelled`` is allowed: CrowdPose
+    counts only its first 12 of 14 points."""
+    if "num_keypoints" not in ann:
+        return labelled
+    value = ann["num_keypoints"]
+    if not (_is_number(value) and np.isfinite(value) and float(value).is_integer() and value >= 0):
+        raise InvalidAnnotationError(where, "num_keypoints", f"{value!r} ({_kind(value)}) is not a count of points")
+    count = int(value)
+    if count > labelled:
+        raise InvalidAnnotationError(where, "num_keypoints", f"says {count} labelled point(s), but only {labelled} "
+                                                             "have a visibility flag of 1 or 2")
+    if count == 0 and labelled:
+        raise InvalidAnnotationError(where, "num_keypoints", f"is 0 (an instance COCO ignores), but {labelled} "
+                                                             "point(s) have a visibility flag of 1 or 2")
+    return count
+
+
+def crowd_flag(ann: dict, where: str) -> int:
+    """``ann["iscrowd"]``, 0 or 1 (0 where it is missing or null)."""
+    value = ann.get("iscrowd", 0)
+    if value is None:
+        return 0
+    if value not in (0, 1) or isinstance(value, str):
+        raise InvalidAnnotationError(where, "iscrowd", f"{value!r} ({_kind(value)}): expected 0 or 1")
+    return int(value)
+
+
+def box_values(ann: dict, where: str) -> Optional[list]:
+    """``ann["bbox"]``: None where it is missing or null (the points' tight box is used), else a
+    list of four numbers (their finiteness and size are checked with the instance)."""
+    value = ann.get("bbox")
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 4:
+        shown = f"{len(value)} values" if isinstance(value, list) else _kind(value)
+        raise InvalidAnnotationError(where, "bbox", f"expected [x, y, w, h], four numbers, got {shown}")
+    wrong = [i for i, item in enumerate(value) if not _is_number(item)]
+    if wrong:
+        raise InvalidAnnotationError(where, "bbox", f"{'xywh'[wrong[0]]} is {value[wrong[0]]!r} "
+                                                    f"({_kind(value[wrong[0]])}), not a number")
+    return value
+
+
 def read_coco(
     path: Union[str, Path],
     *,
@@ -88,6 +191,7 @@ def read_coco(
     max_outside: Optional[float] = DEFAULT_MAX_OUTSIDE,
     skip_invalid: bool = False,
     box: str = "annotation",
+    exif_orientation: str = DEFAULT_EXIF_ORIENTATION,
     _data: Any = None,
 ):
     """Read a COCO keypoints json into records, one per image (see the module doc).
@@ -109,6 +213,9 @@ def read_coco(
         max_outside, skip_invalid: see :func:`heatmapnet.data.read`.
         box: ``"annotation"``: each annotation's ``bbox`` (the tight box of the visible points
             where it has none); ``"points"``: always the tight box of the visible points.
+        exif_orientation: ``apply`` or ``ignore``, how the images' EXIF orientation is read
+            (:mod:`heatmapnet.imageio`): sizes from image headers are the displayed ones under
+            ``apply``; the records carry it, so their images are read the same way.
     """
     if box not in BOX_SOURCES:
         raise ValueError(f"read_coco: box={box!r}: choose one of {list(BOX_SOURCES)}")
@@ -174,7 +281,7 @@ def read_coco(
             continue
         images[img["id"]] = img
         position[img["id"]] = n
-    root = resolve_image_root(_coco_image_roots(path, image_root),
+    root = resolve_image_root(coco_image_roots(path, image_root),
                               [img["file_name"] for img in images.values() if img is not None][:3])
     for first, later in repeated_images(images, position, root):
         for image_key in later:
@@ -211,25 +318,14 @@ def read_coco(
 
     # -------------------------------------------------------------- sizes (json, else header)
     need_header = [i for i in order if not ("width" in images[i] and "height" in images[i])]
-    header = dict(zip(need_header, image_sizes([join_image(root, images[i]["file_name"]) for i in need_header])))
+    header = dict(zip(need_header, image_sizes([join_image(root, images[i]["file_name"]) for i in need_header],
+                                                   exif_orientation)))
 
     def build_annotation(where, ann, width, height):
         nonlocal first_k
         fields = WHOLEBODY_FIELDS if wholebody else ("keypoints",)
-        parts = []
-        for fld in fields:
-            if fld not in ann:
-                raise InvalidAnnotationError(where, fld, "missing")
-            value = ann[fld]
-            if not isinstance(value, list):
-                raise InvalidAnnotationError(where, fld, f"expected a flat list of x, y, v, got {type(value).__name__}")
-            if len(value) % 3:
-                raise InvalidAnnotationError(where, fld, f"length {len(value)} is not a multiple of 3 (x, y, v)")
-            parts.append(value)
-        try:
-            raw = np.array([x for p in parts for x in p], dtype=np.float64).reshape(-1, 3)
-        except (TypeError, ValueError):
-            raise InvalidAnnotationError(where, "keypoints", "non-numeric values") from None
+        parts = [keypoint_values(ann, fld, where, exact_flags=fld == "keypoints") for fld in fields]
+        raw = np.concatenate(parts).reshape(-1, 3)
         k = raw.shape[0]
         if first_k is None:
             first_k = k
@@ -237,11 +333,11 @@ def read_coco(
             hint = (f" (the category lists {len(names)} names; pass num_keypoints={k} if the file's "
                     "category metadata is wrong)") if names and num_keypoints is None else ""
             raise InvalidAnnotationError(where, "keypoints", f"wrong number of points: {k}, expected {first_k}{hint}")
-        v = raw[:, 2]
-        v = np.where(np.isfinite(v), v, 0).astype(np.int64)
+        v = raw[:, 2].astype(np.int64)  # flags checked: 0, 1 or 2 (WholeBody's part confidences: labelled from 1)
         visible = v > 0
-        iscrowd = int(ann.get("iscrowd", 0) or 0)
-        labelled = int(ann["num_keypoints"]) if "num_keypoints" in ann else int(visible.sum())
+        iscrowd = crowd_flag(ann, where)
+        # COCO-WholeBody's num_keypoints counts its body points, the 'keypoints' field
+        labelled = checked_num_keypoints(ann, int((parts[0][2::3] > 0).sum()), where)
         ignore = bool(iscrowd) or labelled == 0
         if ignore and not include_ignored:
             return None
@@ -251,7 +347,7 @@ def read_coco(
             extra["area"] = ann["area"]
         if ignore:
             extra["ignore"] = True
-        bbox = ann.get("bbox") if box == "annotation" else None
+        bbox = box_values(ann, where) if box == "annotation" else None
         return make_instance(raw[:, :2], visible, width, height, where, bbox=bbox, extra=extra,
                              max_outside=max_outside, require_visible=not ignore)
 
@@ -280,7 +376,8 @@ def read_coco(
                 instances.append(inst)
         if not instances and not keep_empty:
             continue
-        records.append(make_record(image_path, size[0], size[1], instances, image_id=image_key))
+        records.append(make_record(image_path, size[0], size[1], instances, image_id=image_key,
+                                   exif_orientation=exif_orientation))
     return problems.finish(records)
 
 

@@ -30,6 +30,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from ...imageio import DEFAULT_EXIF_ORIENTATION
 from ._common import (DEFAULT_MAX_OUTSIDE, Problems, image_sizes, make_instance, make_record,
                       size_or_raise)
 
@@ -72,6 +73,7 @@ def read_lsp(
     occluded_as_invisible: bool = False,
     max_outside: Optional[float] = DEFAULT_MAX_OUTSIDE,
     skip_invalid: bool = False,
+    exif_orientation: str = DEFAULT_EXIF_ORIENTATION,
 ):
     """Read ``joints.mat`` (or the folder holding it) of LSP or LSPET; see the module doc.
 
@@ -91,7 +93,7 @@ def read_lsp(
 
     n = coords.shape[0]
     image_paths = [str(root / f"im{i + 1:05d}.jpg") for i in range(n)]
-    sizes = image_sizes(image_paths)
+    sizes = image_sizes(image_paths, exif_orientation)
     if layout == "lspet":
         visible_all = flags > 0.5
         occluded_all = None
@@ -110,7 +112,7 @@ def read_lsp(
                 extra["occluded"] = occluded_all[i].copy()
             inst = make_instance(coords[i] - offset, visible_all[i], width, height, where, extra=extra,
                                  max_outside=max_outside, keypoint_field="joints")
-            return make_record(image_paths[i], width, height, [inst])
+            return make_record(image_paths[i], width, height, [inst], exif_orientation=exif_orientation)
         record = problems.call(build)
         if record is not None:
             records.append(record)

@@ -19,6 +19,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from ...imageio import DEFAULT_EXIF_ORIENTATION
 from ._common import DEFAULT_MAX_OUTSIDE, InvalidAnnotationError, Problems, make_instance, records_by_image
 from .coco import load_json
 
@@ -36,6 +37,7 @@ def read_mpii_json(
     one_based: bool = True,
     max_outside: Optional[float] = DEFAULT_MAX_OUTSIDE,
     skip_invalid: bool = False,
+    exif_orientation: str = DEFAULT_EXIF_ORIENTATION,
     _data: Any = None,
 ):
     """Read an HRNet/mmpose MPII json (see the module doc).
@@ -100,4 +102,4 @@ def read_mpii_json(
         roots = [Path(image_root)]
     else:
         roots = [path.parent, path.parent.parent / "images", path.parent / "images"]
-    return problems.finish(records_by_image(problems, roots, parsed, make))
+    return problems.finish(records_by_image(problems, roots, parsed, make, exif_orientation))

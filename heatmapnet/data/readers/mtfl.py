@@ -15,6 +15,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from ...imageio import DEFAULT_EXIF_ORIENTATION
 from ._common import (DEFAULT_MAX_OUTSIDE, InvalidAnnotationError, Problems, image_sizes, join_image,
                       make_instance, make_record, size_or_raise)
 
@@ -42,6 +43,7 @@ def read_mtfl(
     image_root: Optional[Union[str, Path]] = None,
     max_outside: Optional[float] = DEFAULT_MAX_OUTSIDE,
     skip_invalid: bool = False,
+    exif_orientation: str = DEFAULT_EXIF_ORIENTATION,
 ):
     """Read an MTFL txt (see the module doc). ``image_root`` defaults to the txt's folder."""
     path = Path(path)
@@ -76,7 +78,7 @@ def read_mtfl(
                 parsed.append(item)
 
     image_paths = [join_image(root, p[1]) for p in parsed]
-    sizes = image_sizes(image_paths)
+    sizes = image_sizes(image_paths, exif_orientation)
     records = []
     for (where, _, points, attrs), image_path, size in zip(parsed, image_paths, sizes):
         def build():
@@ -86,7 +88,7 @@ def read_mtfl(
                 extra["attributes"] = attrs
             inst = make_instance(points, np.ones(MTFL_POINTS, bool), width, height, where, extra=extra,
                                  max_outside=max_outside)
-            return make_record(image_path, width, height, [inst])
+            return make_record(image_path, width, height, [inst], exif_orientation=exif_orientation)
         record = problems.call(build)
         if record is not None:
             records.append(record)

@@ -20,6 +20,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
+from ...imageio import DEFAULT_EXIF_ORIENTATION
 from ._common import (DEFAULT_MAX_OUTSIDE, InvalidAnnotationError, MissingImageError, Problems, image_sizes,
                       make_instance, make_record, size_or_raise)
 
@@ -133,6 +134,7 @@ def read_pts(
     one_based: bool = True,
     max_outside: Optional[float] = DEFAULT_MAX_OUTSIDE,
     skip_invalid: bool = False,
+    exif_orientation: str = DEFAULT_EXIF_ORIENTATION,
 ):
     """Read a ``.pts`` file, or every ``.pts`` under a folder (sorted; ``recursive`` by default).
 
@@ -177,7 +179,7 @@ def read_pts(
                 problems.call(raise_count, pts_path, count, expected, having, len(counts))
         parsed = [item for item, count in zip(parsed, counts) if count == expected]
 
-    sizes = image_sizes([str(image) for _, _, image in parsed])
+    sizes = image_sizes([str(image) for _, _, image in parsed], exif_orientation)
     records = []
     for (pts_path, points, image), size in zip(parsed, sizes):
         def build():
@@ -185,7 +187,7 @@ def read_pts(
             inst = make_instance(points - offset, np.ones(points.shape[0], bool), width, height, str(pts_path),
                                  max_outside=max_outside, num_keypoints=num_keypoints, keypoint_field="points",
                                  extra={"annotation_file": str(pts_path)})
-            return make_record(str(image), width, height, [inst])
+            return make_record(str(image), width, height, [inst], exif_orientation=exif_orientation)
         record = problems.call(build)
         if record is not None:
             records.append(record)

@@ -16,6 +16,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from ...imageio import DEFAULT_EXIF_ORIENTATION
 from ._common import DEFAULT_MAX_OUTSIDE, InvalidAnnotationError, Problems, make_instance, records_by_image
 
 WFLW_POINTS = 98
@@ -38,6 +39,7 @@ def read_wflw(
     image_root: Optional[Union[str, Path]] = None,
     max_outside: Optional[float] = DEFAULT_MAX_OUTSIDE,
     skip_invalid: bool = False,
+    exif_orientation: str = DEFAULT_EXIF_ORIENTATION,
 ):
     """Read a WFLW annotation txt (see the module doc).
 
@@ -86,4 +88,5 @@ def read_wflw(
         return make_instance(points, np.ones(WFLW_POINTS, bool), width, height, where, bbox=box, extra=extra,
                              max_outside=max_outside)
 
-    return problems.finish(records_by_image(problems, _wflw_roots(path, image_root), parsed, make))
+    return problems.finish(records_by_image(problems, _wflw_roots(path, image_root), parsed, make,
+                                              exif_orientation))
