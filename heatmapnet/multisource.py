@@ -308,7 +308,7 @@ class MixedSources(Dataset):
                  mix: str = "equal", seed: int = 0):
         if mix not in MIXES:
             raise ValueError(f"data.train.mix={mix!r}: choose one of {list(MIXES)}")
-        self.parts, self.sources, self.mix, self.seed, self.epoch = list(parts), list(sources), mix, seed, 0
+        self.parts, self.sources, self.mix, self.seed = list(parts), list(sources), mix, seed
         self.record_positions = [np.asarray(p, dtype=np.int64) for p in record_positions]
         self.sizes = [len(part) for part in self.parts]
         empty = [s for s, size in zip(self.sources, self.sizes) if not size]
@@ -319,9 +319,6 @@ class MixedSources(Dataset):
 
     def __len__(self) -> int:
         return self.block * len(self.parts) if self.mix == "equal" else int(self.starts[-1])
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def locate(self, index: int) -> Tuple[int, int]:
         """(part, item of that part) of item ``index``."""
@@ -334,7 +331,7 @@ class MixedSources(Dataset):
         return part, index - int(self.starts[part])
 
     def __getitem__(self, key) -> dict:
-        index, epoch = key if isinstance(key, tuple) else (key, self.epoch)
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
         index = int(index)
         part, item = self.locate(index)
         sample = self.parts[part]._make_sample(item, np.random.default_rng([self.seed, int(epoch), index]))

@@ -198,7 +198,7 @@ def lazy_zeros(numel: int, device: torch.device) -> torch.Tensor:
     return torch.zeros(numel, dtype=torch.float32, device=device)
 
 
-def _window_groups(reach: torch.Tensor):
+def window_groups(reach: torch.Tensor):
     """Half-widths for groups of points: each distinct reach, merged upwards while the merged
     window has at most 1.3x the pixels, so few groups form and no point pays a much wider window."""
     halves = torch.unique(reach).tolist()
@@ -289,7 +289,7 @@ def splat_gaussians(points: torch.Tensor, channels: torch.Tensor, sigmas: torch.
 
     # every pixel within 3 sigma of the point lies within 3 sigma + 0.5 of its nearest pixel
     reach = torch.ceil(TRUNCATE_SIGMAS * sigmas + 0.5).clamp_max(max(height, width)).long()  # no inf to cast
-    caps = _window_groups(reach)
+    caps = window_groups(reach)
     group_of = torch.bucketize(reach, torch.tensor(caps, device=device))
     order, rounds = _drawing_order(group_of, channels, len(caps), num_channels)
     points, channels, sigmas, centre = points[order], channels[order], sigmas[order], centre[order]

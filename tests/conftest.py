@@ -55,10 +55,11 @@ TINY_RUN = {
 }
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_run():
     """``tiny_run(**changes)``: the dotted overrides of :data:`TINY_RUN` with ``changes`` applied
-    (keys with dots spelled as ``train__steps`` or passed in a dict via ``tiny_run(**{...})``)."""
+    (keys with dots spelled as ``train__steps`` or passed in a dict via ``tiny_run(**{...})``).
+    Session-scoped (it holds no state), so module-scoped fixtures that train a run can use it."""
     def overrides(**changes):
         settings = dict(TINY_RUN)
         settings.update({key.replace("__", "."): value for key, value in changes.items()})

@@ -15,8 +15,8 @@ import torch
 from heatmapnet import bench, reference
 from heatmapnet.cli import main as cli_main
 from heatmapnet.decode import decode_keypoints
-from heatmapnet.losses import DistanceAwareFocalLoss, _FusedDistanceAwareFocal, distance_aware_focal_loss_elementwise
-from heatmapnet.targets import _window_groups, render_heatmaps_batched, sigma_from_radius
+from heatmapnet.losses import DistanceAwareFocalLoss, distance_aware_focal_loss_elementwise
+from heatmapnet.targets import render_heatmaps_batched, sigma_from_radius, window_groups
 
 
 # ----------------------------------------------------------------------------------------------
@@ -62,7 +62,7 @@ def test_centernet_truncates_a_point_to_its_pixel_where_the_renderer_centres_on_
 
 def test_window_groups_cover_every_width_without_much_wider_windows():
     widths = torch.tensor([3, 4, 4, 5, 9, 30])
-    caps = _window_groups(widths)
+    caps = window_groups(widths)
     assert caps == sorted(caps) and caps[-1] == 30
     for width in widths.tolist():
         cap = min(c for c in caps if c >= width)
@@ -118,15 +118,19 @@ def test_closed_form_gradient_equals_autograd_of_the_plain_formula_in_float64(al
 
 
 def test_fused_focal_loss_passes_gradcheck():
+    # float64 logits and a same-shaped target: the loss takes its fused path, whose gradient is
+    # written in closed form; keypoint weights with zeros mask whole maps
     generator = torch.Generator().manual_seed(6)
     logits = (torch.randn(2, 3, 5, 5, generator=generator, dtype=torch.float64) * 3).requires_grad_()
     target = torch.rand(2, 3, 5, 5, generator=generator, dtype=torch.float64) ** 3
     target[target > 0.8] = 1.0
-    keep = torch.rand(2, 3, 5, 5, generator=generator) > 0.2
-    def loss(x):
-        return _FusedDistanceAwareFocal.apply(x, target, keep, 2.0, 4.0, True)
+    weights = torch.tensor([[1.0, 0.0, 0.5], [0.0, 2.0, 1.0]], dtype=torch.float64)
+    criterion = DistanceAwareFocalLoss()
+    fused = criterion(logits, target, weights)
+    assert fused.grad_fn is not None and "Fused" in type(fused.grad_fn).__name__  # the fused path, not autograd's
 
-    assert torch.autograd.gradcheck(loss, (logits,))
+    assert torch.autograd.gradcheck(lambda x: criterion(x, target, weights), (logits,))
+    assert torch.autograd.gradcheck(lambda x: criterion(x, target), (logits,))
 
 
 def test_fused_focal_loss_without_gradient_and_with_retained_graph():

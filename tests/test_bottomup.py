@@ -480,11 +480,16 @@ def _image_record(people, width=200, height=100, image_id=None):
                   image=np.zeros((height, width, 3), np.uint8))
 
 
-def _dataset(records, params=None):
-    dataset = BottomUpDataset(records, BottomUpCodec((128, 128), 5, stride=4), 5, FIVE_FLIP, NO_AUGMENTATION)
-    if params is not None:
-        dataset._sample_params = lambda rng: params
-    return dataset
+def _dataset(records):
+    return BottomUpDataset(records, BottomUpCodec((128, 128), 5, stride=4), 5, FIVE_FLIP, NO_AUGMENTATION)
+
+
+def _first_sample(records, params=None):
+    """Sample 0 of the dataset of ``records``, its augmentation drawn as ``params`` (None: none)."""
+    with pytest.MonkeyPatch.context() as patch:
+        if params is not None:
+            patch.setattr(AffineParams, "sample", staticmethod(lambda rng, augmentation: params))
+        return _dataset(records)[0]
 
 
 # A 200 x 100 image letterboxed onto 128 x 128: zoom 0.64, x' = 0.64 x - 0.18, y' = 0.64 y + 31.82
@@ -500,7 +505,7 @@ def _dataset(records, params=None):
 ], ids=["letterbox", "rotated-90", "mirrored"])
 def test_sample_boxes_follow_the_affine_transform(params, box):
     record = _image_record([_person([50.0, 20.0, 40.0, 60.0])])
-    sample = _dataset([record], params)[0]
+    sample = _first_sample([record], params)
     np.testing.assert_allclose(sample["boxes"][0].numpy(), box, rtol=0, atol=1e-4)
     # the targets are the box's: its size in heatmap pixels, its centre's nearest pixel
     np.testing.assert_allclose(sample["size"][0].numpy(), np.array(box[2:]) / 4, rtol=0, atol=1e-5)
@@ -513,7 +518,7 @@ def test_a_rotated_box_is_the_bound_of_its_rotated_corners():
     # its centre (70, 50) -> (44.62, 63.82), rotated about (63.5, 63.5):
     # (63.5 + (-18.88 + 0.32) / sqrt 2, 63.5 + (18.88 + 0.32) / sqrt 2)
     record = _image_record([_person([50.0, 20.0, 40.0, 60.0])])
-    sample = _dataset([record], AffineParams(1.0, 45.0, (0.0, 0.0), False))[0]
+    sample = _first_sample([record], AffineParams(1.0, 45.0, (0.0, 0.0), False))
     side = 64.0 / math.sqrt(2.0)
     centre = np.array([63.5 + (-18.88 + 0.32) / math.sqrt(2.0), 63.5 + (18.88 + 0.32) / math.sqrt(2.0)])
     np.testing.assert_allclose(sample["boxes"][0].numpy(), [*(centre - side / 2), side, side], rtol=0, atol=1e-4)
@@ -899,14 +904,20 @@ def test_the_c_kernel_and_the_pytorch_path_find_the_same_peaks_in_network_like_m
     assert int((found[0][1][1] >= 0).sum()) > 100  # not vacuous
 
 
-@pytest.mark.parametrize("pool", [3, 5])
-def test_local_maxima_equal_the_max_pool_definition_with_nan_and_inf(pool):
+@pytest.mark.parametrize("seed", [3, 5])
+def test_the_peaks_are_the_pixels_equal_to_their_3x3_max_pool_with_nan_and_inf(seed, cpu_path):
     import torch.nn.functional as F
 
-    maps = tricky_maps((2, 3, 11, 13), seed=pool)
-    pooled = F.max_pool2d(maps, pool, stride=1, padding=pool // 2)
-    expected = torch.where(pooled == maps, maps, torch.full_like(maps, -math.inf))
-    assert torch.equal(bottomup._local_maxima(maps, pool), expected)
+    maps = tricky_maps((2, 3, 11, 13), seed=seed)
+    pooled = F.max_pool2d(maps, 3, stride=1, padding=1)  # -inf padding; a NaN in the window: NaN
+    peak = (pooled == maps) & (maps > -math.inf)
+    values, index = bottomup.top_peaks(maps, slice(0, 3), 11 * 13)  # every peak of every map
+    for b in range(2):
+        for c in range(3):
+            found = index[b, c][index[b, c] >= 0]
+            assert sorted(found.tolist()) == torch.flatten(peak[b, c]).nonzero()[:, 0].tolist()
+            assert torch.equal(values[b, c][:len(found)], maps[b, c].flatten()[found])
+    assert int(peak.sum()) > 20  # not vacuous
 
 
 def test_the_peak_kernel_checks_its_arguments(c_kernels):

@@ -289,13 +289,14 @@ def mtfl(shared_data, monkeypatch):
     return shared_data
 
 
-TINY = ["data.train.subset=0:16", "data.val.subset=0:8", "data.input_size=[64,64]", "data.num_workers=0",
-        "model.backbone=mobilenetv3_small_050", "model.head_channels=16", "train.steps=2", "train.batch_size=8",
-        "train.threads=1"]
+@pytest.fixture
+def tiny(tiny_run):
+    """The shared tiny run (conftest.TINY_RUN) on the first 16 / 8 MTFL faces, 2 steps."""
+    return tiny_run(**{"data.train.subset": "0:16", "data.val.subset": "0:8", "train.steps": 2})
 
 
-def test_trainer_refuses_to_resume_a_checkpoint_of_another_scheme(mtfl, tmp_path):
-    trainer = Trainer(load_config("mtfl5", TINY), tmp_path / "run")
+def test_trainer_refuses_to_resume_a_checkpoint_of_another_scheme(mtfl, tmp_path, tiny):
+    trainer = Trainer(load_config("mtfl5", tiny), tmp_path / "run")
     before = {name: value.clone() for name, value in trainer.model.state_dict().items()}
     _save_tiny(tmp_path / "faces68.pt", scheme=load_scheme("ibug68"))
     with pytest.raises(CheckpointError, match=re.escape(
@@ -330,14 +331,14 @@ def _one_line(capsys, command: str, path: Path) -> str:
     return lines[0]
 
 
-def test_eval_on_a_corrupt_checkpoint_exits_2_naming_it(tmp_path, capsys, monkeypatch):
+def test_eval_on_a_corrupt_checkpoint_exits_2_naming_it(tmp_path, capsys, monkeypatch, tiny):
     monkeypatch.setenv("HEATMAPNET_DATA", str(tmp_path / "data"))  # the config needs a data root; nothing is read
     corrupt = _corrupt(tmp_path)
-    assert main(["eval", "mtfl5", "--checkpoint", str(corrupt), "--out", str(tmp_path / "eval"), "--set", *TINY]) == 2
+    assert main(["eval", "mtfl5", "--checkpoint", str(corrupt), "--out", str(tmp_path / "eval"), "--set", *tiny]) == 2
     assert "truncated or corrupt" in _one_line(capsys, "eval", corrupt)
     assert not (tmp_path / "eval").exists()
     missing = tmp_path / "missing.pt"
-    assert main(["eval", "mtfl5", "--checkpoint", str(missing), "--out", str(tmp_path / "eval"), "--set", *TINY]) == 2
+    assert main(["eval", "mtfl5", "--checkpoint", str(missing), "--out", str(tmp_path / "eval"), "--set", *tiny]) == 2
     assert "checkpoint not found" in _one_line(capsys, "eval", missing)
 
 

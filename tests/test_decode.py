@@ -12,9 +12,9 @@ import torch
 from scipy import ndimage
 
 from heatmapnet import decode
-from heatmapnet.decode import (_every_window_numpy, _every_window_torch, decode_keypoints, decode_peaks,
-                               gaussian_blur, refine_peaks)
+from heatmapnet.decode import decode_keypoints, decode_peaks, gaussian_blur, refine_peaks
 from heatmapnet.targets import render_heatmaps
+from heatmapnet.windows import window_view_numpy, window_view_torch
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
                                                                  reason="CUDA not available"))]
@@ -462,12 +462,25 @@ def test_the_c_kernel_flags_maps_it_leaves_to_the_whole_map_blur_and_rejects_bad
         c_kernels.blurred_dark_points(maps.numpy(), 20, 21, np.array([0, 1, 3]), kernel_1d, 1e-10, *buffers)
 
 
-def test_numpy_and_torch_window_gathers_agree():
-    maps = torch.rand(5, 11, 13)
+@pytest.mark.parametrize("device", DEVICES)
+def test_numpy_and_torch_window_views_hold_every_window(device):
+    """The windows DARK reads around peaks (numpy on CPU, torch elsewhere): view[c, t, l] is
+    maps[c, t:t+S, l:l+S], also gathered by index arrays (one window per map), as the decoder does."""
+    maps = torch.rand(5, 11, 13, generator=torch.Generator().manual_seed(0))
     top, left = torch.tensor([0, 1, 2, 3, 4]), torch.tensor([6, 0, 3, 1, 2])
-    windows = _every_window_numpy(maps, top, left, 7)
-    torch.testing.assert_close(windows, _every_window_torch(maps, top, left, 7), rtol=0, atol=0)
-    torch.testing.assert_close(windows[3], maps[3, 3:10, 1:8], rtol=0, atol=0)
+    by_numpy = window_view_numpy(np.ascontiguousarray(maps.numpy()), 7)
+    by_torch = window_view_torch(maps.to(device).contiguous(), 7)
+    assert by_numpy.shape == tuple(by_torch.shape) == (5, 5, 7, 7, 7)
+    for c in range(5):
+        for y in range(5):
+            for x in range(7):
+                window = maps[c, y:y + 7, x:x + 7].numpy()
+                np.testing.assert_array_equal(by_numpy[c, y, x], window)
+                np.testing.assert_array_equal(by_torch[c, y, x].cpu().numpy(), window)
+    gathered = by_numpy[np.arange(5), top.numpy(), left.numpy()]
+    np.testing.assert_array_equal(gathered, by_torch[torch.arange(5, device=device), top.to(device),
+                                                     left.to(device)].cpu().numpy())
+    np.testing.assert_array_equal(gathered[3], maps[3, 3:10, 1:8].numpy())
 
 
 # ----------------------------------------------------------------------------------------------

@@ -11,18 +11,6 @@ from heatmapnet.engine import Trainer
 CONFIG = "synthetic_faces"
 
 
-def tiny(**extra):
-    settings = {
-        "data.train.num_samples": 32, "data.val.num_samples": 8, "data.input_size": "[64,64]",
-        "data.num_workers": 0, "model.backbone": "mobilenetv3_small_050", "model.head_channels": 16,
-        "train.steps": 4, "train.batch_size": 8, "train.lr": 0.01, "train.warmup_steps": 1,
-        "train.eval_every": 1000, "train.checkpoint_every": 2, "train.log_every": 1, "eval.batch_size": 8,
-        "train.threads": 1,
-    }
-    settings.update(extra)
-    return [f"{key}={value}" for key, value in settings.items()]
-
-
 def part(state, prefix):
     return {k: v.clone() for k, v in state.items() if k.startswith(prefix + ".")}
 
@@ -31,8 +19,8 @@ def same(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_a_frozen_backbone_stays_bit_identical_and_its_norms_in_eval_mode(tmp_path):
-    trainer = Trainer(load_config(CONFIG, tiny(**{"train.freeze": "[backbone]"})), tmp_path / "run")
+def test_a_frozen_backbone_stays_bit_identical_and_its_norms_in_eval_mode(tmp_path, tiny_run):
+    trainer = Trainer(load_config(CONFIG, tiny_run(**{"train.freeze": "[backbone]"})), tmp_path / "run")
     start = trainer.model.state_dict()
     backbone, head = part(start, "backbone"), part(start, "head")
     assert any("running_mean" in k for k in backbone)  # batch-norm statistics are part of what must hold
@@ -51,8 +39,8 @@ def test_a_frozen_backbone_stays_bit_identical_and_its_norms_in_eval_mode(tmp_pa
     assert len(modes) == 4 and all(not any(m[:-1]) and m[-1] for m in modes)
 
 
-def test_lr_mult_scales_its_groups_rate_at_every_step(tmp_path):
-    trainer = Trainer(load_config(CONFIG, tiny(**{"train.lr_mult": "{backbone: 0.1, head.classifier: 3}"})),
+def test_lr_mult_scales_its_groups_rate_at_every_step(tmp_path, tiny_run):
+    trainer = Trainer(load_config(CONFIG, tiny_run(**{"train.lr_mult": "{backbone: 0.1, head.classifier: 3}"})),
                       tmp_path / "run")
     groups = {group["lr_mult"]: group for group in trainer.optimizer.param_groups}
     assert sorted(groups) == [0.1, 1.0, 3.0] and trainer.optimizer.param_groups[0]["lr_mult"] == 1.0
@@ -70,29 +58,29 @@ def test_lr_mult_scales_its_groups_rate_at_every_step(tmp_path):
     assert rates[0][0] == pytest.approx(0.01, rel=1e-12) and rates[1][0] == pytest.approx(0.0075, rel=1e-12)
 
 
-def test_unfreeze_step_trains_the_part_from_that_step_on(tmp_path):
+def test_unfreeze_step_trains_the_part_from_that_step_on(tmp_path, tiny_run):
     out = tmp_path / "run"
-    trainer = Trainer(load_config(CONFIG, tiny(**{"train.freeze": "[backbone]", "train.unfreeze_step": 2})), out)
+    trainer = Trainer(load_config(CONFIG, tiny_run(**{"train.freeze": "[backbone]", "train.unfreeze_step": 2})), out)
     backbone = part(trainer.model.state_dict(), "backbone")
     trainer.run()
     # last.pt of step 2 (checkpoint_every 2) was replaced by step 4's; the run's copy at step 2 is checked below
     assert not same(part(trainer.model.state_dict(), "backbone"), backbone)
     assert all(p.requires_grad for p in trainer.model.parameters())
 
-    halfway = Trainer(load_config(CONFIG, tiny(**{"train.freeze": "[backbone]", "train.unfreeze_step": 2,
+    halfway = Trainer(load_config(CONFIG, tiny_run(**{"train.freeze": "[backbone]", "train.unfreeze_step": 2,
                                                   "train.steps": 2})), tmp_path / "half")
     halfway.run()
     assert same(part(halfway.model.state_dict(), "backbone"), backbone)
 
 
-def test_a_frozen_and_unfrozen_run_resumes_bit_identically(tmp_path):
+def test_a_frozen_and_unfrozen_run_resumes_bit_identically(tmp_path, tiny_run):
     settings = {"train.freeze": "[backbone]", "train.unfreeze_step": 3, "train.lr_mult": "{backbone: 0.5}"}
     straight = tmp_path / "straight"
-    assert main(["train", CONFIG, "--out", str(straight), "--set", *tiny(**settings)]) == 0
+    assert main(["train", CONFIG, "--out", str(straight), "--set", *tiny_run(**settings)]) == 0
     resumed = tmp_path / "resumed"
-    assert main(["train", CONFIG, "--out", str(resumed), "--set", *tiny(**settings, **{"train.steps": 2})]) == 0
+    assert main(["train", CONFIG, "--out", str(resumed), "--set", *tiny_run(**settings, **{"train.steps": 2})]) == 0
     assert main(["train", CONFIG, "--out", str(resumed), "--resume", str(resumed / "last.pt"),
-                 "--set", *tiny(**settings)]) == 0
+                 "--set", *tiny_run(**settings)]) == 0
     a, b = load_checkpoint(straight / "last.pt").model, load_checkpoint(resumed / "last.pt").model
     assert same(a, b)
 
@@ -103,13 +91,13 @@ def test_a_frozen_and_unfrozen_run_resumes_bit_identically(tmp_path):
     ("train.lr_mult={head: -1}", "train.lr_mult.head=-1.0: must be >= 0"),
     ("train.unfreeze_step=-1", "train.unfreeze_step=-1: must be >= 0"),
 ])
-def test_a_bad_fine_tuning_setting_is_one_line_before_training(tmp_path, capsys, setting, message):
-    code = main(["train", CONFIG, "--out", str(tmp_path / "r"), "--set", *tiny(), setting])
+def test_a_bad_fine_tuning_setting_is_one_line_before_training(tmp_path, tiny_run, capsys, setting, message):
+    code = main(["train", CONFIG, "--out", str(tmp_path / "r"), "--set", *tiny_run(), setting])
     error = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in error and message in error
     assert not (tmp_path / "r" / "metrics.jsonl").exists()
 
 
-def test_a_prefix_matches_whole_module_names_only(tmp_path):
+def test_a_prefix_matches_whole_module_names_only(tmp_path, tiny_run):
     with pytest.raises(UserError, match="'back' names no parameter"):
-        Trainer(load_config(CONFIG, tiny(**{"train.freeze": "[back]"})), tmp_path / "run")
+        Trainer(load_config(CONFIG, tiny_run(**{"train.freeze": "[back]"})), tmp_path / "run")

@@ -7,6 +7,9 @@ import pytest
 import timm
 import torch
 
+from omegaconf import OmegaConf
+
+from heatmapnet.config import ConfigError, config_from_dict, load_config
 from heatmapnet.models import HEADS, HeatmapModel, ModelConfig, build_model
 
 
@@ -56,9 +59,15 @@ def test_unknown_output_activation_is_an_error():
         HeatmapModel(ModelConfig(backbone="mobilenetv3_small_100", output_activation="softmax"))
 
 
-def test_sigmoid_prior_is_gone():
-    with pytest.raises(TypeError):
-        build_model(backbone="mobilenetv3_small_100", sigmoid_prior=0.1)
+def test_the_removed_sigmoid_prior_setting_is_rejected_by_name():
+    """A config (or a stored checkpoint's) that still sets model.sigmoid_prior is refused with the
+    config's own message naming the key, not silently ignored: the prior is fixed (SIGMOID_PRIOR)."""
+    with pytest.raises(ConfigError, match=r"unknown config key 'model.sigmoid_prior'; valid keys here: \[.*'head'"):
+        load_config(None, ["model.sigmoid_prior=0.1"])
+    stored = OmegaConf.to_container(load_config(None))
+    stored["model"]["sigmoid_prior"] = 0.1
+    with pytest.raises(ConfigError, match=r"a stored run: .*'model.sigmoid_prior'"):
+        config_from_dict(stored, "a stored run")
 
 
 def test_pretrained_weights_load_from_a_local_file(tmp_path):

@@ -18,17 +18,17 @@ from heatmapnet.resume import ConfigChange, config_changes
 CONFIG = "synthetic_faces"  # synthetic data: no files needed
 
 
-def tiny(**extra):
-    """Synthetic faces, 64 px crops, a small backbone: well under a second per step on two cores."""
-    settings = {
-        "data.train.num_samples": 48, "data.val.num_samples": 16, "data.input_size": "[64,64]",
-        "data.num_workers": 0, "model.backbone": "mobilenetv3_small_050", "model.head_channels": 16,
-        "train.steps": 6, "train.batch_size": 8, "train.lr": 0.01, "train.warmup_steps": 2,
-        "train.eval_every": 1000, "train.checkpoint_every": 3, "train.log_every": 1, "eval.batch_size": 16,
-        "train.threads": 1,
-    }
-    settings.update(extra)
-    return [f"{key}={value}" for key, value in settings.items()]
+#: this file's run differs from the shared tiny run (conftest.TINY_RUN) in these: more samples, 6
+#: steps with a 2-step warm-up and a checkpoint every 3 (a kill after step 3 leaves step 3's)
+RESUME_RUN = {"data.train.num_samples": 48, "data.val.num_samples": 16, "train.steps": 6, "train.warmup_steps": 2,
+              "train.checkpoint_every": 3, "eval.batch_size": 16}
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_run):
+    """``tiny(**changes)``: synthetic faces, 64 px crops, a small backbone (well under a second per
+    step on two cores), as :data:`RESUME_RUN` sets them, with ``changes``."""
+    return lambda **changes: tiny_run(**{**RESUME_RUN, **changes})
 
 
 def _stop_after(monkeypatch, steps: int) -> None:
@@ -45,7 +45,7 @@ def _stop_after(monkeypatch, steps: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def stopped_run(tmp_path_factory):
+def stopped_run(tmp_path_factory, tiny):
     """A 6-step run at lr 0.01 killed after step 3: its last.pt holds step 3."""
     out = tmp_path_factory.mktemp("stopped") / "run"
     with pytest.MonkeyPatch.context() as patch:
@@ -88,7 +88,7 @@ def test_config_changes_refuses_every_other_difference_by_name_with_both_values(
 # ----------------------------------------------------------------------------------------------
 # resuming with new settings
 # ----------------------------------------------------------------------------------------------
-def test_resume_applies_a_new_learning_rate_and_weight_decay_and_records_them(stopped_run, tmp_path, capsys):
+def test_resume_applies_a_new_learning_rate_and_weight_decay_and_records_them(stopped_run, tmp_path, capsys, tiny):
     out = tmp_path / "run"
     out.mkdir()
     (out / "last.pt").write_bytes((stopped_run / "last.pt").read_bytes())
@@ -114,7 +114,7 @@ def test_resume_applies_a_new_learning_rate_and_weight_decay_and_records_them(st
     assert final.training["optimizer"]["param_groups"][0]["weight_decay"] == 0.05
 
 
-def test_resume_extends_the_run_and_stretches_the_schedule_to_the_new_step_count(stopped_run, tmp_path):
+def test_resume_extends_the_run_and_stretches_the_schedule_to_the_new_step_count(stopped_run, tmp_path, tiny):
     trainer = Trainer(load_config(CONFIG, tiny(**{"train.steps": 10})), tmp_path)
     trainer.resume(stopped_run / "last.pt")
     # step 3 of 10: (3 - 2) / (10 - 2) = 1/8 of the cosine, 0.5 (1 + cos(pi / 8)) = 0.961940
@@ -122,7 +122,7 @@ def test_resume_extends_the_run_and_stretches_the_schedule_to_the_new_step_count
     assert trainer.run()["steps"] == 10
 
 
-def test_resume_refuses_a_model_or_batch_change_before_loading_anything(stopped_run, tmp_path):
+def test_resume_refuses_a_model_or_batch_change_before_loading_anything(stopped_run, tmp_path, tiny):
     trainer = Trainer(load_config(CONFIG, tiny(**{"model.head_channels": 32, "train.batch_size": 16})), tmp_path)
     initial = {name: value.clone() for name, value in trainer.model.state_dict().items()}
     with pytest.raises(ConfigError, match=r"last.pt: --resume cannot change model.head_channels \(checkpoint 16, now "
@@ -133,13 +133,13 @@ def test_resume_refuses_a_model_or_batch_change_before_loading_anything(stopped_
         assert torch.equal(value, initial[name]), name
 
 
-def test_resume_refuses_a_step_count_below_the_checkpoints_step(stopped_run, tmp_path):
+def test_resume_refuses_a_step_count_below_the_checkpoints_step(stopped_run, tmp_path, tiny):
     trainer = Trainer(load_config(CONFIG, tiny(**{"train.steps": 2})), tmp_path)
     with pytest.raises(ConfigError, match=r"last.pt: holds step 3, so train.steps=2 would end before it"):
         trainer.resume(stopped_run / "last.pt")
 
 
-def test_the_command_line_refuses_a_resume_change_in_one_line(stopped_run, tmp_path, capsys):
+def test_the_command_line_refuses_a_resume_change_in_one_line(stopped_run, tmp_path, capsys, tiny):
     code = main(["train", CONFIG, "--out", str(tmp_path), "--resume", str(stopped_run / "last.pt"),
                  "--set", *tiny(**{"train.seed": 1})])
     assert code == 2
@@ -162,7 +162,7 @@ def _diverges_above(monkeypatch, limit: float) -> None:
     monkeypatch.setattr(engine, "training_step", step)
 
 
-def test_the_nan_stops_advice_to_lower_the_learning_rate_works_when_followed(tmp_path, monkeypatch, capsys):
+def test_the_nan_stops_advice_to_lower_the_learning_rate_works_when_followed(tmp_path, monkeypatch, capsys, tiny):
     # lr 0.01 with 4 warm-up steps: 0.0025, 0.005, 0.0075, ... so a run that diverges above 0.006
     # stops at step 3 with last.pt of step 2; resumed at lr 0.001 its rates stay below 0.001
     overrides = tiny(**{"train.steps": 8, "train.warmup_steps": 4, "train.checkpoint_every": 1})
@@ -205,7 +205,7 @@ def _breaks_weights_at(monkeypatch, call: int, name: str, value: float) -> None:
 @pytest.mark.parametrize("value, problem", [(float("nan"), "holds nan values"),
                                             (1e28, "holds values up to 1e+28, beyond the 1e+10 no converging run "
                                                    "reaches")])
-def test_a_checkpoint_is_written_only_from_sane_weights(value, problem, tmp_path, monkeypatch):
+def test_a_checkpoint_is_written_only_from_sane_weights(value, problem, tmp_path, monkeypatch, tiny):
     trainer = Trainer(load_config(CONFIG, tiny(**{"train.checkpoint_every": 1})), tmp_path)
     name = next(name for name, tensor in trainer.model.state_dict().items() if name.endswith("running_var"))
     _breaks_weights_at(monkeypatch, 3, name, value)
@@ -228,7 +228,7 @@ def test_weight_problem_names_the_first_insane_floating_tensor_and_ignores_integ
     assert weight_problem(at_limit_then_inf) == "y holds inf values"
 
 
-def test_the_advice_warns_when_the_checkpoints_loss_was_far_above_the_runs_lowest(tmp_path):
+def test_the_advice_warns_when_the_checkpoints_loss_was_far_above_the_runs_lowest(tmp_path, tiny):
     trainer = Trainer(load_config(CONFIG, tiny()), tmp_path)
     trainer.saved, trainer.lowest_loss = SavedCheckpoint(tmp_path / "last.pt", 40, 50.0), 0.1
     assert trainer.resume_advice() == (

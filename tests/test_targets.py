@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from heatmapnet.targets import (_drawing_order, _max_into_windows_numpy, _max_into_windows_torch, FixedSigma, OKSSigma, RadiusSigma, build_sigma_policy, gaussian_radius,
+from heatmapnet.targets import (FixedSigma, OKSSigma, RadiusSigma, build_sigma_policy, gaussian_radius,
                                 render_heatmaps, render_heatmaps_batched, sigma_from_radius)
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
@@ -174,24 +174,26 @@ def test_windowed_splatting_equals_a_dense_reference(exact_peak, cpu_path):
     np.testing.assert_allclose(maps.numpy(), expected, atol=1e-6)
 
 
-def test_numpy_rounds_and_torch_scatter_combine_overlapping_windows_alike():
-    generator = torch.Generator().manual_seed(3)
-    channels = torch.tensor([0, 2, 0, 0, 1, 2, 0])  # four overlapping windows in map 0, two in map 2
-    top, left = torch.tensor([0, 3, 1, 2, 4, 3, 0]), torch.tensor([0, 2, 1, 3, 4, 2, 2])
-    values = torch.rand(7, 5, 5, generator=generator)
-    start = torch.rand(3, 9, 10, generator=generator)
-    expected = start.clone()
-    for c, t, l, v in zip(channels.tolist(), top.tolist(), left.tolist(), values):
-        expected[c, t:t + 5, l:l + 5] = torch.maximum(expected[c, t:t + 5, l:l + 5], v)
-    order, (rounds,) = _drawing_order(torch.zeros(7, dtype=torch.long), channels, 1, 3)
-    assert rounds == [3, 2, 1, 1]  # maps 0, 1, 2 have 4, 1 and 2 windows: four rounds
-    assert [len(set(channels[order][sum(rounds[:k]):sum(rounds[:k + 1])].tolist())) for k in range(4)] == rounds
-    by_rounds, by_scatter = start.clone(), start.clone()
-    _max_into_windows_numpy(by_rounds.numpy(), channels[order].numpy(), top[order].numpy(), left[order].numpy(),
-                            values[order].numpy(), rounds)
-    _max_into_windows_torch(by_scatter, channels, top, left, values)
-    torch.testing.assert_close(by_rounds, expected, rtol=0, atol=0)
-    torch.testing.assert_close(by_scatter, expected, rtol=0, atol=0)
+@pytest.mark.parametrize("device", DEVICES)
+def test_overlapping_windows_of_one_map_combine_to_the_max_of_each_point_drawn_alone(device, cpu_path):
+    """Four overlapping windows in map 0 and two in map 2, of three widths: each map is the
+    element-wise max of its points rendered one at a time (where nothing combines), exactly. On the
+    CPU the PyTorch path writes overlapping windows in rounds, on a GPU it scatters them."""
+    points = torch.tensor([[3.0, 3.0], [5.2, 4.1], [4.4, 3.6], [5.6, 2.9], [6.0, 6.0], [4.8, 4.6], [3.9, 4.2]],
+                          device=device)
+    channels = [0, 2, 0, 0, 1, 2, 0]
+    sigmas = torch.tensor([1.0, 1.0, 1.4, 1.0, 0.6, 2.2, 0.5], device=device)
+    maps = render_heatmaps(points, channels, sigmas, 3, (9, 10))
+    expected = torch.zeros(3, 9, 10, device=device)
+    for point, channel, sigma in zip(points, channels, sigmas):
+        alone = render_heatmaps(point[None], [channel], sigma[None], 3, (9, 10))
+        assert int((alone > 0).any(dim=(1, 2)).sum()) == 1  # one map drawn
+        expected = torch.maximum(expected, alone)
+    torch.testing.assert_close(maps, expected, rtol=0, atol=0)
+    overlaps = [int(((render_heatmaps(points[[a]], [0], sigmas[[a]], 1, (9, 10)) > 0)
+                     & (render_heatmaps(points[[b]], [0], sigmas[[b]], 1, (9, 10)) > 0)).sum())
+                for a, b in ((0, 2), (2, 3), (0, 6), (1, 5))]
+    assert min(overlaps) > 0  # the windows do overlap: not vacuous
 
 
 def test_points_beyond_the_border_draw_nothing_and_points_on_it_do(cpu_path):

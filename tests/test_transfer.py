@@ -143,23 +143,24 @@ def test_another_content_than_the_recorded_hash_is_refused(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # through the train command
 # ---------------------------------------------------------------------------------------------
-TINY = ["data.train.num_samples=32", "data.val.num_samples=8", "data.input_size=[64,64]", "data.num_workers=0",
-        f"model.backbone={BACKBONE}", "model.head_channels=16", "train.steps=2", "train.batch_size=8",
-        "train.warmup_steps=1", "train.eval_every=1000", "train.checkpoint_every=1000", "eval.batch_size=8",
-        "train.threads=1"]
+@pytest.fixture(scope="module")
+def tiny(tiny_run):
+    """The shared tiny run (conftest.TINY_RUN), 2 steps and no checkpoint but the last."""
+    assert f"model.backbone={BACKBONE}" in tiny_run()
+    return tiny_run(**{"train.steps": 2, "train.checkpoint_every": 1000})
 
 
 @pytest.fixture(scope="module")
-def source_run(tmp_path_factory):
+def source_run(tmp_path_factory, tiny):
     out = tmp_path_factory.mktemp("source") / "run"
-    assert main(["train", "synthetic_faces", "--out", str(out), "--set", *TINY]) == 0
+    assert main(["train", "synthetic_faces", "--out", str(out), "--set", *tiny]) == 0
     return out
 
 
-def test_train_prints_the_summary_before_step_one_and_records_the_hash(source_run, tmp_path, capsys):
+def test_train_prints_the_summary_before_step_one_and_records_the_hash(source_run, tmp_path, capsys, tiny):
     out = tmp_path / "run"
     source = source_run / "last.pt"
-    assert main(["train", "synthetic_faces", "--out", str(out), "--set", *TINY, f"model.init_from={source}"]) == 0
+    assert main(["train", "synthetic_faces", "--out", str(out), "--set", *tiny, f"model.init_from={source}"]) == 0
     printed = capsys.readouterr()
     lines = (printed.out + printed.err).splitlines()
     summary = next(i for i, line in enumerate(lines) if line.startswith(f"model.init_from {source}"))
@@ -170,27 +171,27 @@ def test_train_prints_the_summary_before_step_one_and_records_the_hash(source_ru
     assert f"init_from: {source}" in written and f"init_from_sha256: {digest}" in written
 
 
-def test_resume_and_init_from_together_are_one_line(source_run, tmp_path, capsys):
+def test_resume_and_init_from_together_are_one_line(source_run, tmp_path, capsys, tiny):
     source = source_run / "last.pt"
     code = main(["train", "synthetic_faces", "--out", str(tmp_path / "r"), "--resume", str(source),
-                 "--set", *TINY, f"model.init_from={source}"])
+                 "--set", *tiny, f"model.init_from={source}"])
     error = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in error
     assert error.startswith(f"heatmapnet train: --resume {source} continues a run") and "use one of the two" in error
 
 
-def test_a_run_started_from_a_checkpoint_resumes_with_its_own_config(source_run, tmp_path):
+def test_a_run_started_from_a_checkpoint_resumes_with_its_own_config(source_run, tmp_path, tiny, tiny_run):
     out = tmp_path / "run"
     init = [f"model.init_from={source_run / 'last.pt'}"]
-    assert main(["train", "synthetic_faces", "--out", str(out), "--set", *TINY, *init]) == 0
-    longer = [s for s in TINY if not s.startswith("train.steps")] + ["train.steps=3"]
+    assert main(["train", "synthetic_faces", "--out", str(out), "--set", *tiny, *init]) == 0
+    longer = tiny_run(**{"train.steps": 3, "train.checkpoint_every": 1000})
     assert main(["train", "synthetic_faces", "--out", str(out), "--resume", str(out / "last.pt"),
                  "--set", *longer, *init]) == 0
 
 
-def test_a_missing_init_from_is_found_before_training(tmp_path, capsys):
+def test_a_missing_init_from_is_found_before_training(tmp_path, capsys, tiny):
     missing = tmp_path / "nope.pt"
-    code = main(["train", "synthetic_faces", "--out", str(tmp_path / "r"), "--set", *TINY,
+    code = main(["train", "synthetic_faces", "--out", str(tmp_path / "r"), "--set", *tiny,
                  f"model.init_from={missing}"])
     assert code == 2
     assert capsys.readouterr().err.strip() == f"heatmapnet train: model.init_from: checkpoint not found: {missing}"

@@ -43,16 +43,12 @@ class _KeypointDataset(Dataset):
         self.flip_permutation = None if flip_permutation is None else np.asarray(flip_permutation)
         self.augmentation = augmentation
         self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Augmentation draws depend on (seed, epoch, index): repeatable, and new each epoch."""
-        self.epoch = epoch
 
     def __getitem__(self, key) -> dict:
-        """``key`` is an index (augmented for ``self.epoch``) or an ``(index, epoch)`` pair, as the
-        training loop's step sampler yields, so a sample never depends on worker state."""
-        index, epoch = key if isinstance(key, tuple) else (key, self.epoch)
+        """``key`` is an index (augmented as in epoch 0) or an ``(index, epoch)`` pair, as the
+        training loop's step sampler yields, so a sample never depends on worker state: the
+        augmentation draws depend on (seed, epoch, index), repeatable and new each epoch."""
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
         index = int(index)
         return self._make_sample(index, np.random.default_rng([self.seed, int(epoch), index]))
 
