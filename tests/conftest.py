@@ -66,3 +66,31 @@ def tiny_run():
         return [f"{key}={value}" for key, value in settings.items()]
 
     return overrides
+
+
+@pytest.fixture
+def interrupted_run(monkeypatch):
+    """``interrupted_run(trainer, steps)``: run ``trainer`` until ``steps`` steps are done, then
+    raise KeyboardInterrupt in the next one (a process killed mid-run: the last checkpoint is what
+    it left); ``Trainer.train_step`` is restored after."""
+    from heatmapnet.engine import Trainer
+
+    original = Trainer.train_step
+
+    def run(trainer, steps: int) -> None:
+        calls = []
+
+        def dies_after(self, batch):
+            calls.append(1)
+            if len(calls) > steps:
+                raise KeyboardInterrupt
+            return original(self, batch)
+
+        monkeypatch.setattr(Trainer, "train_step", dies_after)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                trainer.run()
+        finally:
+            monkeypatch.setattr(Trainer, "train_step", original)
+
+    return run

@@ -62,23 +62,11 @@ def test_a_finished_stage_is_reused_and_its_weights_start_the_run(tmp_path, tiny
     assert all(torch.equal(stage_weights[k], trainer_weights[k]) for k in stage_weights)
 
 
-def test_a_stopped_stage_resumes_where_it_stopped(tmp_path, tiny_run, monkeypatch):
+def test_a_stopped_stage_resumes_where_it_stopped(tmp_path, tiny_run, interrupted_run):
     stage_dir = tmp_path / "run" / "pretrain"
     stage_config = load_config(CONFIG, tiny_run())
     trainer = Trainer(stage_config, stage_dir)
-    calls = []
-    original = Trainer.train_step
-
-    def stop_at_third(self, batch):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return original(self, batch)
-
-    monkeypatch.setattr(Trainer, "train_step", stop_at_third)
-    with pytest.raises(KeyboardInterrupt):
-        trainer.run()
-    monkeypatch.setattr(Trainer, "train_step", original)
+    interrupted_run(trainer, steps=2)
     assert load_checkpoint(stage_dir / "last.pt").step == 2
     summary = train_from_config(recipe(tiny_run), tmp_path / "run")
     assert summary["pretrain"]["trained_now"] == 2 and summary["pretrain"]["steps"] == 4

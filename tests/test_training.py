@@ -227,25 +227,14 @@ def test_training_beats_the_box_centre_baseline_and_its_own_initialisation(mtfl,
     assert trained < 0.5 * initial
 
 
-def test_resume_continues_exactly_like_an_uninterrupted_run(mtfl, tmp_path, monkeypatch, tiny_overrides):
+def test_resume_continues_exactly_like_an_uninterrupted_run(mtfl, tmp_path, monkeypatch, tiny_overrides,
+                                                            interrupted_run):
     overrides = tiny_overrides(steps=6, **{"train.checkpoint_every": 3})
     straight = Trainer(load_config("mtfl5", overrides), tmp_path / "straight")
     straight.run()
 
     interrupted = Trainer(load_config("mtfl5", overrides), tmp_path / "interrupted")
-    original_step = Trainer.train_step
-    calls = {"n": 0}
-
-    def dies_after_three(self, batch):
-        calls["n"] += 1
-        if calls["n"] > 3:
-            raise KeyboardInterrupt
-        return original_step(self, batch)
-
-    monkeypatch.setattr(Trainer, "train_step", dies_after_three)
-    with pytest.raises(KeyboardInterrupt):
-        interrupted.run()
-    monkeypatch.setattr(Trainer, "train_step", original_step)
+    interrupted_run(interrupted, steps=3)
     assert load_checkpoint(tmp_path / "interrupted" / "last.pt").step == 3
     resumed = Trainer(load_config("mtfl5", overrides), tmp_path / "interrupted")
     resumed.resume(tmp_path / "interrupted" / "last.pt")
