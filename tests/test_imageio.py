@@ -275,11 +275,16 @@ def _bilevel_png(path):
     return np.repeat(np.where(bits, 255, 0).astype(np.uint8)[..., None], 3, axis=2)
 
 
-def _gray16_png(path):
-    values = np.tile(LEVELS16, (4, 1))
-    Image.fromarray(values).save(path)  # uint16: mode I;16
+def _gray16(path, rows):
+    """A 16-bit grey image of ``rows`` rows of LEVELS16 (PIL mode I;16), the format from the suffix."""
+    values = np.tile(LEVELS16, (rows, 1))
+    Image.fromarray(values).save(path)
     assert _is_16bit(path)
     return np.repeat(_round257(values)[..., None], 3, axis=2)
+
+
+def _gray16_png(path):
+    return _gray16(path, 4)
 
 
 def _rgb16_png(path):
@@ -359,10 +364,7 @@ def _tiff_pages(path):
 
 
 def _gray16_tiff(path):
-    values = np.tile(LEVELS16, (3, 1))
-    Image.fromarray(values).save(path)  # uint16: mode I;16
-    assert _is_16bit(path)
-    return np.repeat(_round257(values)[..., None], 3, axis=2)
+    return _gray16(path, 3)
 
 
 def _animated_gif(path):
