@@ -30,6 +30,10 @@ class Registry(Generic[T]):
             return constructor
         return add
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (a component registered for a while, as a test's)."""
+        del self._entries[name]
+
     def get(self, name: str) -> T:
         """The constructor registered as ``name``; an unknown name is a :class:`ConfigError` (a
         ``ValueError``) listing the known ones."""

@@ -17,10 +17,10 @@ from heatmapnet.cli import main
 from heatmapnet.config import load_config
 from heatmapnet.data.transforms import IMAGE_MEAN, IMAGE_STD, letterbox_matrix
 from heatmapnet.deploy.framing import network_inputs
-from heatmapnet.deploy.metadata import OUTPUTS, DeployMetadata
-from heatmapnet.export import DEFAULT_OPSET, GRAPHS, ExportError, check_inputs, export_checkpoint
+from heatmapnet.deploy.metadata import DeployMetadata
+from heatmapnet.export import DEFAULT_OPSET, ExportError, check_inputs, export_checkpoint
 from heatmapnet.metadata import load_scheme
-from heatmapnet.modes import BottomUpMode, MultiInstanceMode
+from heatmapnet.modes import BottomUpMode, MultiInstanceMode, TopDownMode
 from heatmapnet.predict import Predictor
 from heatmapnet.targets import FixedSigma
 
@@ -100,8 +100,8 @@ def test_bottomup_decoding_graph_gives_the_codecs_people(tmp_path, person_score)
     # regressed joints off by N(0, 0.4) px so that snapping has work to do
     maps, codec = people_maps(batch=3, num_keypoints=17, map_size=32, people=(2, 6))
     codec.person_score = person_score
-    graph = GRAPHS.get("bottomup")(_MapsIn(), codec, BottomUpMode(), None)
-    path = _graph_to_onnx(graph, maps[:2], tmp_path / "people.onnx", OUTPUTS["bottomup"])
+    graph = BottomUpMode.graph(_MapsIn(), codec, BottomUpMode(), None)
+    path = _graph_to_onnx(graph, maps[:2], tmp_path / "people.onnx", BottomUpMode.spec.outputs)
     ours = _run(path, maps.numpy())
     reference = codec.decode(maps)
     assert ours["scores"].shape == (3, 32) and ours["keypoints"].shape == (3, 32, 17, 2)
@@ -120,8 +120,8 @@ def test_topdown_and_peak_graphs_find_points_drawn_at_known_places(tmp_path):
     codec = HeatmapCodec((128, 96), 4, FixedSigma(2.0), exact_peak=False, refine="dark")
     truth = np.array([[[17.3, 40.6], [64.0, 50.25], [100.9, 11.1]], [[30.45, 70.7], [90.1, 20.2], [5.5, 80.0]]])
     maps = torch.stack([codec.encode(points[None], np.ones((1, 3), bool)).heatmaps for points in truth])
-    path = _graph_to_onnx(GRAPHS.get("topdown")(_MapsIn(), codec, None, None), maps, tmp_path / "td.onnx",
-                          OUTPUTS["topdown"])
+    path = _graph_to_onnx(TopDownMode.graph(_MapsIn(), codec, None, None), maps, tmp_path / "td.onnx",
+                          TopDownMode.spec.outputs)
     ours = _run(path, maps.numpy())
     np.testing.assert_allclose(ours["keypoints"], truth, rtol=0, atol=2e-3)
     np.testing.assert_allclose(ours["scores"], maps.flatten(2).amax(dim=2).numpy(), rtol=0, atol=0)
@@ -129,8 +129,8 @@ def test_topdown_and_peak_graphs_find_points_drawn_at_known_places(tmp_path):
     # multi-instance: six points on one channel, the top 6 peaks of the map
     spread = np.array([[12.3, 10.6], [60.0, 30.25], [110.9, 14.1], [30.45, 80.7], [90.1, 70.2], [70.5, 55.0]])
     one_channel = codec.encode(spread[None], np.ones((1, 6), bool)).heatmaps.amax(dim=0, keepdim=True)[None]
-    path = _graph_to_onnx(GRAPHS.get("multi")(_MapsIn(), codec, MultiInstanceMode(max_peaks=6), None), one_channel,
-                          tmp_path / "multi.onnx", OUTPUTS["multi"])
+    path = _graph_to_onnx(MultiInstanceMode.graph(_MapsIn(), codec, MultiInstanceMode(max_peaks=6), None),
+                          one_channel, tmp_path / "multi.onnx", MultiInstanceMode.spec.outputs)
     ours = _run(path, one_channel.numpy())
     order = np.lexsort((ours["points"][0, :, 1], ours["points"][0, :, 0]))
     np.testing.assert_allclose(ours["points"][0, order], spread[np.lexsort((spread[:, 1], spread[:, 0]))],

@@ -14,7 +14,7 @@ from deploy_models import textured_image, tiny_checkpoint
 from heatmapnet.cli import main
 from heatmapnet.deploy.errors import DeployError
 from heatmapnet.deploy.framing import check_boxes_in_image, parse_boxes
-from heatmapnet.deploy.render import draw_entry
+from heatmapnet.deploy.modes import draw_entry
 from heatmapnet.deploy.runtime import OnnxPredictor
 from heatmapnet.export import export_checkpoint
 from heatmapnet.predict import Predictor

@@ -25,8 +25,8 @@ from heatmapnet.drawing import (BOX_COLOR, GT_COLOR, PERSON_PALETTE, PRED_COLOR,
 from heatmapnet.modes import BottomUpMode, MultiInstanceMode, TopDownMode
 from heatmapnet.predict import Predictor
 from heatmapnet.targets import FixedSigma
-from heatmapnet.viz import (add_viz_parser, bottomup_pictures, centre_heatmap, centre_panel, config_from_checkpoint,
-                            decode_for_display, joint_heatmaps, people_panel, predict_maps, visualize_dataset,
+from heatmapnet.pictures import bottomup_pictures, centre_heatmap, centre_panel, joint_heatmaps, people_panel
+from heatmapnet.viz import (add_viz_parser, config_from_checkpoint, decode_for_display, predict_maps, visualize_dataset,
                             visualize_image)
 
 

@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Sequence
 
+from ..deploy.modes import MODE_SPECS
+
 
 def improves(value: float, reference: float, higher_is_better: bool, min_delta: float) -> bool:
     """Whether ``value`` beats ``reference`` by more than ``min_delta`` relative to it."""
@@ -91,9 +93,9 @@ SMALL_CPU = {"model.backbone": "mobilenetv3_small_050", "model.head_channels": 3
 def small_model_per_mode(steps: int, warmup: int, eval_every: int) -> Dict[str, Dict[str, object]]:
     """The small CPU model per data mode: input size and batch for each, the step budget for all."""
     schedule = {"train.steps": steps, "train.warmup_steps": warmup, "train.eval_every": eval_every}
-    sizes = {"topdown": ([64, 64], 16), "multi": ([96, 96], 8), "bottomup": ([128, 128], 8)}
-    return {mode: {**SMALL_CPU, "data.input_size": size, "train.batch_size": batch, **schedule}
-            for mode, (size, batch) in sizes.items()}
+    specs = [MODE_SPECS.get(name) for name in MODE_SPECS]
+    return {spec.name: {**SMALL_CPU, "data.input_size": list(spec.small_input_size),
+                        "train.batch_size": spec.small_batch_size, **schedule} for spec in specs}
 
 
 BUDGETS: Dict[str, Budget] = {

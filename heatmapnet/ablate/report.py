@@ -8,6 +8,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..deploy.modes import MODE_SPECS
 from .arms import REFINEMENTS, dotlist
 from .stats import ALPHA, SIGN_TEST, direction, format_p
 
@@ -78,35 +79,36 @@ def plot_final(block: dict, name: str, metric: str, higher: bool, path: Path) ->
 # ----------------------------------------------------------------------------------------------
 # example image
 # ----------------------------------------------------------------------------------------------
-def _example_index(dataset, multi: bool, candidates: int = 16) -> int:
-    """Top-down: the first sample; multi-instance: the most crowded of the first images."""
-    if not multi:
+def _example_index(dataset, whole_image: bool, candidates: int = 16) -> int:
+    """Crops: the first sample; whole images: the most crowded of the first images."""
+    if not whole_image:
         return 0
     return max(range(min(candidates, len(dataset))), key=lambda i: len(dataset.records[i].instances))
 
 
 def predict_and_decode(trainer, image, peak_threshold: float):
     """A trained model's heatmaps for one image (C, H, W tensor) and the points decoded from
-    them for display: (maps (1, K, h, w), :class:`heatmapnet.viz.DisplayPoints`); bottom-up
+    them for display: (maps (1, K, h, w), :class:`heatmapnet.pictures.DisplayPoints`); bottom-up
     models: the joint heatmaps and the people above ``peak_threshold``. The one place the
     ablation predicts."""
     from ..build import build_mode
-    from ..viz import decode_for_display, joint_heatmaps, predict_maps
+    from ..viz import decode_for_display, predict_maps
 
+    mode = build_mode(trainer.config, trainer.data.scheme)
     maps = predict_maps(trainer.model, image[None])
-    points = decode_for_display(build_mode(trainer.config, trainer.data.scheme), trainer.codec, maps, peak_threshold)
-    return joint_heatmaps(trainer.codec, maps), points
+    points = decode_for_display(mode, trainer.codec, maps, peak_threshold)
+    return mode.joint_heatmaps(trainer.codec, maps), points
 
 
 def example_image(name: str, trainers: Dict[str, object], path: Path, peak_threshold: float = 0.3) -> str:
     """One validation sample through each arm's model (``trainers``: arm -> a trainer holding its
     weights), side by side: per arm its target, its predicted heatmaps and the decoded points (the
     maximum over all channels, then two keypoints)."""
+    from ..build import build_mode
     from ..drawing import input_image, target_vs_prediction, tile, titled, write_png
-    from ..viz import joint_heatmaps
 
     first = next(iter(trainers.values()))
-    index = _example_index(first.data.val_set, first.config.data.mode != "topdown")
+    index = _example_index(first.data.val_set, MODE_SPECS.get(first.config.data.mode).whole_image)
     scheme = first.data.scheme
     shown = sorted({0, scheme.num_keypoints // 2})
     pictures = []
@@ -114,7 +116,8 @@ def example_image(name: str, trainers: Dict[str, object], path: Path, peak_thres
         sample = trainer.data.val_set[index]
         trainer.model.eval()
         maps, points = predict_and_decode(trainer, sample["image"], peak_threshold)
-        target = joint_heatmaps(trainer.codec, sample["heatmaps"])  # bottom-up: the joint channels
+        mode = build_mode(trainer.config, scheme)
+        target = mode.joint_heatmaps(trainer.codec, sample["heatmaps"])  # bottom-up: the joint channels
         pictures.append(target_vs_prediction(
             input_image(sample["image"]), target, maps[0].numpy(), scheme.keypoint_names, trainer.codec,
             sample["keypoints"].numpy(), sample["visible"].numpy(), points.points, points.visible, scheme.skeleton,
@@ -128,10 +131,6 @@ def example_image(name: str, trainers: Dict[str, object], path: Path, peak_thres
 # ----------------------------------------------------------------------------------------------
 # report.md
 # ----------------------------------------------------------------------------------------------
-MODES = {"topdown": "top-down crops: every instance scaled to one size",
-         "multi": "multi-instance whole-image maps: several instances per image at varied sizes"}
-
-
 def _number(value: Optional[float]) -> str:
     return "—" if value is None else f"{value:.4f}"
 
@@ -319,7 +318,8 @@ def budget_lines(setting: dict, block: dict, design: dict) -> List[str]:
 
 def setting_report(setting: dict, design: dict) -> List[str]:
     """The lines of one setting's section of ``report.md``: one subsection per budget."""
-    lines = [f"## {setting['name']}: {MODES.get(setting['mode'], setting['mode'])}", "",
+    mode = setting["mode"]
+    lines = [f"## {setting['name']}: {MODE_SPECS.get(mode).summary if mode in MODE_SPECS else mode}", "",
              f"Config `{setting['config']}`, scheme {setting['scheme']}.", ""]
     for block in setting["budgets"].values():
         lines += budget_lines(setting, block, design)

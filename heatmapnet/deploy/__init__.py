@@ -9,6 +9,7 @@ write results and draw them with the same code:
 ====================  ========================================================================
 module                job
 ====================  ========================================================================
+``modes``             each data mode's torch-free half: outputs, framing, json entry, drawing
 ``metadata``          what an exported file says about itself (its ``metadata_props``)
 ``framing``           images and boxes -> network inputs and the matrices back to the image
 ``results``           one image's decoded keypoints -> its json entry, per data mode

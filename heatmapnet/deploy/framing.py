@@ -1,8 +1,9 @@
 """Images and boxes -> network inputs, and the matrices that take decoded points back.
 
 A top-down model sees one crop per box ``[x, y, w, h]`` (grown to the input's aspect ratio, then
-padded), the whole image as one box when none is given; whole-image modes (``multi``,
-``bottomup``) see the image letterboxed. Boxes are checked before anything is cropped: four
+padded), the whole image as one box when none is given (:func:`crop_matrices`); whole-image
+modes see the image letterboxed. Which a mode does is its spec's
+:meth:`heatmapnet.deploy.modes.ModeSpec.frame`. Boxes are checked before anything is cropped: four
 finite numbers each, width and height above zero, and overlapping the image (a box outside it
 would crop nothing but black border and put its points anywhere). Matrices map original-image
 pixels to network-input pixels (:mod:`heatmapnet.data.transforms`); their inverses take the
@@ -17,13 +18,9 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..data.transforms import (IMAGE_MEAN, IMAGE_STD, box_to_center_size, crop_matrix, invert_matrix,
-                               letterbox_matrix, to_input_tensor, warp_image)
+from ..data.transforms import (IMAGE_MEAN, IMAGE_STD, box_to_center_size, crop_matrix, invert_matrix, to_input_tensor,
+                               warp_image)
 from .errors import DeployError
-
-#: Data modes that take whole images and no boxes.
-WHOLE_IMAGE_MODES = ("multi", "bottomup")
-
 
 def _is_number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
@@ -77,17 +74,6 @@ def crop_matrices(image_size, boxes, input_size, padding: float, where: str = "b
         check_boxes_in_image(boxes, image_size, where)
     aspect = input_size[0] / input_size[1]
     return [crop_matrix(*box_to_center_size(box, aspect, padding), input_size) for box in boxes], boxes.tolist()
-
-
-def frame_matrices(mode: str, image_size, boxes, input_size, padding: Optional[float],
-                   where: str = "boxes") -> Tuple[list, Optional[list]]:
-    """The input matrices of one image for data ``mode`` and the boxes used (None for whole-image
-    modes, which take none: boxes given to them are an error)."""
-    if mode not in WHOLE_IMAGE_MODES:
-        return crop_matrices(image_size, boxes, input_size, padding, where)
-    if boxes is not None and len(boxes):
-        raise DeployError(f"{where}: a {mode} model takes whole images and no boxes")
-    return [letterbox_matrix(image_size, input_size)], None
 
 
 def network_inputs(pixels: np.ndarray, matrices: Sequence[np.ndarray], input_size, mean=IMAGE_MEAN,

@@ -11,7 +11,8 @@ key                 value
 ``keypoint_names``  the names in channel order (JSON list), for readers that are not heatmapnet
 ``flip_pairs``      left/right pairs as index pairs (JSON)
 ``skeleton``        skeleton edges as index pairs (JSON)
-``mode``            ``topdown``, ``multi`` or ``bottomup``: how images are framed and read back
+``mode``            the data mode (``topdown``, ``multi``, ``bottomup``; :data:`.modes.MODE_SPECS`):
+                    how images are framed and read back
 ``input_size``      ``[width, height]`` of the network input in pixels
 ``input``           how an image becomes the input (:data:`INPUT_FORMAT`)
 ``mean``, ``std``   the RGB normalisation, JSON lists of three floats
@@ -19,7 +20,8 @@ key                 value
 ``padding``         top-down only: the factor a box is grown by before it is cropped
 ``min_score``       multi and bottomup: an image's json lists peaks / people scoring above it
 ``decoding``        what the graph computes after the network and what is left to the host (JSON)
-``outputs``         the graph's output names in order (JSON list; see :data:`OUTPUTS`)
+``outputs``         the graph's output names in order (JSON list; the mode's
+                    :attr:`.modes.ModeSpec.outputs`)
 ``checkpoint``      the checkpoint it was exported from, and ``step`` its training steps
 ``exif_orientation`` ``apply`` or ``ignore``: how image files are read, the model's
                     ``data.exif_orientation`` (:mod:`heatmapnet.imageio`); files without it: ``apply``
@@ -34,23 +36,12 @@ from typing import Mapping, Optional, Tuple
 from ..imageio import DEFAULT_EXIF_ORIENTATION, EXIF_ORIENTATIONS
 from ..metadata import KeypointScheme, scheme_from_dict
 from .errors import DeployError
+from .modes import MODE_SPECS, ModeSpec
 
 FORMAT = "heatmapnet-onnx"
 FORMAT_VERSION = 1
 INPUT_NAME = "images"
 INPUT_FORMAT = "float32 (batch, 3, height, width), RGB, (pixel / 255 - mean) / std"
-#: The graph's outputs by data mode, all in network-input pixels:
-#: topdown: heatmaps (B, K, h, w), keypoints (B, K, 2), scores (B, K);
-#: multi: heatmaps, scores (B, k), classes (B, k) int64 keypoint type, points (B, k, 2);
-#: bottomup: heatmaps (B, 7 + 3K, h, w) (offsets and sizes as they are), scores (B, T) per person,
-#: keypoints (B, T, K, 2), keypoint_scores (B, T, K), boxes (B, T, 4) as x, y, w, h.
-OUTPUTS = {
-    "topdown": ("heatmaps", "keypoints", "scores"),
-    "multi": ("heatmaps", "scores", "classes", "points"),
-    "bottomup": ("heatmaps", "scores", "keypoints", "keypoint_scores", "boxes"),
-}
-
-
 @dataclass(frozen=True)
 class DeployMetadata:
     """The facts a runtime needs besides the graph: the scheme, how to frame and normalise an
@@ -70,8 +61,13 @@ class DeployMetadata:
     exif_orientation: str = DEFAULT_EXIF_ORIENTATION  # how image files are read (data.exif_orientation)
 
     @property
+    def spec(self) -> ModeSpec:
+        """The data mode's torch-free half: framing, outputs, json entry, drawing."""
+        return MODE_SPECS.get(self.mode)
+
+    @property
     def outputs(self) -> Tuple[str, ...]:
-        return OUTPUTS[self.mode]
+        return self.spec.outputs
 
     def to_props(self) -> dict:
         """The ``metadata_props`` entries, key -> string."""
@@ -112,8 +108,8 @@ class DeployMetadata:
                 raise DeployError(f"{where}: metadata key {key!r} is not JSON: {props[key][:80]!r}") from None
 
         mode = props.get("mode")
-        if mode not in OUTPUTS:
-            raise DeployError(f"{where}: metadata key 'mode' is {mode!r}; expected one of {sorted(OUTPUTS)}")
+        if mode not in MODE_SPECS:
+            raise DeployError(f"{where}: metadata key 'mode' is {mode!r}; expected one of {MODE_SPECS.names()}")
         try:
             scheme = scheme_from_dict(value("scheme"), source=f"{where} (metadata key 'scheme')")
         except (TypeError, ValueError) as error:

@@ -1,7 +1,8 @@
 """One image's json entry (:mod:`.results`) drawn on the image, with the primitives of
-:mod:`heatmapnet.drawing`: top-down boxes framed and each box's keypoints joined by the scheme's
-skeleton in its own colour; bottom-up people likewise; multi-instance peaks as crosses (peaks are
-not grouped into instances, so no skeleton joins them). Markers grow with the image."""
+:mod:`heatmapnet.drawing` (each data mode's :meth:`.modes.ModeSpec.draw` picks one): top-down
+boxes framed and each box's keypoints joined by the scheme's skeleton in its own colour; bottom-up
+people likewise; multi-instance peaks as crosses (peaks are not grouped into instances, so no
+skeleton joins them). Markers grow with the image."""
 from __future__ import annotations
 
 from typing import List
@@ -18,7 +19,7 @@ def _marker_size(pixels: np.ndarray) -> tuple:
     return max(2.0, side / 150.0), 1 if side < 600 else 2
 
 
-def _instances(pixels: np.ndarray, entry: List[dict], scheme: KeypointScheme) -> np.ndarray:
+def draw_instances(pixels: np.ndarray, entry: List[dict], scheme: KeypointScheme) -> np.ndarray:
     radius, thickness = _marker_size(pixels)
     out = draw_boxes(pixels, [item["bbox"] for item in entry]) if entry and "bbox" in entry[0] else pixels
     if not entry:
@@ -27,7 +28,7 @@ def _instances(pixels: np.ndarray, entry: List[dict], scheme: KeypointScheme) ->
     return draw_people(out, points, skeleton=scheme.skeleton, radius=radius, thickness=thickness)
 
 
-def _peaks(pixels: np.ndarray, entry: List[dict], scheme: KeypointScheme) -> np.ndarray:
+def draw_peaks(pixels: np.ndarray, entry: List[dict], scheme: KeypointScheme) -> np.ndarray:
     radius, thickness = _marker_size(pixels)
     if not entry:
         return pixels.copy()
@@ -35,11 +36,3 @@ def _peaks(pixels: np.ndarray, entry: List[dict], scheme: KeypointScheme) -> np.
                             scheme.num_keypoints)
     return draw_keypoints(pixels, rows, shown, (), PRED_COLOR, radius, "cross", thickness)
 
-
-#: How an entry is drawn, by data mode.
-_DRAW = {"topdown": _instances, "bottomup": _instances, "multi": _peaks}
-
-
-def draw_entry(pixels: np.ndarray, entry: List[dict], mode: str, scheme: KeypointScheme) -> np.ndarray:
-    """``pixels`` (uint8 BGR) with ``entry`` (its json entry from a ``mode`` model) drawn on a copy."""
-    return _DRAW[mode](pixels, entry, scheme)

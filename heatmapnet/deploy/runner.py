@@ -25,9 +25,9 @@ from typing import Iterable, Iterator, List, Optional, Sequence
 import cv2
 
 from .errors import DeployError
-from .framing import WHOLE_IMAGE_MODES, Frame, check_boxes_in_image, image_size_of
+from .framing import Frame, check_boxes_in_image, image_size_of
 from .output import JsonStream
-from .render import draw_entry
+from .modes import MODE_SPECS, draw_entry
 from .sources import (VideoFrames, VideoOutput, boxes_for_frames, boxes_for_images, exif_orientation_of, first_video,
                       image_paths, load_boxes, read_image, render_paths)
 
@@ -57,7 +57,7 @@ def _checked_boxes(frame: Frame) -> Frame:
 
 
 def _refuse_boxes_of_whole_image_models(predictor, boxes_path: Optional[str]) -> None:
-    if boxes_path and predictor.mode_name in WHOLE_IMAGE_MODES:
+    if boxes_path and MODE_SPECS.get(predictor.mode_name).whole_image:
         raise DeployError(f"--boxes {boxes_path}: this is a {predictor.mode_name} model; it takes whole images "
                           "and no boxes")
 

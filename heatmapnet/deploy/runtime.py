@@ -4,10 +4,10 @@
 Predictor` does on PyTorch: it frames each image as the model's data mode says (crops of boxes,
 or the whole image letterboxed; :mod:`.framing`), normalises the crops with the mean and std the
 file names, runs the graph (network, activation and decoding; see :mod:`heatmapnet.export`) in
-batches, maps the decoded points back to image pixels and writes each image's entry
-(:mod:`.results`). Image files are read as the model's training read them (the export's
-``exif_orientation``, :mod:`heatmapnet.imageio`). A file exported with a fixed batch size is fed
-batches of that size (the last one padded).
+batches, maps the decoded points back to image pixels and writes each image's entry (the
+mode's :meth:`.modes.ModeSpec.entry`, with :mod:`.results`). Image files are read as the
+model's training read them (the export's ``exif_orientation``, :mod:`heatmapnet.imageio`). A
+file exported with a fixed batch size is fed batches of that size (the last one padded).
 """
 from __future__ import annotations
 
@@ -17,34 +17,9 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from .errors import DeployError
-from .framing import Frame, apply_affine_rows, frame_matrices, image_size_of, inverse_matrices, network_inputs
+from .framing import Frame, image_size_of, inverse_matrices, network_inputs
 from .metadata import FORMAT, INPUT_NAME, DeployMetadata
-from .results import instances_json, peaks_json, people_json
 from .sources import as_pixels
-
-
-def _topdown_entry(outputs: Dict[str, np.ndarray], back: np.ndarray, boxes, metadata: DeployMetadata) -> List[dict]:
-    points = apply_affine_rows(outputs["keypoints"], back)
-    return instances_json(points, outputs["scores"], boxes, metadata.scheme.keypoint_names)
-
-
-def _multi_entry(outputs: Dict[str, np.ndarray], back: np.ndarray, boxes, metadata: DeployMetadata) -> List[dict]:
-    points = apply_affine_rows(outputs["points"], back)
-    return peaks_json(outputs["classes"].reshape(-1), points.reshape(-1, 2), outputs["scores"].reshape(-1),
-                      metadata.scheme.keypoint_names, metadata.min_score)
-
-
-def _bottomup_entry(outputs: Dict[str, np.ndarray], back: np.ndarray, boxes, metadata: DeployMetadata) -> List[dict]:
-    count = metadata.scheme.num_keypoints
-    points = apply_affine_rows(outputs["keypoints"], back)
-    return people_json(outputs["scores"].reshape(-1), points.reshape(-1, count, 2),
-                       outputs["keypoint_scores"].reshape(-1, count), metadata.scheme.keypoint_names,
-                       metadata.min_score)
-
-
-#: One image's outputs (its rows of every output but the heatmaps), the matrices back to its
-#: pixels and its boxes -> its json entry, by data mode.
-_ENTRIES = {"topdown": _topdown_entry, "multi": _multi_entry, "bottomup": _bottomup_entry}
 
 
 def _onnxruntime():
@@ -119,9 +94,9 @@ class OnnxPredictor:
 
     def predict_frames(self, frames: Sequence[Frame], batch_size: Optional[int] = None) -> List[List[dict]]:
         """Each frame's json entry; the crops of all frames run together, ``batch_size`` at a time."""
-        metadata = self.metadata
-        framed = [frame_matrices(metadata.mode, image_size_of(frame.pixels), frame.boxes, metadata.input_size,
-                                 metadata.padding, frame.name) for frame in frames]
+        metadata, spec = self.metadata, self.metadata.spec
+        framed = [spec.frame(image_size_of(frame.pixels), frame.boxes, metadata.input_size, metadata.padding,
+                             frame.name) for frame in frames]
         inputs = np.concatenate([network_inputs(frame.pixels, matrices, metadata.input_size, metadata.mean,
                                                 metadata.std) for frame, (matrices, _) in zip(frames, framed)])
         outputs = self.run(inputs, batch_size, metadata.outputs[1:])  # every output but the heatmaps
@@ -130,7 +105,7 @@ class OnnxPredictor:
             rows = slice(start, start + len(matrices))
             start = rows.stop
             own = {name: values[rows] for name, values in outputs.items()}
-            entries.append(_ENTRIES[metadata.mode](own, inverse_matrices(matrices), boxes, metadata))
+            entries.append(spec.entry(own, inverse_matrices(matrices), boxes, metadata))
         return entries
 
     def __call__(self, image: Union[str, Path, np.ndarray], boxes=None) -> List[dict]:
