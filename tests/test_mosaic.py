@@ -9,7 +9,7 @@ import pytest
 import scipy.io
 from omegaconf import OmegaConf
 
-from heatmapnet.build import build_codec, build_run_data, build_scheme
+from heatmapnet.build import build_codec, build_run_data, build_scheme, read_run_records
 from heatmapnet.config import SplitSection, load_config
 from heatmapnet.data.build import read_split
 from heatmapnet.data.mosaic import MosaicPeople, Placement
@@ -383,7 +383,7 @@ def test_lspet_mosaics_are_deterministic_and_spread_heights_4x(lspet):
 def test_the_lsp_mosaic_config_builds_bottom_up_datasets_over_disjoint_people(shared_data):
     config = load_config("lsp_mosaic")
     scheme = build_scheme(config)
-    data = build_run_data(config, build_codec(config, scheme), scheme)
+    data = build_run_data(config, build_codec(config, scheme), read_run_records(config))
     assert len(data.train_records) == 10000 and len(data.val_records) == 200
     train_paths = {r.image_path for r in data.train_records.sources}
     val_paths = {r.image_path for r in data.val_records.sources}
