@@ -27,15 +27,15 @@ import numpy as np
 import torch
 
 from .bottomup import BottomUpCriterion, BottomUpLayout
+from .cocoeval import coco_results, peak_results, people_results
 from .data.pipelines import BottomUpDataset, MultiInstanceDataset, TopDownDataset
 from .data.transforms import letterbox_matrix
 from .deploy.framing import crop_matrices
 from .deploy.results import instances_json, peaks_json, people_json
-from .evaluation import (PeakPredictions, PeoplePredictions, TopDownPredictions, apply_affine_batch, coco_results,
-                         face_metrics, is_face_scheme, keypoint_detection_ap, peak_results, people_metrics,
-                         people_results, pose_metrics)
+from .evaluation import PeakPredictions, PeoplePredictions, TopDownPredictions, apply_affine_batch
 from .losses import HeatmapCriterion
 from .registry import Registry
+from .scoring import face_metrics, is_face_scheme, keypoint_detection_ap, people_metrics, pose_metrics
 
 #: Data modes by their ``data.mode`` name; each has ``from_config(config, scheme)``.
 MODES: Registry = Registry("data.mode")

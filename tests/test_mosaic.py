@@ -103,6 +103,24 @@ def test_mosaics_behave_as_sequences_and_count_their_people_without_drawing(blob
     assert set(counts) <= {2, 3, 4}
 
 
+def test_the_annotations_view_gives_each_mosaics_annotations_without_reading_an_image(blob_sources, monkeypatch,
+                                                                                      same_annotations):
+    mosaics = blob_mosaics(blob_sources, 8, plain=False)
+    drawn = [mosaics[i] for i in range(len(mosaics))]
+    from heatmapnet.data import pipelines
+
+    def no_reading(record):
+        raise AssertionError(f"{record.image_path} read for annotations")
+
+    monkeypatch.setattr(pipelines, "load_image", no_reading)
+    view = mosaics.annotations
+    assert len(view) == 8 and view[-1].image_path == drawn[7].image_path
+    for index, record in enumerate(drawn):
+        same_annotations(record, view[index])
+    with pytest.raises(AssertionError, match="read for annotations"):
+        mosaics[0]  # drawing does read the sources
+
+
 def test_settings_that_cannot_work_are_refused(blob_sources):
     with pytest.raises(ValueError, match="2 <= fewest"):
         blob_mosaics(blob_sources, people=(1, 3))
