@@ -5,8 +5,8 @@ keypoint is expressed in the box's normalised frame, ``((x - box_x) / box_w, (y 
 each keypoint is averaged over the training instances where it is visible: that is the *mean
 shape* (an invisible keypoint never enters the mean). For every validation instance the mean
 shape is placed in its box, ``box_x + u * box_w``, ``box_y + v * box_h``, and scored with the
-metric function the model is scored with (:func:`heatmapnet.evaluation.face_metrics` for face
-schemes: NME, failure rate, AUC; :func:`heatmapnet.evaluation.pose_metrics` for bodies: PCK and
+metric function the model is scored with (:func:`heatmapnet.scoring.face_metrics` for face
+schemes: NME, failure rate, AUC; :func:`heatmapnet.scoring.pose_metrics` for bodies: PCK and
 OKS AP, every point with score 1). A keypoint visible in no training instance is placed at the
 box's centre and listed.
 
@@ -29,8 +29,9 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 
 from .errors import DataError, UserError
-from .evaluation import TopDownPredictions, face_metrics, is_face_scheme, pose_metrics
+from .evaluation import TopDownPredictions
 from .metadata import KeypointScheme
+from .scoring import face_metrics, is_face_scheme, pose_metrics
 
 DEFINITION = ("the training set's mean shape (each visible keypoint in its box's normalised frame, averaged over "
               "the training instances where it is visible) placed in each validation box (the record's box, "

@@ -1,4 +1,4 @@
-"""The build layer: a run config -> scheme, mode, codec, model, loss, datasets and evaluator.
+"""The build layer: a run config -> scheme, mode, codec, model, loss, optimiser, datasets and evaluator.
 
 Training, evaluation, prediction, viz, ablate and bench build everything here, each component
 by the name its config section gives, from its module's registry:
@@ -11,11 +11,12 @@ config key         registry                    module
 ``target.sigma_policy``  :data:`SIGMA_POLICIES`  :mod:`heatmapnet.targets`
 ``model.head``     :data:`HEADS`               :mod:`heatmapnet.models`
 ``loss.name``      :data:`LOSSES`              :mod:`heatmapnet.losses`
+``train.optimizer``  :data:`OPTIMIZERS`        :mod:`heatmapnet.optimizers`
 =================  ==========================  ===========================
 
 (``bottomup``'s codec lives in :mod:`heatmapnet.bottomup`.)
 
-A new head, loss, sigma policy, codec or mode is one registered class; nothing here changes.
+A new head, loss, sigma policy, codec, mode or optimiser is one registered class; nothing here changes.
 The loss decides the model's output activation (a sigmoid for focal losses), and the codec's
 ``auto`` target follows it.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .codec import CODECS
@@ -33,11 +35,13 @@ from .data.transforms import NO_AUGMENTATION, Augmentation
 from .distributed import DistInfo
 from .errors import DataError, UserError
 from .evaluation import Evaluator
+from .finetune import parameter_groups
 from .losses import LOSSES
 from .metadata import KeypointScheme
 from .models import HeatmapModel, ModelConfig
 from .modes import MODES
 from .multisource import SourcesEvaluator, build_source_dataset, is_union, read_source_records
+from .optimizers import OPTIMIZERS
 
 
 def output_activation(config: DictConfig) -> str:
@@ -81,6 +85,14 @@ def build_criterion(config: DictConfig, scheme: KeypointScheme):
     return build_mode(config, scheme).criterion(build_loss(config), config, scheme)
 
 
+def build_optimizer(config: DictConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The optimiser ``train.optimizer`` names over every parameter of ``model``, frozen ones too (they
+    get no gradient, so no update until ``train.unfreeze_step``), in ``train.lr_mult``'s groups."""
+    train = config.train
+    return OPTIMIZERS.get(train.optimizer)(parameter_groups(model, train.lr, train.lr_mult), lr=train.lr,
+                                           weight_decay=train.weight_decay)
+
+
 def build_dataset(config: DictConfig, records, codec, scheme: KeypointScheme, train: bool):
     """The torch dataset of one split (``train`` or ``val``) over ``records``, as the mode frames it;
     training sets are augmented as ``data.augmentation`` says."""
@@ -106,6 +118,22 @@ def read_records(config: DictConfig, split_name: str):
 
 
 @dataclass
+class RunRecords:
+    """Both splits' records of a run and their scheme: as the pre-flight passed them
+    (:func:`heatmapnet.preflight.checked_run_records`: every image opened, with ``data.skip_invalid``
+    the bad ones dropped) or as :func:`read_run_records` reads them (the annotations alone)."""
+
+    scheme: KeypointScheme
+    train: object
+    val: object
+
+
+def read_run_records(config: DictConfig) -> RunRecords:
+    """The scheme and both splits' records, no image opened (see :func:`read_records`)."""
+    return RunRecords(build_scheme(config), read_records(config, "train"), read_records(config, "val"))
+
+
+@dataclass
 class RunData:
     """What one run reads: the scheme, both splits' records and their datasets."""
 
@@ -116,15 +144,11 @@ class RunData:
     val_set: object
 
 
-def build_run_data(config: DictConfig, codec, scheme: KeypointScheme) -> RunData:
-    return run_data_from_records(config, codec, scheme, read_records(config, "train"), read_records(config, "val"))
-
-
-def run_data_from_records(config: DictConfig, codec, scheme: KeypointScheme, train_records, val_records) -> RunData:
-    """The run's data over records already read (and checked: :func:`heatmapnet.preflight.run_preflight`)."""
-    return RunData(scheme, train_records, val_records,
-                   build_dataset(config, train_records, codec, scheme, train=True),
-                   build_dataset(config, val_records, codec, scheme, train=False))
+def build_run_data(config: DictConfig, codec, records: RunRecords) -> RunData:
+    """The run's datasets over ``records``."""
+    return RunData(records.scheme, records.train, records.val,
+                   build_dataset(config, records.train, codec, records.scheme, train=True),
+                   build_dataset(config, records.val, codec, records.scheme, train=False))
 
 
 def build_evaluator(config: DictConfig, records, dataset, codec, scheme: KeypointScheme,

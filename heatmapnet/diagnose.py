@@ -1,6 +1,6 @@
 """``heatmapnet diagnose``: where a bottom-up model loses its OKS AP, told apart by oracles.
 
-Every row is scored by the evaluator the trainer uses (:func:`heatmapnet.evaluation.people_metrics`,
+Every row is scored by the evaluator the trainer uses (:func:`heatmapnet.scoring.people_metrics`,
 OKS AP through pycocotools) on the same validation images, so the rows differ only in what part of
 the prediction comes from the model and what part from the ground truth:
 
@@ -29,7 +29,7 @@ score, each a hit when within ``centre_distance * sqrt(w * h)`` of the box centr
 matched annotated person of its image, nearest first in those units; VOC area under the curve),
 and the joint heatmaps' per-type keypoint AP (each type's ``max_instances`` best peaks, at the
 pixel plus the joint offset read there, through
-:func:`heatmapnet.evaluation.keypoint_detection_ap` with ``eval.detection_distance``). All points
+:func:`heatmapnet.scoring.keypoint_detection_ap` with ``eval.detection_distance``). All points
 are compared in the original image's pixels. Nothing loops over people: per batch the oracles are
 tensor operations; only the ground truth is gathered per image.
 
@@ -52,9 +52,11 @@ from torch.utils.data import DataLoader
 
 from .bottomup import BottomUpCodec, BottomUpLayout, People, top_peaks
 from .data.pipelines import collate_samples
+from .data.records import annotations_of
 from .errors import ConfigError
-from .evaluation import (PeakPredictions, PeoplePredictions, apply_affine_batch, detection_average_precision,
-                         heatmap_probabilities, invert_affine_batch, keypoint_detection_ap, people_metrics)
+from .evaluation import PeakPredictions, PeoplePredictions, apply_affine_batch, heatmap_probabilities, invert_affine_batch
+from .metrics import detection_average_precision
+from .scoring import keypoint_detection_ap, people_metrics
 
 #: default hit distance of a predicted centre, a fraction of sqrt(w * h) of the person's box
 CENTRE_DISTANCE = 0.2
@@ -164,10 +166,11 @@ class Truth:
 
 
 def plain_records(records, limit: Optional[int] = None) -> list:
-    """The records (the first ``limit``) without their in-memory pixels: generated sets (mosaics)
-    draw an image on every access, the evaluator reads each record several times."""
+    """The records (the first ``limit``) without their in-memory pixels, held in a list: a generated
+    set's (mosaics) from its ``annotations``, no image drawn."""
     count = len(records) if limit is None else min(int(limit), len(records))
-    return [dataclasses.replace(records[i], image=None) for i in range(count)]
+    annotated = annotations_of(records)
+    return [dataclasses.replace(annotated[i], image=None) for i in range(count)]
 
 
 def self_predictions(records) -> PeoplePredictions:

@@ -24,21 +24,19 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from .build import build_codec, build_criterion, build_evaluator, build_mode, build_model, run_data_from_records
+from .build import (RunRecords, build_codec, build_criterion, build_evaluator, build_mode, build_model,
+                    build_optimizer, build_run_data, read_run_records)
 from .checkpoint import CheckpointError, load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from .config import ConfigError, save_config
 from .data.pipelines import collate_samples
 from .distributed import DistInfo, barrier, cleanup_distributed, gather_objects, setup_distributed, values_over_ranks
 from .errors import UserError
 from .evaluation import primary_metric
-from .finetune import FrozenPart, parameter_groups
-from .preflight import run_preflight
+from .finetune import FrozenPart
+from .preflight import check_config, checked_run_records
 from .resume import config_changes
 from .runlock import holding_run_directory
 from .stopping import StoppedBySignal, deferred_signals, requested, shelter_worker, signal_name
-
-
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}  # train.optimizer
 
 
 class NonFiniteLossError(UserError, RuntimeError):
@@ -174,25 +172,23 @@ class SavedCheckpoint:
 # the loop
 # ----------------------------------------------------------------------------------------------
 class Trainer:
-    def __init__(self, config: DictConfig, out_dir, dist: Optional[DistInfo] = None, start_weights: bool = True):
-        """``start_weights=False`` skips ``model.init_from`` (a resumed run takes its checkpoint's weights)."""
+    def __init__(self, config: DictConfig, out_dir, dist: Optional[DistInfo] = None, start_weights: bool = True,
+                 records: Optional[RunRecords] = None):
+        """``records``: both splits as the pre-flight passed them (:func:`heatmapnet.preflight.checked_run_records`,
+        which ``heatmapnet train`` and ``heatmapnet ablate`` run first); without them the annotations
+        are read here and no image is opened before a batch draws it. ``start_weights=False`` skips
+        ``model.init_from`` (a resumed run takes its checkpoint's weights)."""
         self.config = config
         self.out_dir = Path(out_dir)
         self.dist = dist or DistInfo()
         train = config.train
         if train.threads:
             torch.set_num_threads(train.threads)
-        # config, every annotation and image, the run directory: checked before anything is built;
-        # the run trains on the records it passed (with data.skip_invalid, bad images are dropped here)
-        self.preflight = run_preflight(config, self.out_dir, self.dist)
-        if self.dist.is_main:
-            print(self.preflight.summary(), flush=True)
-        self.preflight.raise_for_problems()
+        records = read_run_records(config) if records is None else records
         seed_everything(train.seed)
-        scheme = self.preflight.scheme
+        scheme = records.scheme
         self.codec = build_codec(config, scheme)
-        self.data = run_data_from_records(config, self.codec, scheme, self.preflight.train.records,
-                                          self.preflight.val.records)
+        self.data = build_run_data(config, self.codec, records)
         self.evaluator = build_evaluator(config, self.data.val_records, self.data.val_set, self.codec, scheme,
                                          self.dist)
         self.model = build_model(config, scheme)
@@ -201,11 +197,7 @@ class Trainer:
             self.start_from(config.model.init_from)
         self.model.to(self.dist.device)
         self.criterion = build_criterion(config, scheme)
-        if train.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown train.optimizer {train.optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
-        # every parameter, frozen ones too (no gradient, so no update until train.unfreeze_step)
-        self.optimizer = OPTIMIZERS[train.optimizer](parameter_groups(self.model, train.lr, train.lr_mult),
-                                                     lr=train.lr, weight_decay=train.weight_decay)
+        self.optimizer = build_optimizer(config, self.model)
         self.frozen = FrozenPart.of(self.model, train.freeze, train.unfreeze_step)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: learning_rate_factor(step, train.warmup_steps, train.steps))
@@ -522,8 +514,6 @@ def _train_stages(config: DictConfig, out_dir, resume: Optional[str]) -> dict:
 
     stage = stage_config(config, out_dir)
     if stage is not None:
-        from .preflight import check_config
-
         # the run's own names and options, before minutes of pretraining (its init_from comes next)
         check_config(OmegaConf.merge(config, {"model": {"init_from": None}}))
         stage = run_stage(config, stage, out_dir, train_from_config)
@@ -544,7 +534,9 @@ def _train_run(config: DictConfig, out_dir, resume: Optional[str]) -> dict:
     dist = setup_distributed()
     trainer = None
     try:
-        trainer = Trainer(config, out_dir, dist, start_weights=not resume)
+        # config, every annotation and image, the run directory: checked before anything is built
+        records = checked_run_records(config, out_dir, dist)
+        trainer = Trainer(config, out_dir, dist, start_weights=not resume, records=records)
         if resume:
             trainer.resume(resume)
         return trainer.run()

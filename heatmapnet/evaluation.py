@@ -1,24 +1,22 @@
-"""Prediction over a dataset and the field's metrics, all in original image coordinates.
+"""Prediction over a dataset, in original image coordinates, and the :class:`Evaluator` that
+scores it by the data mode's metrics (:mod:`heatmapnet.scoring`; the numbers are
+:mod:`heatmapnet.metrics`'s, COCO's OKS AP :mod:`heatmapnet.cocoeval`'s).
 
-Faces: NME (inter-ocular, from the scheme's metadata), failure rate and AUC at 0.1. Pose
-(top-down): PCK (torso-normalised where the scheme names a torso, else box size) and OKS AP/AR
-through pycocotools with the scheme's sigmas. Multi-instance maps: per-keypoint-type detection
-AP with a distance threshold relative to each person's size.
+The evaluator renders each sample of a generated validation set (synthetic, mosaics) once, to
+predict it; scoring reads the set's ``annotations``, which draw nothing.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from . import metrics
 from .codec import mirror_heatmaps
 from .data.pipelines import collate_samples
+from .data.records import annotations_of
 from .distributed import DistInfo, gather_objects
 from .metadata import KeypointScheme
 
@@ -96,11 +94,13 @@ def predict_dataset(model, dataset, codec, mode, batch_size: int, dist: DistInfo
 class Evaluator:
     """Validation of a model on one split: predictions decoded by ``mode`` with ``codec`` (another
     codec may be passed per call, e.g. to compare refinements on the same weights), scored by the
-    mode's metrics."""
+    mode's metrics against ``records``' annotations (``self.records``: a generated set's
+    ``annotations``, so scoring draws no image)."""
 
     def __init__(self, mode, dataset, records, codec, scheme: KeypointScheme, eval_section,
                  dist: Optional[DistInfo] = None):
-        self.mode, self.dataset, self.records, self.codec, self.scheme = mode, dataset, records, codec, scheme
+        self.mode, self.dataset, self.codec, self.scheme = mode, dataset, codec, scheme
+        self.records = annotations_of(records)
         self.eval_section = eval_section
         self.dist = dist or DistInfo()
 
@@ -114,196 +114,6 @@ class Evaluator:
 
     def __call__(self, model, codec=None) -> dict:
         return self.score(self.predict(model, codec))
-
-
-# ----------------------------------------------------------------------------------------------
-# metrics from predictions
-# ----------------------------------------------------------------------------------------------
-def _ground_truth(records, predictions: TopDownPredictions):
-    instances = [records[r].instances[i] for r, i in zip(predictions.record_index, predictions.instance_index)]
-    gt = np.stack([inst.keypoints for inst in instances])
-    visible = np.stack([inst.visible for inst in instances])
-    boxes = np.stack([inst.bbox for inst in instances])
-    return gt, visible, boxes
-
-
-def is_face_scheme(scheme: KeypointScheme) -> bool:
-    return scheme.interocular is not None
-
-
-def face_metrics(records, predictions: TopDownPredictions, scheme: KeypointScheme, eval_section) -> dict:
-    gt, visible, _ = _ground_truth(records, predictions)
-    nme_values = metrics.nme(predictions.keypoints, gt, norm_indices=scheme.interocular, visible=visible)
-    offset = metrics.mean_offset(predictions.keypoints, gt, metrics.pair_distance(gt, scheme.interocular), visible)
-    threshold = eval_section.failure_threshold
-    return {"nme": float(nme_values.mean()), f"failure_rate@{threshold:g}": metrics.failure_rate(nme_values, threshold),
-            f"auc@{threshold:g}": metrics.auc(nme_values, threshold), "num_samples": int(len(nme_values)),
-            "offset_x": float(offset[0]), "offset_y": float(offset[1])}
-
-
-def pose_metrics(records, predictions: TopDownPredictions, scheme: KeypointScheme, eval_section) -> dict:
-    gt, visible, boxes = _ground_truth(records, predictions)
-    threshold = eval_section.pck_threshold
-    if scheme.torso is not None:
-        normaliser, name = metrics.torso_size(gt, scheme.torso, visible), "torso"
-    else:
-        normaliser, name = metrics.bbox_size(boxes), "bbox"
-    pck = metrics.pck(predictions.keypoints, gt, visible, normaliser, threshold, invalid="skip")
-    offset = metrics.mean_offset(predictions.keypoints, gt, normaliser, visible)
-    result = {f"pck@{threshold:g}": pck.overall, "pck_normaliser": name, "pck_skipped_instances": pck.num_skipped,
-              "num_instances": int(len(gt)), "offset_x": float(offset[0]), "offset_y": float(offset[1])}
-    used = sorted(set(int(r) for r in predictions.record_index))
-    result.update(oks_average_precision(records, used, coco_results(records, predictions, use_record_index=True),
-                                        scheme))
-    return result
-
-
-def oks_average_precision(records, record_indices: Sequence[int], results: List[dict],
-                          scheme: KeypointScheme) -> dict:
-    """COCO keypoint AP/AR through pycocotools, with the scheme's OKS sigmas, of ``results``
-    (COCO keypoint results whose ``image_id`` is the record index) against every instance of the
-    records ``record_indices``; predicted people are matched to annotated ones by OKS."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    images, annotations = [], []
-    for record_index in record_indices:
-        record = records[record_index]
-        images.append({"id": record_index, "width": record.width, "height": record.height})
-        for instance in record.instances:
-            flags = np.where(instance.visible, 2, 0)
-            triples = np.concatenate([np.where(instance.visible[:, None], instance.keypoints, 0.0),
-                                      flags[:, None]], axis=1)
-            x, y, w, h = (float(v) for v in instance.bbox)
-            area = float(instance.extra.get("area", w * h))
-            annotations.append({"id": len(annotations) + 1, "image_id": record_index, "category_id": 1,
-                                "keypoints": triples.reshape(-1).tolist(), "num_keypoints": int(instance.visible.sum()),
-                                "bbox": [x, y, w, h], "area": area, "iscrowd": 0})
-    if not any(a["num_keypoints"] for a in annotations):
-        return {}
-    ground_truth = COCO()
-    ground_truth.dataset = {"images": images, "annotations": annotations,
-                            "categories": [{"id": 1, "name": "object", "keypoints": list(scheme.keypoint_names)}]}
-    with contextlib.redirect_stdout(io.StringIO()):
-        ground_truth.createIndex()
-        if not results:
-            return {name: 0.0 for name in _OKS_NAMES}
-        detections = ground_truth.loadRes(results)
-        evaluator = COCOeval(ground_truth, detections, "keypoints")
-        evaluator.params.kpt_oks_sigmas = np.asarray(scheme.oks_sigmas, dtype=np.float64)
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return {name: float(value) for name, value in zip(_OKS_NAMES, evaluator.stats)}
-
-
-_OKS_NAMES = ("oks_ap", "oks_ap50", "oks_ap75", "oks_ap_medium", "oks_ap_large",
-              "oks_ar", "oks_ar50", "oks_ar75", "oks_ar_medium", "oks_ar_large")
-
-
-def people_results(records, predictions: PeoplePredictions, use_record_index: bool = False) -> List[dict]:
-    """COCO keypoint results of decoded people: one entry per person, ``score`` its own score."""
-    return keypoint_results(records, predictions.record_index, predictions.keypoints, predictions.scores,
-                            predictions.person_scores, use_record_index)
-
-
-def people_metrics(records, predictions: PeoplePredictions, record_indices: Sequence[int],
-                   scheme: KeypointScheme) -> dict:
-    """OKS AP/AR of people decoded from whole images (every evaluated image counts, also those
-    where no one was found)."""
-    result = oks_average_precision(records, record_indices, people_results(records, predictions, True), scheme)
-    result["num_people_predicted"] = int(len(predictions.record_index))
-    return result
-
-
-def coco_results(records, predictions: TopDownPredictions, use_record_index: bool = False) -> List[dict]:
-    """COCO keypoint results of top-down predictions: one entry per instance, ``score`` the mean
-    of its keypoint scores."""
-    return keypoint_results(records, predictions.record_index, predictions.keypoints, predictions.scores,
-                            predictions.scores.mean(axis=1), use_record_index)
-
-
-def keypoint_results(records, record_index: np.ndarray, keypoints: np.ndarray, scores: np.ndarray,
-                     instance_scores: np.ndarray, use_record_index: bool = False) -> List[dict]:
-    """COCO keypoint results, one entry per row: ``keypoints`` as x, y, score triples, ``image_id``
-    the record's own id (or its index). Each record is read once (generated records draw their
-    image on every access)."""
-    images = {}
-    for index in sorted(set(int(r) for r in record_index)):
-        record = records[index]
-        image_id = index if use_record_index or record.image_id is None else int(record.image_id)
-        images[index] = {"image_id": image_id, "category_id": 1, "image_path": record.image_path}
-    triples = np.concatenate([keypoints, scores[..., None]], axis=-1).reshape(len(record_index), keypoints.shape[1] * 3).round(3)
-    return [{**images[int(r)], "keypoints": row.tolist(), "score": float(score)}
-            for r, row, score in zip(record_index, triples, instance_scores)]
-
-
-def peak_results(records, predictions: PeakPredictions, min_score: float = 0.05) -> List[dict]:
-    keep = predictions.scores >= min_score
-    images = {}  # each record read once: generated records draw their image on every access
-    for r in sorted(set(int(r) for r in predictions.record_index[keep])):
-        record = records[r]
-        images[r] = {"image_id": int(record.image_id if record.image_id is not None else r),
-                     "image_path": record.image_path}
-    return [{**images[int(r)], "keypoint_type": int(k),
-             "x": round(float(p[0]), 3), "y": round(float(p[1]), 3), "score": float(s)}
-            for r, k, p, s in zip(predictions.record_index[keep], predictions.keypoint_type[keep],
-                                  predictions.points[keep], predictions.scores[keep])]
-
-
-def keypoint_detection_ap(records, predictions: PeakPredictions, scheme: KeypointScheme,
-                          distance: float = 0.1) -> dict:
-    """Per keypoint type, peaks ranked by score are matched greedily to unmatched visible ground
-    truth of that type in the same image within ``distance * sqrt(w * h)`` of its person's box;
-    AP is the area under the interpolated precision-recall curve (all points, as VOC 2010+)."""
-    per_type = []
-    images = sorted(set(int(r) for r in predictions.record_index))
-    instances = {r: records[r].instances for r in images}  # once: generated records draw on every access
-    for k in range(scheme.num_keypoints):
-        gt_points, gt_radius, gt_image = [], [], []
-        for r in images:
-            for inst in instances[r]:
-                if inst.visible[k]:
-                    gt_points.append(inst.keypoints[k])
-                    gt_radius.append(distance * np.sqrt(max(inst.bbox[2] * inst.bbox[3], 1e-12)))
-                    gt_image.append(r)
-        mine = predictions.keypoint_type == k
-        if not gt_points:
-            continue
-        per_type.append(detection_average_precision(np.asarray(gt_points), np.asarray(gt_radius),
-                                                    np.asarray(gt_image), predictions.points[mine],
-                                                    predictions.scores[mine], predictions.record_index[mine]))
-    if not per_type:
-        return {}
-    return {"keypoint_ap": float(np.mean(per_type)), "keypoint_ap_per_type": [float(v) for v in per_type]}
-
-
-def detection_average_precision(gt_points, gt_radius, gt_image, points, scores, image) -> float:
-    """AP of point detections ``points`` (M, 2) with ``scores`` (M,) in images ``image`` (M,)
-    against ground-truth points ``gt_points`` (G, 2) in ``gt_image`` (G,): by descending score
-    (equal scores in the given order), each detection takes the unmatched ground truth of its
-    image nearest in units of that point's ``gt_radius`` (G,), a hit when that is <= 1; the area
-    under the interpolated precision-recall curve (all points, as VOC 2010+). No ground truth: 0."""
-    if not len(gt_points):
-        return 0.0
-    order = np.argsort(-scores, kind="stable")
-    matched = np.zeros(len(gt_points), bool)
-    hits = np.zeros(len(order), bool)
-    for rank, det in enumerate(order):  # greedy matching is sequential by definition
-        candidates = np.flatnonzero((gt_image == image[det]) & ~matched)
-        if candidates.size == 0:
-            continue
-        d = np.linalg.norm(gt_points[candidates] - points[det], axis=1) / gt_radius[candidates]
-        best = int(np.argmin(d))
-        if d[best] <= 1.0:
-            matched[candidates[best]] = True
-            hits[rank] = True
-    true_positives = np.cumsum(hits)
-    recall = true_positives / len(gt_points)
-    precision = true_positives / np.arange(1, len(order) + 1)
-    envelope = np.maximum.accumulate(precision[::-1])[::-1] if len(precision) else precision
-    recall_steps = np.diff(np.concatenate([[0.0], recall]))
-    return float(np.sum(recall_steps * envelope))
 
 
 def primary_metric(result: dict) -> tuple:

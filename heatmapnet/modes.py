@@ -33,18 +33,18 @@ import numpy as np
 import torch
 
 from .bottomup import BottomUpCriterion, BottomUpLayout
+from .cocoeval import coco_results, peak_results, people_results
 from .data.pipelines import BottomUpDataset, MultiInstanceDataset, TopDownDataset
 from .deploy.modes import BOTTOMUP, MODE_SPECS, MULTI, TOPDOWN, ModeSpec, register_spec
 from .deploy.results import instances_json, listed_people, peaks_json, people_json
 from .drawing import peak_rows
-from .evaluation import (PeakPredictions, PeoplePredictions, TopDownPredictions, apply_affine_batch, coco_results,
-                         face_metrics, is_face_scheme, keypoint_detection_ap, peak_results, people_metrics,
-                         people_results, pose_metrics)
+from .evaluation import PeakPredictions, PeoplePredictions, TopDownPredictions, apply_affine_batch
 from .graphs import PeaksGraph, PeopleGraph, TopDownGraph
 from .losses import HeatmapCriterion
 from .pictures import (DisplayPoints, bottomup_pictures, instance_image_pictures, instance_sample_pictures,
                        joint_heatmaps, people_image_pictures)
 from .registry import Registry
+from .scoring import face_metrics, is_face_scheme, keypoint_detection_ap, people_metrics, pose_metrics
 
 #: Data modes by their ``data.mode`` name; each has ``from_config(config, scheme)``.
 MODES: Registry = Registry("data.mode")

@@ -391,16 +391,17 @@ def normalised_error(records, predictions, scheme: KeypointScheme) -> Tuple[str,
     torso (over the box's larger side where the scheme names no torso; instances whose torso
     joints are not both visible are left out, as PCK leaves them out)."""
     from . import metrics
-    from .evaluation import is_face_scheme
+    from .scoring import ground_truth, is_face_scheme
 
-    gt, visible, boxes = _ground_truth(records, predictions)
+    truth = ground_truth(records, predictions)
+    gt, visible = truth.keypoints, truth.visible
     if is_face_scheme(scheme):
         return "nme", float(metrics.nme(predictions.keypoints, gt, norm_indices=scheme.interocular,
                                         visible=visible).mean())
     if scheme.torso is not None:
         name, normaliser = "nme_torso", metrics.torso_size(gt, scheme.torso, visible)
     else:
-        name, normaliser = "nme_box", metrics.bbox_size(boxes)
+        name, normaliser = "nme_box", metrics.bbox_size(truth.boxes)
     errors = np.linalg.norm(predictions.keypoints - gt, axis=-1)
     counts = visible.sum(axis=1)
     valid = np.isfinite(normaliser) & (normaliser > 0) & (counts > 0)
@@ -408,12 +409,6 @@ def normalised_error(records, predictions, scheme: KeypointScheme) -> Tuple[str,
         return name, float("nan")
     per_instance = np.where(visible, errors, 0.0).sum(axis=1)[valid] / counts[valid] / normaliser[valid]
     return name, float(per_instance.mean())
-
-
-def _ground_truth(records, predictions):
-    instances = [records[r].instances[i] for r, i in zip(predictions.record_index, predictions.instance_index)]
-    return (np.stack([i.keypoints for i in instances]), np.stack([i.visible for i in instances]),
-            np.stack([i.bbox for i in instances]))
 
 
 class SourcesEvaluator:

@@ -23,6 +23,7 @@ from .build import build_codec, build_dataset, build_evaluator, build_mode, buil
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .preflight import check_split, first_problem_error
 from .config import config_from_dict
+from .data.records import annotations_of
 from .deploy.cli import add_predict_arguments, chosen_backend, predict_with
 from .deploy.errors import DeployError
 from .deploy.framing import Frame, image_size_of, network_inputs
@@ -71,11 +72,11 @@ def evaluate_checkpoint(config: DictConfig, checkpoint_path, out_dir, baseline: 
     summary = {"metrics": evaluator.score(predictions), "checkpoint": str(checkpoint_path), "step": checkpoint.step}
     if baseline and config.data.mode == "topdown":
         # what the training set's mean shape placed in each box scores, by the same metric function
-        found = baseline_for_config(config, records, scheme, summary["metrics"], evaluator.score)
+        found = baseline_for_config(config, annotations_of(records), scheme, summary["metrics"], evaluator.score)
         summary["mean_shape_baseline"] = found.as_json()
         print("\n".join(report_lines(summary["metrics"], found, config)), flush=True)
     (out / "metrics.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    (out / "predictions.json").write_text(json.dumps(evaluator.mode.results(records, predictions)), encoding="utf-8")
+    (out / "predictions.json").write_text(json.dumps(evaluator.mode.results(annotations_of(records), predictions)), encoding="utf-8")
     return summary
 
 

@@ -1,8 +1,9 @@
 """The pre-flight check: everything a run needs, checked before its first step.
 
-``heatmapnet check CONFIG`` runs it alone and prints its summary; the trainer runs it before it
-builds its datasets and trains on the records it passed, so a bad image can never be drawn
-mid-run and a run never dies at its first evaluation or its first save. It
+``heatmapnet check CONFIG`` runs it alone and prints its summary; ``heatmapnet train`` runs it
+(:func:`checked_run_records`) before it builds the trainer, which trains on the records it passed,
+so a bad image can never be drawn mid-run and a run never dies at its first evaluation or its
+first save. It
 
 - validates the whole config: every value (:func:`heatmapnet.config.value_problems`), every name
   a registry resolves (mode, scheme, loss, sigma policy, head, timm backbone, optimizer), the
@@ -48,7 +49,8 @@ import timm
 import torch
 from omegaconf import DictConfig
 
-from .build import build_codec, build_criterion, build_loss, build_mode, build_model, build_scheme, read_records
+from .build import (RunRecords, build_codec, build_criterion, build_loss, build_mode, build_model, build_scheme,
+                    read_records)
 from .causes import (Finding, declared_size_findings, header_size, merged_lines, ordered, reader_cause,
                      size_finding)
 from .codec import CODECS
@@ -63,6 +65,7 @@ from .imageio import EXIF_ORIENTATIONS, exif_orientation
 from .metadata import KeypointScheme
 from .models import HEADS, OUTPUT_STRIDE
 from .modes import MODES
+from .optimizers import OPTIMIZERS
 from .transfer import read_source
 
 #: bytes per parameter in a checkpoint: float32 weights and Adam's two float32 moments
@@ -227,14 +230,12 @@ def check_components(config: DictConfig, world_size: int = 1, with_scheme: bool 
     """Every value and every named component of ``config``, built as the run will build them
     (the model on the meta device: no memory, no weights read). ``with_scheme=False``: the caller
     takes the keypoint scheme from elsewhere (a checkpoint), so the checks that need one are skipped."""
-    from .engine import OPTIMIZERS  # the trainer's table; engine imports this module
-
     report = ComponentReport(problems=value_problems(config))
     train = config.train
     if train.batch_size >= 1 and train.batch_size % world_size:
         report.problems.append(f"train.batch_size={train.batch_size}: must divide by the {world_size} DDP ranks")
     if train.optimizer not in OPTIMIZERS:
-        report.problems.append(f"train.optimizer={train.optimizer!r}: choose one of {sorted(OPTIMIZERS)}")
+        report.problems.append(f"train.optimizer={train.optimizer!r}: choose one of {OPTIMIZERS.names()}")
     if config.target.stride != OUTPUT_STRIDE:
         report.problems.append(f"target.stride={config.target.stride}: the model's heatmaps are at stride "
                                f"{OUTPUT_STRIDE}")
@@ -563,3 +564,16 @@ def run_preflight(config: DictConfig, out_dir, dist: Optional[DistInfo] = None, 
         directory = check_run_directory(out_dir, checkpoint_bytes, create_run_directory)
     return PreflightReport(components, train, val, directory, time.perf_counter() - started,
                            str(config.data.exif_orientation))
+
+
+def checked_run_records(config: DictConfig, out_dir, dist: Optional[DistInfo] = None) -> RunRecords:
+    """The pre-flight of a run about to train in ``out_dir`` (``heatmapnet train``, each pretrain stage,
+    each DDP rank, each ablation run): its summary printed on rank 0, its first problem raised as one
+    :class:`PreflightError` line, else both splits' records as they passed (with ``data.skip_invalid``,
+    the bad images dropped), for :class:`heatmapnet.engine.Trainer` to train on."""
+    dist = dist or DistInfo()
+    report = run_preflight(config, out_dir, dist)
+    if dist.is_main:
+        print(report.summary(), flush=True)
+    report.raise_for_problems()
+    return RunRecords(report.scheme, report.train.records, report.val.records)

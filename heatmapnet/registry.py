@@ -2,7 +2,8 @@
 
 Each module that defines a kind of component owns its registry (heads in :mod:`heatmapnet.models`,
 losses in :mod:`heatmapnet.losses`, sigma policies in :mod:`heatmapnet.targets`, codecs in
-:mod:`heatmapnet.codec`, data modes in :mod:`heatmapnet.modes`); a new component is one class with
+:mod:`heatmapnet.codec`, data modes in :mod:`heatmapnet.modes`, optimisers in
+:mod:`heatmapnet.optimizers`); a new component is one class with
 ``@REGISTRY.register("name")`` on it, and :mod:`heatmapnet.build` builds it by the name a config gives.
 """
 from __future__ import annotations

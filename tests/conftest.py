@@ -94,3 +94,23 @@ def interrupted_run(monkeypatch):
             monkeypatch.setattr(Trainer, "train_step", original)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def same_annotations():
+    """``same_annotations(drawn, annotated)``: a generated set's record as drawn (pixels in ``image``)
+    and as its ``annotations`` view gives it (no pixels) hold the same path, size, id and instances."""
+    import numpy as np
+
+    def check(drawn, annotated) -> None:
+        assert annotated.image is None and drawn.image is not None
+        assert (annotated.image_path, annotated.width, annotated.height, annotated.image_id) == (
+            drawn.image_path, drawn.width, drawn.height, drawn.image_id)
+        assert len(annotated.instances) == len(drawn.instances)
+        for mine, theirs in zip(annotated.instances, drawn.instances):
+            np.testing.assert_array_equal(mine.keypoints, theirs.keypoints)
+            np.testing.assert_array_equal(mine.visible, theirs.visible)
+            np.testing.assert_array_equal(mine.bbox, theirs.bbox)
+            assert mine.extra == theirs.extra
+
+    return check

@@ -22,10 +22,11 @@ from heatmapnet.cli import main
 from heatmapnet.data.pipelines import BottomUpDataset, collate_samples
 from heatmapnet.data.records import Instance, Record
 from heatmapnet.data.transforms import NO_AUGMENTATION, AffineParams
-from heatmapnet.evaluation import (PeoplePredictions, heatmap_probabilities, invert_affine_batch, people_metrics,
-                                   people_results)
+from heatmapnet.cocoeval import people_results
+from heatmapnet.evaluation import PeoplePredictions, heatmap_probabilities, invert_affine_batch
 from heatmapnet.metadata import load_scheme
 from heatmapnet.modes import BottomUpMode
+from heatmapnet.scoring import people_metrics
 from heatmapnet.targets import FixedSigma, RadiusSigma
 
 REPO = Path(__file__).resolve().parent.parent

@@ -7,10 +7,12 @@ from omegaconf import OmegaConf
 from heatmapnet.config import EvalSection
 from heatmapnet.data.records import Instance, Record
 from heatmapnet.data.transforms import AffineParams, crop_matrix, invert_matrix
+from heatmapnet.cocoeval import peak_results
 from heatmapnet.evaluation import (PeakPredictions, TopDownPredictions, apply_affine_batch, heatmap_probabilities,
-                                   invert_affine_batch, keypoint_detection_ap, peak_results, primary_metric)
+                                   invert_affine_batch, primary_metric)
 from heatmapnet.metadata import load_scheme
 from heatmapnet.modes import MultiInstanceMode, TopDownMode
+from heatmapnet.scoring import keypoint_detection_ap
 
 EVAL = OmegaConf.structured(EvalSection)
 
@@ -54,6 +56,39 @@ def test_a_detection_cannot_match_a_person_twice_or_beyond_the_radius():
     assert keypoint_detection_ap(records, predictions, load_scheme("mtfl5"))["keypoint_ap"] == pytest.approx(1.0)
     far = PeakPredictions(np.zeros(1, int), np.zeros(1, int), np.array([[61.0, 50.0]]), np.array([0.9]))
     assert keypoint_detection_ap(records, far, load_scheme("mtfl5"))["keypoint_ap"] == 0.0
+
+
+def test_detection_ap_matches_within_each_image_only_by_hand():
+    # Three images. Image 0: A (box 100 x 100, radius 10) with type 0 at (50, 50) and type 1 at
+    # (30, 30); B (box 100 x 100 at x 100) with type 0 at (150, 50), type 1 unlabelled. Image 1: C
+    # (box 200 x 200, radius 20) with type 0 at (50, 50) -- A's coordinates -- and type 1 at
+    # (100, 100). Image 2: nobody.
+    def person(points, labelled, box):
+        keypoints = np.zeros((5, 2))
+        keypoints[:2] = points
+        return Instance(keypoints, labelled + [False] * 3, box)
+
+    records = [Record("a.jpg", 200, 100, [person([[50, 50], [30, 30]], [True, True], [0, 0, 100, 100]),
+                                           person([[150, 50], [0, 0]], [True, False], [100, 0, 100, 100])]),
+               Record("b.jpg", 200, 200, [person([[50, 50], [100, 100]], [True, True], [0, 0, 200, 200])]),
+               Record("c.jpg", 100, 100, [])]
+    # type 0, by score: (image 1, 0.95) 2 px from C: hit; (0, 0.9) 1 px from A: hit; (0, 0.9, after
+    # it) 2 px from A, taken, and 10 px radii from B: miss; (2, 0.85): no one there, miss; (0, 0.82)
+    # 8 px from B: hit; (1, 0.8) 5 px from C, taken: miss -- though half a radius from A in image 0.
+    # TP 1 2 2 2 3 3: precision 1 1 2/3 1/2 3/5 1/2, recall 1/3 2/3 2/3 2/3 1 1; interpolated
+    # 1 1 2/3 3/5 3/5 1/2: AP = 1/3 + 1/3 + 1/3 * 3/5 = 13/15.
+    # type 1: (0, 0.6) 1 px from A: hit; (1, 0.5) 30 px = 1.5 radii from C: miss; (1, 0.4) 10 px =
+    # 0.5 radii: hit. Precision 1 1/2 2/3, recall 1/2 1/2 1: AP = 1/2 + 1/2 * 2/3 = 5/6.
+    rows = [(1, 0, [52, 50], 0.95), (0, 0, [51, 50], 0.9), (0, 0, [50, 52], 0.9), (2, 0, [50, 50], 0.85),
+            (0, 0, [158, 50], 0.82), (1, 0, [55, 50], 0.8),
+            (0, 1, [31, 30], 0.6), (1, 1, [100, 130], 0.5), (1, 1, [100, 110], 0.4)]
+    order = [5, 7, 0, 3, 8, 1, 6, 2, 4]  # shuffled, the tied pair keeping its order
+    rows = [rows[i] for i in order]
+    predictions = PeakPredictions(np.array([r[0] for r in rows]), np.array([r[1] for r in rows]),
+                                  np.array([r[2] for r in rows], float), np.array([r[3] for r in rows]))
+    result = keypoint_detection_ap(records, predictions, load_scheme("mtfl5"), distance=0.1)
+    assert result["keypoint_ap_per_type"] == [pytest.approx(13 / 15), pytest.approx(5 / 6)]
+    assert result["keypoint_ap"] == pytest.approx((13 / 15 + 5 / 6) / 2)
 
 
 def _face_records(n=4):
@@ -177,3 +212,35 @@ def test_peak_results_name_each_peaks_image_and_read_each_record_once():
     assert [(r["image_id"], r["image_path"], r["keypoint_type"], r["x"], r["score"]) for r in results] == [
         (7, "a.jpg", 2, 1.235, 0.9), (7, "a.jpg", 3, 3.0, 0.5), (1, "b.jpg", 0, 5.0, 0.7), (7, "a.jpg", 4, 9.0, 0.3)]
     assert records.reads == 2
+
+
+@pytest.mark.parametrize("config_name, overrides, samples_per_image", [
+    ("synthetic_faces", [], "one"),  # top-down, one face per image: one crop each
+    ("synthetic_people", [], "one"),  # multi-instance: whole images
+    ("people_bottomup", [], "one"),  # bottom-up: whole images
+    ("synthetic_people", ["data.mode=topdown"], "per person"),  # top-down crops: one per person
+])
+def test_evaluation_draws_each_val_sample_once_and_scoring_draws_none(config_name, overrides, samples_per_image,
+                                                                      tiny_run, tmp_path, monkeypatch):
+    from collections import Counter
+
+    from heatmapnet.config import load_config
+    from heatmapnet.engine import Trainer
+
+    trainer = Trainer(load_config(config_name, tiny_run(**{"data.val.num_samples": 6}) + overrides), tmp_path)
+    generated = type(trainer.data.val_records)
+    drawn = Counter()
+    original = generated.render
+
+    def counting(self, index):
+        drawn[index] += 1
+        return original(self, index)
+
+    monkeypatch.setattr(generated, "render", counting)
+    predictions = trainer.evaluator.predict(trainer.model)
+    people = trainer.data.val_records.instance_counts()
+    expected = {i: 1 if samples_per_image == "one" else int(people[i]) for i in range(6)}
+    assert dict(drawn) == expected
+    drawn.clear()
+    assert trainer.evaluator.score(predictions)  # the annotations alone: nothing drawn
+    assert not drawn

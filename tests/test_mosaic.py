@@ -9,7 +9,7 @@ import pytest
 import scipy.io
 from omegaconf import OmegaConf
 
-from heatmapnet.build import build_codec, build_run_data, build_scheme
+from heatmapnet.build import build_codec, build_run_data, build_scheme, read_run_records
 from heatmapnet.config import SplitSection, load_config
 from heatmapnet.data.build import read_split
 from heatmapnet.data.mosaic import MosaicPeople, Placement
@@ -101,6 +101,24 @@ def test_mosaics_behave_as_sequences_and_count_their_people_without_drawing(blob
     counts = mosaics.instance_counts()
     np.testing.assert_array_equal(counts, [len(mosaics[i].instances) for i in range(6)])
     assert set(counts) <= {2, 3, 4}
+
+
+def test_the_annotations_view_gives_each_mosaics_annotations_without_reading_an_image(blob_sources, monkeypatch,
+                                                                                      same_annotations):
+    mosaics = blob_mosaics(blob_sources, 8, plain=False)
+    drawn = [mosaics[i] for i in range(len(mosaics))]
+    from heatmapnet.data import pipelines
+
+    def no_reading(record):
+        raise AssertionError(f"{record.image_path} read for annotations")
+
+    monkeypatch.setattr(pipelines, "load_image", no_reading)
+    view = mosaics.annotations
+    assert len(view) == 8 and view[-1].image_path == drawn[7].image_path
+    for index, record in enumerate(drawn):
+        same_annotations(record, view[index])
+    with pytest.raises(AssertionError, match="read for annotations"):
+        mosaics[0]  # drawing does read the sources
 
 
 def test_settings_that_cannot_work_are_refused(blob_sources):
@@ -383,7 +401,7 @@ def test_lspet_mosaics_are_deterministic_and_spread_heights_4x(lspet):
 def test_the_lsp_mosaic_config_builds_bottom_up_datasets_over_disjoint_people(shared_data):
     config = load_config("lsp_mosaic")
     scheme = build_scheme(config)
-    data = build_run_data(config, build_codec(config, scheme), scheme)
+    data = build_run_data(config, build_codec(config, scheme), read_run_records(config))
     assert len(data.train_records) == 10000 and len(data.val_records) == 200
     train_paths = {r.image_path for r in data.train_records.sources}
     val_paths = {r.image_path for r in data.val_records.sources}

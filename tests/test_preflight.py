@@ -16,10 +16,10 @@ from heatmapnet.config import load_config
 from heatmapnet.data.mosaic import MosaicPeople
 from heatmapnet.data.records import Record
 from heatmapnet.distributed import DistInfo
-from heatmapnet.engine import Trainer
+from heatmapnet.engine import Trainer, train_from_config
 from heatmapnet.metadata import load_scheme
-from heatmapnet.preflight import (PreflightError, check_components, check_run_directory, image_problem,
-                                  run_preflight)
+from heatmapnet.preflight import (PreflightError, check_components, check_run_directory, checked_run_records,
+                                  image_problem, run_preflight)
 
 SIZE = 64  # every test image is SIZE x SIZE
 MTFL5_POINTS = [[20, 24], [44, 24], [32, 34], [24, 46], [40, 46]]  # eyes, nose, mouth corners
@@ -180,14 +180,23 @@ def test_an_unreadable_annotation_file_is_a_problem_naming_the_split(tmp_path):
 # ----------------------------------------------------------------------------------------------
 # the trainer trains on what passed
 # ----------------------------------------------------------------------------------------------
-def test_the_trainer_stops_before_its_first_step_naming_a_bad_image(tmp_path):
+def test_a_run_stops_before_its_first_step_naming_a_bad_image(tmp_path):
     train = _coco_set(tmp_path / "train", good=3, bad=["empty.jpg"])
     val = _coco_set(tmp_path / "val", good=2)
     with pytest.raises(PreflightError) as caught:
-        Trainer(_files_config(train, val), tmp_path / "run")
+        train_from_config(_files_config(train, val), tmp_path / "run")
     assert str(caught.value) == (f"data.train: {tmp_path / 'train' / 'empty.jpg'}: empty file (0 bytes), not an image; "
                                  "data.skip_invalid=true trains without such images")
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_building_a_trainer_opens_no_image(tmp_path):
+    # the pre-flight is the train command's (checked_run_records); a trainer built without its
+    # records reads the annotations alone: its bad images are no error until a batch draws them
+    train = _coco_set(tmp_path / "train", good=3, bad=["empty.jpg"])
+    val = _coco_set(tmp_path / "val", good=2, bad=["noise.jpg"])
+    trainer = Trainer(_files_config(train, val), tmp_path / "run")
+    assert len(trainer.data.train_set) == 4 and len(trainer.data.val_records) == 3
 
 
 def test_with_skip_invalid_the_trainer_never_draws_a_bad_image(tmp_path):
@@ -195,7 +204,8 @@ def test_with_skip_invalid_the_trainer_never_draws_a_bad_image(tmp_path):
     # pre-flight check, the empty and the truncated file crashed the run when first drawn
     train = _coco_set(tmp_path / "train", good=3, bad=["empty.jpg", "cut.jpg"])
     val = _coco_set(tmp_path / "val", good=2, bad=["noise.jpg"])
-    trainer = Trainer(_files_config(train, val, "data.skip_invalid=true"), tmp_path / "run")
+    config = _files_config(train, val, "data.skip_invalid=true")
+    trainer = Trainer(config, tmp_path / "run", records=checked_run_records(config, tmp_path / "run"))
     assert len(trainer.data.train_set) == 3 and len(trainer.data.val_records) == 2
     summary = trainer.run()
     assert summary["steps"] == 2 and (tmp_path / "run" / "last.pt").is_file()

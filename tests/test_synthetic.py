@@ -101,3 +101,28 @@ def _row_background(image, row):
     """A plain image's background is a vertical gradient: one colour per row, the row's most common."""
     colours, counts = np.unique(image[row], axis=0, return_counts=True)
     return colours[counts.argmax()]
+
+
+@pytest.mark.parametrize("dataset", [SyntheticFaces(12, seed=3), SyntheticFaces(6, seed=1, num_keypoints=5),
+                                     SyntheticFaces(6, seed=2, plain=True), SyntheticPeople(12, seed=1),
+                                     SyntheticPeople(6, seed=5, plain=True)],
+                         ids=["faces", "faces5", "faces-plain", "people", "people-plain"])
+def test_the_annotations_view_gives_the_drawn_records_annotations_without_drawing(dataset, monkeypatch,
+                                                                                   same_annotations):
+    drawn = [dataset[i] for i in range(len(dataset))]
+    # nothing may be drawn: every OpenCV call the generators make fails from here on
+    from heatmapnet.data import synthetic
+
+    class NoDrawing:
+        def __getattr__(self, name):
+            raise AssertionError(f"cv2.{name} called for annotations")
+
+    monkeypatch.setattr(synthetic, "cv2", NoDrawing())
+    view = dataset.annotations
+    assert len(view) == len(dataset)
+    for index, record in enumerate(drawn):
+        same_annotations(record, view[index])
+    same_annotations(drawn[-1], view[-1])
+    assert [r.image_path for r in view[1:3]] == [r.image_path for r in drawn[1:3]]
+    with pytest.raises(IndexError, match=f"sample {len(dataset)} of a {len(dataset)}-sample"):
+        view[len(dataset)]

@@ -2,7 +2,7 @@
 """What users would otherwise use, scored exactly as heatmapnet scores itself.
 
 Two peers, each on the test split of heatmapnet's own config and scored by
-:func:`heatmapnet.evaluation.face_metrics` (inter-ocular NME from the scheme's
+:func:`heatmapnet.scoring.face_metrics` (inter-ocular NME from the scheme's
 ``nme_normalisation``, FR@0.1, AUC@0.1), in the reader's 0-based pixel coordinates:
 
 * ``dlib``: dlib's 68-point shape predictor (``shape_predictor_68_face_landmarks.dat`` as the
@@ -60,8 +60,9 @@ import torch
 from heatmapnet.config import load_config
 from heatmapnet.data.build import read_split
 from heatmapnet.data.pipelines import load_image
-from heatmapnet.evaluation import TopDownPredictions, face_metrics
+from heatmapnet.evaluation import TopDownPredictions
 from heatmapnet.metadata import KeypointScheme, load_scheme
+from heatmapnet.scoring import face_metrics
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "peers_results.json"
 DLIB_MODEL = "models/shape_predictor_68_face_landmarks.dat"

@@ -105,14 +105,17 @@ def resolve_device(device: str) -> str:
 
 
 def build_trainer(config_name: str, overrides: Sequence[str], run_dir: Path, device: str):
-    """A :class:`heatmapnet.engine.Trainer` for the config with ``overrides`` on ``device``."""
+    """A :class:`heatmapnet.engine.Trainer` for the config with ``overrides`` on ``device``, on the
+    records its pre-flight passed (a bad image is one line before the run starts)."""
     import torch
 
     from ..config import load_config
     from ..distributed import DistInfo
     from ..engine import Trainer
+    from ..preflight import checked_run_records
 
-    return Trainer(load_config(config_name, list(overrides)), run_dir, DistInfo(device=torch.device(device)))
+    config, dist = load_config(config_name, list(overrides)), DistInfo(device=torch.device(device))
+    return Trainer(config, run_dir, dist, records=checked_run_records(config, run_dir, dist))
 
 
 def init_weights(trainer, checkpoint_path: Path) -> None:

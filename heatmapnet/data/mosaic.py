@@ -4,7 +4,9 @@
 built from a list of single-person *source* records (e.g. LSPET's ``joints.mat``, sliced by
 subset). Like :class:`~heatmapnet.data.synthetic.SyntheticPeople`, record ``i`` is generated on
 access and depends only on ``(seed, i)`` (and the sources); its ``image`` holds the pixels and its
-``image_path`` is ``mosaic://<name>/seed<seed>/<index>``. Source images are read lazily, one
+``image_path`` is ``mosaic://<name>/seed<seed>/<index>``. ``mosaics.annotations`` gives the same
+records from their layouts alone, no image read
+(:class:`~heatmapnet.data.records.GeneratedRecords`). Source images are read lazily, one
 mosaic at a time, through :func:`heatmapnet.data.pipelines.load_image` (as training reads them:
 each source record's ``exif_orientation``, :mod:`heatmapnet.imageio`); nothing is cached or
 copied.
@@ -60,12 +62,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import List, Optional, Union
+from typing import List, Optional
 
 import cv2
 import numpy as np
 
-from .records import Instance, Record
+from .records import GeneratedRecords, Instance, Record
 
 _RATIO_SLACK = 1.0 + 1e-9  # the drawn height ratio exceeds min_ratio by this factor (rounding)
 _OPAQUE = 0.6  # the crop is opaque up to this fraction of the margin, then fades to its edge
@@ -96,7 +98,7 @@ def _loguniform(rng: np.random.Generator, low: float, high: float, size=None):
     return np.exp(rng.uniform(math.log(low), math.log(high), size))
 
 
-class MosaicPeople(Sequence):
+class MosaicPeople(GeneratedRecords):
     """Mosaics of real people cut from single-person ``sources``; see the module doc.
 
     Args:
@@ -169,22 +171,19 @@ class MosaicPeople(Sequence):
         self._counts: Optional[np.ndarray] = None
 
     # -- sequence ----------------------------------------------------------------------------------
-    def __len__(self) -> int:
-        return self.num_samples
-
-    def __getitem__(self, index: Union[int, slice]) -> Union[Record, List[Record]]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        index = self._check_index(index)
+    def render(self, index: int) -> Record:
         return self._generate(index, self.layout(index))
 
-    def _check_index(self, index) -> int:
-        index = int(index)
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(f"sample {index} of a {len(self)}-sample {self.kind} set")
-        return index
+    def annotate(self, index: int) -> Record:
+        """The mosaic's people from its layout alone: no image is read."""
+        layout = self.layout(index)
+        return self._record(index, [self._instance(placement, layout[rank + 1:])
+                                    for rank, placement in enumerate(layout)])
+
+    def _record(self, index: int, instances: List[Instance], image: Optional[np.ndarray] = None) -> Record:
+        width, height = self.canvas
+        return Record(f"mosaic://{self.name}/seed{self.seed}/{index:06d}", width, height, instances,
+                      image_id=index, image=image)
 
     def instance_counts(self) -> np.ndarray:
         """People per mosaic, from the layouts alone (no image is read)."""
@@ -195,7 +194,7 @@ class MosaicPeople(Sequence):
     # -- layout ------------------------------------------------------------------------------------
     def layout(self, index: int) -> List[Placement]:
         """Mosaic ``index``'s people, smallest first (the drawing order)."""
-        index = self._check_index(index)
+        index = self.checked_index(index)
         rng = np.random.default_rng([self.seed, index, 0])
         count = int(rng.integers(self.people[0], self.people[1] + 1))
         for _ in range(_LAYOUT_TRIES):
@@ -334,10 +333,7 @@ class MosaicPeople(Sequence):
             instances.append(self._instance(placement, layout[rank + 1:]))
         if not self.plain:
             canvas += np.float32(rng.uniform(1.0, 4.0)) * rng.standard_normal(canvas.shape, dtype=np.float32)
-        image = np.clip(np.round(canvas), 0, 255).astype(np.uint8)
-        width, height = self.canvas
-        return Record(f"mosaic://{self.name}/seed{self.seed}/{index:06d}", width, height, instances,
-                      image_id=index, image=image)
+        return self._record(index, instances, np.clip(np.round(canvas), 0, 255).astype(np.uint8))
 
     def _instance(self, placement: Placement, nearer: Sequence = ()) -> Instance:
         """The person's annotation on the canvas; ``nearer``: the people drawn over it."""

@@ -5,8 +5,9 @@ x = 3.0 lies on the centre of column 3. Readers convert each format's own conven
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import List, Optional, Union
 
 import numpy as np
 
@@ -47,3 +48,69 @@ class Record:
     @property
     def num_keypoints(self) -> int:
         return self.instances[0].keypoints.shape[0] if self.instances else 0
+
+
+def _one_or_many(sequence, index, one):
+    """``one(i)`` for an index, a list of them for a slice, of a sequence of ``len(sequence)``."""
+    if isinstance(index, slice):
+        return [one(i) for i in range(*index.indices(len(sequence)))]
+    return one(index)
+
+
+class GeneratedRecords(Sequence):
+    """A fixed-length sequence of records generated on access, record ``i`` a function of (seed, i)
+    alone (:class:`heatmapnet.data.synthetic.SyntheticFaces`, ``SyntheticPeople``,
+    :class:`heatmapnet.data.mosaic.MosaicPeople`): indexing draws the record's pixels into its
+    ``image``; :attr:`annotations` is the same sequence without them (nothing drawn), for what reads
+    annotations only (evaluation's scoring, results json). A subclass sets ``num_samples`` and
+    implements :meth:`render` and :meth:`annotate`."""
+
+    kind = "generated"
+    num_samples: int
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __getitem__(self, index: Union[int, slice]) -> Union[Record, List[Record]]:
+        return _one_or_many(self, index, lambda i: self.render(self.checked_index(i)))
+
+    def checked_index(self, index) -> int:
+        """``index`` as a position in ``[0, len)`` (negative ones count from the end), else IndexError."""
+        index = int(index)
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"sample {index} of a {len(self)}-sample {self.kind} set")
+        return index
+
+    @property
+    def annotations(self) -> "Annotations":
+        return Annotations(self)
+
+    def render(self, index: int) -> Record:
+        """Record ``index`` (checked) with its pixels."""
+        raise NotImplementedError
+
+    def annotate(self, index: int) -> Record:
+        """Record ``index`` (checked) without pixels (``image`` None): :meth:`render`'s record
+        otherwise, with no image drawn or read."""
+        raise NotImplementedError
+
+
+class Annotations(Sequence):
+    """A generated set's records without their pixels (:attr:`GeneratedRecords.annotations`)."""
+
+    def __init__(self, records: GeneratedRecords):
+        self.records = records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: Union[int, slice]) -> Union[Record, List[Record]]:
+        return _one_or_many(self, index, lambda i: self.records.annotate(self.records.checked_index(i)))
+
+
+def annotations_of(records: Sequence[Record]) -> Sequence[Record]:
+    """What reads ``records``' annotations alone should index: a generated set's
+    :attr:`~GeneratedRecords.annotations` (no pixels drawn), any other records as they are."""
+    return records.annotations if isinstance(records, GeneratedRecords) else records

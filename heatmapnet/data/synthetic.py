@@ -11,17 +11,19 @@ Difficulty comes from what real data has: head pose (3-D rotation of a face temp
 variation, occluders, background clutter with limb-like distractors, people overlapping each
 other at scales that differ by 4x, blur and sensor noise. ``plain=True`` turns off clutter,
 occluders, blur and noise, to check that the annotations land on the drawing.
+
+``dataset.annotations`` (:class:`~heatmapnet.data.records.GeneratedRecords`) gives the same records
+with no pixels drawn: the generators take every random draw the drawing would, so record ``i``'s
+annotations are the rendered record's, at a fraction of the cost (evaluation scores through it).
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import List, Union
-
+from typing import Optional
 import cv2
 import numpy as np
 
-from .records import Instance, Record
+from .records import GeneratedRecords, Instance, Record
 
 _SHIFT = 4  # OpenCV fixed-point bits: coordinates in 1/16 px
 _ONE = float(1 << _SHIFT)
@@ -35,20 +37,29 @@ def _fixed(points: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(points, dtype=np.float64) * _ONE).astype(np.int32)
 
 
+# The drawing primitives draw nothing on ``image`` None: a record generated for its annotations alone.
 def _polygon(image, points, color) -> None:
+    if image is None:
+        return
     cv2.fillPoly(image, [_fixed(points)], color, cv2.LINE_AA, _SHIFT)
 
 
 def _polyline(image, points, color, thickness: float, closed: bool = False) -> None:
+    if image is None:
+        return
     cv2.polylines(image, [_fixed(points)], closed, color, max(1, int(round(thickness))), cv2.LINE_AA, _SHIFT)
 
 
 def _circle(image, centre, radius: float, color, thickness: int = -1) -> None:
+    if image is None:
+        return
     cv2.circle(image, tuple(int(v) for v in _fixed(centre)), int(round(radius * _ONE)), color, thickness,
                cv2.LINE_AA, _SHIFT)
 
 
 def _capsule(image, start, end, thickness: float, color) -> None:
+    if image is None:
+        return
     cv2.line(image, tuple(int(v) for v in _fixed(start)), tuple(int(v) for v in _fixed(end)), color,
              max(1, int(round(thickness))), cv2.LINE_AA, _SHIFT)
 
@@ -64,11 +75,15 @@ def _skin(rng: np.random.Generator) -> tuple:
     return tuple(int(v) for v in np.clip(base + rng.normal(0, 8, 3), 0, 255))
 
 
-def _background(rng: np.random.Generator, width: int, height: int, clutter: int) -> np.ndarray:
-    """A colour gradient with random rectangles, ellipses and sticks (limb-like distractors)."""
+def _background(rng: np.random.Generator, width: int, height: int, clutter: int, draw: bool = True
+                ) -> Optional[np.ndarray]:
+    """A colour gradient with random rectangles, ellipses and sticks (limb-like distractors);
+    ``draw=False``: None, after the same random draws."""
     top, bottom = rng.uniform(20, 235, size=(2, 3))
-    ramp = np.linspace(0.0, 1.0, height)[:, None, None]
-    image = np.ascontiguousarray(np.broadcast_to(top + (bottom - top) * ramp, (height, width, 3))).astype(np.uint8)
+    image = None
+    if draw:
+        ramp = np.linspace(0.0, 1.0, height)[:, None, None]
+        image = np.ascontiguousarray(np.broadcast_to(top + (bottom - top) * ramp, (height, width, 3))).astype(np.uint8)
     for _ in range(clutter):
         kind = rng.integers(3)
         centre = rng.uniform([0, 0], [width, height])
@@ -76,12 +91,15 @@ def _background(rng: np.random.Generator, width: int, height: int, clutter: int)
         colour = _colour(rng)
         if kind == 0:
             corner = centre + rng.uniform(-size, size, 2)
-            cv2.rectangle(image, tuple(int(v) for v in _fixed(centre)), tuple(int(v) for v in _fixed(corner)),
-                          colour, -1, cv2.LINE_AA, _SHIFT)
+            if draw:
+                cv2.rectangle(image, tuple(int(v) for v in _fixed(centre)), tuple(int(v) for v in _fixed(corner)),
+                              colour, -1, cv2.LINE_AA, _SHIFT)
         elif kind == 1:
             axes = tuple(int(v) for v in _fixed(rng.uniform(0.3, 1.0, 2) * size))
-            cv2.ellipse(image, tuple(int(v) for v in _fixed(centre)), axes, float(rng.uniform(0, 180)), 0, 360,
-                        colour, -1, cv2.LINE_AA, _SHIFT)
+            angle = float(rng.uniform(0, 180))
+            if draw:
+                cv2.ellipse(image, tuple(int(v) for v in _fixed(centre)), axes, angle, 0, 360, colour, -1,
+                            cv2.LINE_AA, _SHIFT)
         else:
             end = centre + rng.uniform(-2 * size, 2 * size, 2)
             _capsule(image, centre, end, rng.uniform(0.1, 0.4) * size, colour)
@@ -115,7 +133,7 @@ def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
     return around_z @ around_x @ around_y
 
 
-class _SyntheticSet(Sequence):
+class _SyntheticSet(GeneratedRecords):
     """A fixed-length sequence of generated records; record i depends only on (seed, i)."""
 
     kind = "synthetic"
@@ -125,23 +143,17 @@ class _SyntheticSet(Sequence):
             raise ValueError(f"num_samples must be >= 0, got {num_samples}")
         self.num_samples, self.seed, self.plain = int(num_samples), int(seed), bool(plain)
 
-    def __len__(self) -> int:
-        return self.num_samples
+    def render(self, index: int) -> Record:
+        return self._generate(index, np.random.default_rng([self.seed, index, 1]), draw=True)
 
-    def __getitem__(self, index: Union[int, slice]) -> Union[Record, List[Record]]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        index = int(index)
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(f"sample {index} of a {len(self)}-sample {self.kind} set")
-        return self._generate(index, np.random.default_rng([self.seed, index, 1]))
+    def annotate(self, index: int) -> Record:
+        return self._generate(index, np.random.default_rng([self.seed, index, 1]), draw=False)
 
     def _path(self, index: int) -> str:
         return f"synthetic://{self.kind}/seed{self.seed}/{index:06d}"
 
-    def _generate(self, index: int, rng: np.random.Generator) -> Record:
+    def _generate(self, index: int, rng: np.random.Generator, draw: bool) -> Record:
+        """Record ``index`` from ``rng``; ``draw=False``: its annotations alone (``image`` None)."""
         raise NotImplementedError
 
 
@@ -220,7 +232,7 @@ class SyntheticFaces(_SyntheticSet):
     def instance_counts(self) -> np.ndarray:
         return np.ones(len(self), np.int64)
 
-    def _generate(self, index: int, rng: np.random.Generator) -> Record:
+    def _generate(self, index: int, rng: np.random.Generator, draw: bool) -> Record:
         size = self.image_size
         shape = _face_shape(rng)
         rotation = _rotation(math.radians(rng.uniform(-35, 35)), math.radians(rng.uniform(-20, 20)),
@@ -233,15 +245,18 @@ class SyntheticFaces(_SyntheticSet):
         low, high = 3 - extent.min(0), size - 4 - extent.max(0)
         centre = rng.uniform(low, np.maximum(low, high))
         points = turned[:, :2] * scale + centre
+        keypoints = points if self.num_keypoints == 68 else np.stack([points[list(p)].mean(0) for p in _FIVE_FROM_68])
+        instance = Instance(keypoints, np.ones(len(keypoints), bool), _tight_box(keypoints))
+        record = Record(self._path(index), size, size, [instance], image_id=index)
+        if not draw:  # every draw the annotation takes is above; the rest is appearance
+            return record
         depth = turned[:, 2]
         image = _background(rng, size, size, 0 if self.plain else int(rng.integers(4, 12)))
         self._draw_face(image, rng, points, depth, forehead[:, :2] * scale + centre, scale)
         if not self.plain and rng.random() < 0.3:
             self._draw_occluder(image, rng, points, scale)
-        image = _finish(image, rng, self.plain)
-        keypoints = points if self.num_keypoints == 68 else np.stack([points[list(p)].mean(0) for p in _FIVE_FROM_68])
-        instance = Instance(keypoints, np.ones(len(keypoints), bool), _tight_box(keypoints))
-        return Record(self._path(index), size, size, [instance], image_id=index, image=image)
+        record.image = _finish(image, rng, self.plain)
+        return record
 
     @staticmethod
     def _draw_face(image, rng, points, depth, forehead, scale) -> None:
@@ -333,11 +348,12 @@ class SyntheticPeople(_SyntheticSet):
         """People per image without drawing any (drawn from their own random stream)."""
         return np.array([self._count(i) for i in range(len(self))], np.int64)
 
-    def _generate(self, index: int, rng: np.random.Generator) -> Record:
+    def _generate(self, index: int, rng: np.random.Generator, draw: bool) -> Record:
+        # the appearance draws come between the people's, so draw=False takes them all, painting nothing
         height = self.image_height
         width = int(rng.integers(7, 11)) * height // 8
         count = self._count(index)
-        image = _background(rng, width, height, 0 if self.plain else int(rng.integers(6, 16)))
+        image = _background(rng, width, height, 0 if self.plain else int(rng.integers(6, 16)), draw)
         tallest = rng.uniform(0.45, 0.9) * height
         heights = np.sort(tallest * rng.uniform(0.25, 1.0, count))
         heights[-1] = tallest
@@ -345,10 +361,12 @@ class SyntheticPeople(_SyntheticSet):
         for person_height in heights:  # smaller people are farther away: drawn first, behind
             joints, labelled, box = self._draw_person(image, rng, person_height, width, height)
             instances.append(Instance(joints, labelled, box))
-        image = _finish(image, rng, self.plain)
+        if draw:
+            image = _finish(image, rng, self.plain)
         return Record(self._path(index), width, height, instances, image_id=index, image=image)
 
     def _draw_person(self, image, rng, body: float, width: int, height: int):
+        """One person's joints, labels and box, drawn on ``image`` (None: not drawn)."""
         facing = rng.uniform(-math.pi, math.pi) if rng.random() < 0.3 else rng.uniform(-0.6, 0.6)
         side = math.cos(facing)  # + : the person's left shows on the image right
         low = np.array([0.1 * width, 0.5 * body])
