@@ -17,6 +17,7 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
+from .augmentation import Augmentation
 from .errors import ConfigError
 from .resources import checkout_root, config_dir, config_names
 
@@ -98,18 +99,6 @@ class SplitSection:
 
 
 @dataclass
-class AugmentationSection:
-    scale: float = 0.25
-    rotation: float = 30.0
-    rotation_probability: float = 0.6
-    translation: float = 0.1
-    flip_probability: float = 0.5
-    brightness: float = 0.2
-    contrast: float = 0.2
-    saturation: float = 0.2
-
-
-@dataclass
 class DataSection:
     # a file of datasets/ (or a path); "coco" takes it from the json; "union" the union of data.train.sources' schemes
     scheme: str = "ibug68"
@@ -125,7 +114,7 @@ class DataSection:
     # points a horizontal mirror swaps, [[a, b], ...] by name or 0-based index; overrides the scheme's.
     # None: the scheme's, else inferred from the training data; none found: no flip at all
     flip_pairs: Optional[List] = None
-    augmentation: AugmentationSection = field(default_factory=AugmentationSection)
+    augmentation: Augmentation = field(default_factory=Augmentation)  # the ranges (heatmapnet.augmentation)
     train: SplitSection = field(default_factory=SplitSection)
     val: SplitSection = field(default_factory=SplitSection)
 
