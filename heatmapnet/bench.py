@@ -39,6 +39,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from .config import OUTPUT_STRIDE
 from .decode import decode_keypoints
 from .losses import DistanceAwareFocalLoss, HeatmapCriterion
 from .targets import TRUNCATE_SIGMAS, lazy_zeros, render_heatmaps_batched, sigma_from_radius
@@ -306,7 +307,7 @@ def _training_parts(device: torch.device, loss_fn):
 
 def _synthetic_batch(config, batch: int, device: torch.device):
     width, height = config.data.input_size
-    stride = config.target.stride
+    stride = OUTPUT_STRIDE
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(batch, 3, height, width, generator=generator)
     points = torch.rand(batch, 68, 2, generator=generator) * torch.tensor([width / stride - 1, height / stride - 1])

@@ -42,6 +42,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .codec import CODECS, StrideGeometry, checked_input_size, targets_from_config
+from .config import OUTPUT_STRIDE
 from .kernels import active as active_kernels
 from .targets import OKSSigma, RadiusSigma, render_heatmaps
 
@@ -230,8 +231,8 @@ class BottomUpCodec(StrideGeometry):
         policy, exact_peak = targets_from_config(target, scheme, output_activation)
         centre = RadiusSigma(float(target.min_overlap), str(target.radius_formula)) \
             if isinstance(policy, OKSSigma) else policy
-        return cls(tuple(config.data.input_size), scheme.num_keypoints, target.stride, policy, centre, exact_peak,
-                   config.eval.max_instances, config.eval.joint_threshold, config.eval.person_score)
+        return cls(tuple(config.data.input_size), scheme.num_keypoints, OUTPUT_STRIDE, policy, centre, exact_peak,
+                   config.eval.max_people, config.eval.joint_threshold, config.eval.person_score)
 
     # -- geometry (heatmap_size, input_to_heatmap, heatmap_to_input: StrideGeometry) --------------
     @property

@@ -677,7 +677,7 @@ def test_people_results_are_coco_keypoint_results(crowd_records):
 TINY = ["data.input_size=[128,128]", "data.num_workers=0", "model.backbone=mobilenetv3_small_050",
         "model.head_channels=16", "train.steps=2", "train.batch_size=4", "train.warmup_steps=1",
         "train.eval_every=1000", "train.checkpoint_every=1000", "train.log_every=1", "eval.batch_size=4",
-        "train.threads=2", "eval.max_instances=20"]
+        "train.threads=2", "eval.max_people=20"]
 PEOPLE = TINY + ["data.train.num_samples=16", "data.val.num_samples=3"]
 
 

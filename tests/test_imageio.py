@@ -19,7 +19,6 @@ from heatmapnet.data.mosaic import MosaicPeople
 from heatmapnet.data.pipelines import load_image
 from heatmapnet.data.readers import image_size, read
 from heatmapnet.data.records import Instance, Record
-from heatmapnet.deploy import sources
 from heatmapnet.deploy.errors import DeployError
 from heatmapnet.deploy.metadata import DeployMetadata
 from heatmapnet.errors import DataError
