@@ -4,7 +4,7 @@ Every case runs both implementations in one process on the same inputs: a warm-u
 median of ``--repeats`` runs (more for calls of a few milliseconds), and separately each one's
 peak memory, so the reported ratios (ours / baseline) are measured side by side rather than
 quoted from elsewhere. The baselines are the anchors' published functions as
-:mod:`heatmapnet.reference` writes them (CenterNet's per-object drawing loop and focal loss, HRNet's
+:mod:`heatmapnet.testing.reference` writes them (CenterNet's per-object drawing loop and focal loss, HRNet's
 and mmpose's per-keypoint decoding loops, CenterNet's multi-pose decoding with its per-image
 post-processing); cases that have one are also set beside a floor (writing or reading the data
 once). The same functions are the oracles the fast paths are
@@ -39,13 +39,15 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from .config import OUTPUT_STRIDE
 from .decode import decode_keypoints
 from .losses import DistanceAwareFocalLoss, HeatmapCriterion
-from .reference import (CENTERNET_HP_THRESH, centernet_focal_loss, centernet_keypoint_heatmaps,
-                        centernet_keypoint_radius, centernet_multi_pose_decode, centernet_multi_pose_post_process,
-                        centernet_nms, centernet_topk_channel, centernet_transpose_and_gather_feat,
-                        hrnet_quarter_decode, mmpose_dark_decode)
 from .targets import TRUNCATE_SIGMAS, lazy_zeros, render_heatmaps_batched, sigma_from_radius
+from .testing import crowd_scene, decode_inputs, focal_inputs, people_maps
+from .testing.reference import (CENTERNET_HP_THRESH, centernet_focal_loss, centernet_keypoint_heatmaps,
+                                centernet_multi_pose_decode, centernet_multi_pose_post_process, centernet_nms,
+                                centernet_topk_channel, centernet_transpose_and_gather_feat, hrnet_quarter_decode,
+                                mmpose_dark_decode)
 
 CASES = ("targets", "focal_loss", "decode_quarter", "decode_dark", "data_loader", "train_step",
          "decode_people", "inference", "predict_stream")
@@ -145,21 +147,6 @@ def _result(name: str, device: torch.device, goal: str, ours_ms=None, baseline_m
 # ----------------------------------------------------------------------------------------------
 # 1. targets: CenterNet's per-object drawing loop
 # ----------------------------------------------------------------------------------------------
-def crowd_scene(batch: int, people: int, keypoints: int, size: int, seed: int = 0):
-    """COCO-like keypoints in heatmap pixels: ``people`` boxes per image of varied size, each with
-    ``keypoints`` points inside it. Returns points (B, P, K, 2) float32 and each person's integer
-    radius (B, P) as CenterNet's multi-pose sample computes it from the box
-    (:func:`heatmapnet.reference.centernet_keypoint_radius`)."""
-    rng = np.random.default_rng(seed)
-    widths = rng.uniform(size / 20, size / 2.5, (batch, people))
-    heights = np.minimum(widths * rng.uniform(1.0, 2.5, (batch, people)), size * 0.9)
-    corners = rng.uniform(0, 1, (batch, people, 2)) * (size - np.stack([widths, heights], -1))
-    inside = rng.uniform(0, 1, (batch, people, keypoints, 2))
-    points = corners[:, :, None, :] + inside * np.stack([widths, heights], -1)[:, :, None, :]
-    radii = np.vectorize(centernet_keypoint_radius, otypes=[np.int64])(heights, widths)
-    return points.astype(np.float32), radii
-
-
 def targets_agreement(points: np.ndarray, radii: np.ndarray, centernet_maps: np.ndarray) -> dict:
     """How our renderer's maps compare with CenterNet's where both draw the same Gaussians: ours
     drawn at CenterNet's integer pixels (its truncation of the points) with sigma = (2r + 1) / 6.
@@ -219,20 +206,6 @@ def bench_targets(settings: Settings) -> dict:
 # ----------------------------------------------------------------------------------------------
 # 2. the distance-aware focal loss: CenterNet's form in plain PyTorch
 # ----------------------------------------------------------------------------------------------
-def focal_inputs(shape, device: torch.device, seed: int = 0):
-    """Logits of a network early in training (around the prior bias, within +-9) and CenterNet
-    targets: a few Gaussians per channel with exact 1.0 peaks."""
-    batch, channels, height, width = shape
-    generator = torch.Generator().manual_seed(seed)
-    logits = (torch.randn(shape, generator=generator) * 2.0 - 2.0).clamp(-9.0, 9.0)
-    per_image = 3 * channels
-    points = torch.rand(batch, per_image, 2, generator=generator) * torch.tensor([width - 1.0, height - 1.0])
-    labels = torch.randint(0, channels, (batch, per_image), generator=generator)
-    sigmas = 0.75 + 2.0 * torch.rand(batch, per_image, generator=generator)
-    target = render_heatmaps_batched(points, labels, sigmas, channels, (height, width))
-    return logits.to(device), target.to(device)
-
-
 def bench_focal_loss(settings: Settings) -> dict:
     """Goal: forward + backward in <= 0.25x the time and peak memory, value equal to 1e-5 relative."""
     shape = (2, 4, 32, 32) if settings.quick else (16, 80, 128, 128)
@@ -265,18 +238,6 @@ def bench_focal_loss(settings: Settings) -> dict:
 # ----------------------------------------------------------------------------------------------
 # 3. decoding: HRNet's and mmpose's per-keypoint loops
 # ----------------------------------------------------------------------------------------------
-def decode_inputs(shape, seed: int = 0):
-    """Network-like heatmaps: one Gaussian (sigma 2) per map at a random sub-pixel point at least
-    3 pixels from the border, plus a faint uniform background. Returns maps and the points."""
-    batch, keypoints, height, width = shape
-    generator = torch.Generator().manual_seed(seed)
-    points = 3 + torch.rand(batch, keypoints, 2, generator=generator) * torch.tensor([width - 7.0, height - 7.0])
-    labels = torch.arange(keypoints).expand(batch, -1)
-    maps = render_heatmaps_batched(points, labels, 2.0, keypoints, (height, width), exact_peak=False)
-    maps = maps + 0.01 * torch.rand(shape, generator=generator)
-    return maps, points
-
-
 def _bench_decode(settings: Settings, refine: str) -> dict:
     shape = (2, 68, 32, 32) if settings.quick else (32, 68, 64, 64)
     device = settings.device
@@ -346,7 +307,7 @@ def _training_parts(device: torch.device, loss_fn):
 
 def _synthetic_batch(config, batch: int, device: torch.device):
     width, height = config.data.input_size
-    stride = config.target.stride
+    stride = OUTPUT_STRIDE
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(batch, 3, height, width, generator=generator)
     points = torch.rand(batch, 68, 2, generator=generator) * torch.tensor([width / stride - 1, height / stride - 1])
@@ -441,61 +402,6 @@ def bench_train_step(settings: Settings) -> dict:
 # ----------------------------------------------------------------------------------------------
 # 6. bottom-up people: CenterNet's multi_pose_decode and its per-image post-processing
 # ----------------------------------------------------------------------------------------------
-def people_maps(batch: int, num_keypoints: int, map_size: int, people=(4, 16), stride: int = 4, seed: int = 0):
-    """Activated bottom-up maps (B, 7 + 3K, S, S) of random crowds, as a trained network might
-    give them, and the codec that made them (input S x stride square, ``max_people`` 32).
-
-    Per image ``people`` (low, high) persons: boxes from 6% to 45% of the image wide, 1.2 to 2.5
-    times as high (at most 95% of it), inside the image; joints uniform in their box, 90%
-    labelled. :meth:`BottomUpCodec.encode` gives the heatmaps, drawn at 0.9 plus a background
-    of distinct values below 0.04 (so no two background pixels tie), and the regression rows,
-    written at their pixels: the centre offset and size as encoded, the joint offsets from the
-    centre with N(0, 0.4) px of error (so that snapping has something to correct), the joint
-    offset as encoded. Elsewhere the regression channels hold what an untrained pixel might
-    predict: offsets N(0, 0.25), sizes U(0, 4), joint offsets N(0, 2) heatmap pixels. The
-    background's local maxima are the low-scoring candidates that fill each image's top K."""
-    from .bottomup import BottomUpCodec
-
-    codec = BottomUpCodec((map_size * stride, map_size * stride), num_keypoints, stride, max_people=32)
-    layout, size = codec.layout, map_size * stride
-    rng = np.random.default_rng(seed)
-    generator = torch.Generator().manual_seed(seed)
-    shape = (batch, layout.num_outputs, map_size, map_size)
-    maps = torch.empty(shape)
-    maps[:, layout.centre_offset] = 0.25 * torch.randn((batch, 2, map_size, map_size), generator=generator)
-    maps[:, layout.size] = 4.0 * torch.rand((batch, 2, map_size, map_size), generator=generator)
-    maps[:, layout.joint_offsets] = 2.0 * torch.randn((batch, 2 * num_keypoints, map_size, map_size),
-                                                      generator=generator)
-    maps[:, layout.joint_offset] = 0.25 * torch.randn((batch, 2, map_size, map_size), generator=generator)
-    pixels = map_size * map_size
-    levels = torch.rand((batch, 1 + num_keypoints, pixels), generator=generator).argsort(dim=-1)
-    background = (0.04 * (levels.float() + 0.5) / pixels).view(batch, 1 + num_keypoints, map_size, map_size)
-    heatmap_channels = list(layout.heatmap_channels)
-    for b in range(batch):
-        count = int(rng.integers(people[0], people[1] + 1))
-        widths = rng.uniform(0.06, 0.45, count) * size
-        heights = np.minimum(widths * rng.uniform(1.2, 2.5, count), 0.95 * size)
-        corners = rng.uniform(0, 1, (count, 2)) * (size - np.stack([widths, heights], -1))
-        sides = np.stack([widths, heights], -1)
-        keypoints = corners[:, None, :] + rng.uniform(0, 1, (count, num_keypoints, 2)) * sides[:, None, :]
-        visible = rng.uniform(0, 1, (count, num_keypoints)) < 0.9
-        targets = codec.encode(keypoints, visible, np.concatenate([corners, sides], -1))
-        maps[b, heatmap_channels] = 0.9 * targets["heatmaps"] + background[b]
-        flat = maps[b].view(layout.num_outputs, -1)
-        on_map = targets["centre_mask"] > 0
-        where = targets["centre_index"][on_map]
-        flat[layout.centre_offset, where] = targets["centre_offset"][on_map].T
-        flat[layout.size, where] = targets["size"][on_map].T
-        person, joint = torch.nonzero(targets["joint_offsets_mask"] > 0, as_tuple=True)
-        error = 0.4 * torch.randn((len(person), 2), generator=generator)
-        values = targets["joint_offsets"][person, joint] + error
-        for axis in (0, 1):
-            flat[layout.joint_offsets.start + 2 * joint + axis, targets["centre_index"][person]] = values[:, axis]
-        person, joint = torch.nonzero(targets["joint_mask"] > 0, as_tuple=True)
-        flat[layout.joint_offset, targets["joint_index"][person, joint]] = targets["joint_offset"][person, joint].T
-    return maps, codec
-
-
 def centernet_heads(maps: torch.Tensor, layout) -> dict:
     """heatmapnet's bottom-up channels as CenterNet's multi-pose heads (the same maps, sliced)."""
     return {"heat": maps[:, layout.centre], "wh": maps[:, layout.size], "kps": maps[:, layout.joint_offsets],

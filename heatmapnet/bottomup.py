@@ -42,12 +42,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .codec import CODECS, StrideGeometry, checked_input_size, targets_from_config
+from .config import OUTPUT_STRIDE
+from .kernels import active as active_kernels
 from .targets import OKSSigma, RadiusSigma, render_heatmaps
 
-try:  # the CPU kernels (heatmapnet/_kernels.c), built by setup.py where a C compiler is found
-    from . import _kernels
-except ImportError:  # peak finding takes its PyTorch path, which gives the same values
-    _kernels = None
 
 _FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
@@ -141,11 +139,12 @@ def top_peaks(maps: torch.Tensor, channels: slice, k: int, threshold: float = -m
     batch, num_channels, height, width = maps.shape
     first, stop, _ = channels.indices(num_channels)
     count = max(stop - first, 0)
-    if _kernels is not None and maps.device.type == "cpu" and height * width > 0:
+    kernels = active_kernels()
+    if kernels is not None and maps.device.type == "cpu" and height * width > 0:
         values = torch.empty(batch, count, k)
         index = torch.empty(batch, count, k, dtype=torch.int64)
-        _kernels.top_peaks(maps.detach().contiguous().numpy(), height, width, num_channels, first, count, k,
-                           float(threshold), values.numpy(), index.numpy())
+        kernels.top_peaks(maps.detach().contiguous().numpy(), height, width, num_channels, first, count, k,
+                          float(threshold), values.numpy(), index.numpy())
         return values, index
     return _top_peaks_torch(maps[:, first:first + count], k, threshold)
 
@@ -232,8 +231,8 @@ class BottomUpCodec(StrideGeometry):
         policy, exact_peak = targets_from_config(target, scheme, output_activation)
         centre = RadiusSigma(float(target.min_overlap), str(target.radius_formula)) \
             if isinstance(policy, OKSSigma) else policy
-        return cls(tuple(config.data.input_size), scheme.num_keypoints, target.stride, policy, centre, exact_peak,
-                   config.eval.max_instances, config.eval.joint_threshold, config.eval.person_score)
+        return cls(tuple(config.data.input_size), scheme.num_keypoints, OUTPUT_STRIDE, policy, centre, exact_peak,
+                   config.eval.max_people, config.eval.joint_threshold, config.eval.person_score)
 
     # -- geometry (heatmap_size, input_to_heatmap, heatmap_to_input: StrideGeometry) --------------
     @property

@@ -98,7 +98,7 @@ def build_dataset(config: DictConfig, records, codec, scheme: KeypointScheme, tr
     training sets are augmented as ``data.augmentation`` says."""
     if is_union(config):  # several sources: each its own channels, augmentation and share of the epoch
         return build_source_dataset(config, records, codec, train)
-    augmentation = Augmentation(**config.data.augmentation) if train else NO_AUGMENTATION
+    augmentation = Augmentation.from_config(config.data.augmentation) if train else NO_AUGMENTATION
     return build_mode(config, scheme).dataset(records, codec, scheme, augmentation, seed=config.train.seed)
 
 

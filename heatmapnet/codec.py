@@ -13,6 +13,7 @@ from typing import ClassVar, NamedTuple, Optional
 import numpy as np
 import torch
 
+from .config import OUTPUT_STRIDE
 from .decode import REFINEMENTS, DecodedKeypoints, Peaks, decode_keypoints, decode_peaks
 from .registry import Registry
 from .targets import SIGMA_POLICIES, FixedSigma, render_heatmaps
@@ -90,7 +91,7 @@ class HeatmapCodec(StrideGeometry):
         """From ``config.target`` (see :func:`targets_from_config`), ``config.data.input_size`` and
         ``config.eval``."""
         policy, exact_peak = targets_from_config(config.target, scheme, output_activation)
-        return cls(tuple(config.data.input_size), config.target.stride, policy, exact_peak, config.eval.refine,
+        return cls(tuple(config.data.input_size), OUTPUT_STRIDE, policy, exact_peak, config.eval.refine,
                    config.eval.blur_sigma)
 
     def __post_init__(self):

@@ -7,8 +7,10 @@ Each part of the program receives only its own section (``cfg.model``, ``cfg.tra
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
@@ -17,6 +19,7 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
+from .augmentation import Augmentation
 from .errors import ConfigError
 from .resources import checkout_root, config_dir, config_names
 
@@ -98,18 +101,6 @@ class SplitSection:
 
 
 @dataclass
-class AugmentationSection:
-    scale: float = 0.25
-    rotation: float = 30.0
-    rotation_probability: float = 0.6
-    translation: float = 0.1
-    flip_probability: float = 0.5
-    brightness: float = 0.2
-    contrast: float = 0.2
-    saturation: float = 0.2
-
-
-@dataclass
 class DataSection:
     # a file of datasets/ (or a path); "coco" takes it from the json; "union" the union of data.train.sources' schemes
     scheme: str = "ibug68"
@@ -125,14 +116,18 @@ class DataSection:
     # points a horizontal mirror swaps, [[a, b], ...] by name or 0-based index; overrides the scheme's.
     # None: the scheme's, else inferred from the training data; none found: no flip at all
     flip_pairs: Optional[List] = None
-    augmentation: AugmentationSection = field(default_factory=AugmentationSection)
+    augmentation: Augmentation = field(default_factory=Augmentation)  # the ranges (heatmapnet.augmentation)
     train: SplitSection = field(default_factory=SplitSection)
     val: SplitSection = field(default_factory=SplitSection)
 
 
+#: the stride of every model's heatmaps (input pixels per heatmap pixel; :mod:`heatmapnet.models`
+#: builds its heads to it). Not a setting: the former ``target.stride`` had this one legal value.
+OUTPUT_STRIDE = 4
+
+
 @dataclass
 class TargetSection:
-    stride: int = 4
     sigma_policy: str = "auto"  # auto (fixed for regression losses, radius for focal) | fixed | radius | oks
     sigma: float = 2.0  # fixed policy
     min_overlap: float = 0.7  # radius policy
@@ -211,7 +206,8 @@ class EvalSection:
     pck_threshold: float = 0.2
     failure_threshold: float = 0.1
     detection_distance: float = 0.1  # multi-instance AP: a match within this fraction of the box size
-    max_instances: int = 20  # multi: peaks kept per keypoint type; bottomup: people decoded per image
+    max_instances: int = 20  # multi: instances per image; an image keeps max_instances x K peaks of all its maps
+    max_people: int = 20  # bottomup: people (centre candidates) decoded per image
     joint_threshold: float = 0.2  # bottomup: a joint snaps to a joint-heatmap peak at least this high
     person_score: str = "centre_x_joints"  # bottomup: centre (CenterNet: the centre peak) | centre_x_joints
 
@@ -285,7 +281,7 @@ def merge_config(base: DictConfig, other, where: str) -> DictConfig:
 
 #: keys whose value counts steps, samples or pixels and must be at least 1
 AT_LEAST_ONE = ("train.steps", "train.batch_size", "train.eval_every", "train.checkpoint_every", "train.log_every",
-                "eval.batch_size", "eval.max_instances", "target.stride")
+                "eval.batch_size", "eval.max_instances", "eval.max_people")
 #: keys that must not be negative (0 turns the feature off or keeps a default)
 NOT_NEGATIVE = ("train.warmup_steps", "train.clip_grad", "train.weight_decay", "train.threads", "data.num_workers",
                 "train.unfreeze_step")
@@ -313,11 +309,12 @@ def value_problems(config: DictConfig) -> List[str]:
     from .multisource import source_problems  # the sources of a union run, each entry by its index
 
     problems += source_problems(config)
-    size, stride = list(config.data.input_size), config.target.stride
+    size = list(config.data.input_size)
     if len(size) != 2 or min(size) <= 0:
         problems.append(f"data.input_size={size}: expected [width, height], two positive integers")
-    elif stride >= 1 and (size[0] % stride or size[1] % stride):
-        problems.append(f"data.input_size={size}: width and height must divide by target.stride={stride}")
+    elif size[0] % OUTPUT_STRIDE or size[1] % OUTPUT_STRIDE:
+        problems.append(f"data.input_size={size}: width and height must divide by {OUTPUT_STRIDE}, the models' "
+                        "heatmap stride")
     return problems
 
 
@@ -347,21 +344,85 @@ def load_config(name_or_path: Optional[str] = None, overrides: Sequence[str] = (
     (the default) a value no run can use (see :func:`value_problems`) is a :class:`ConfigError`
     listing every such value; ``heatmapnet check`` loads without it and reports them with the rest."""
     path = resolve_config_path(name_or_path)
-    return _schema_config(_load_yaml(path), str(path), overrides, validate)
+    return _schema_config(_load_yaml(path), str(path), overrides, validate, stored=False)
 
 
 def config_from_dict(values: dict, where: str, overrides: Sequence[str] = (), validate: bool = True) -> DictConfig:
     """A stored config (a plain dict, e.g. a checkpoint's) on today's schema, as :func:`load_config`
     reads a file: a setting added to the schema since it was stored takes its default; one the
-    schema no longer has is a :class:`ConfigError` naming it (and ``where``)."""
-    return _schema_config(OmegaConf.create(values), where, overrides, validate)
+    schema no longer has is a :class:`ConfigError` naming it (and ``where``), except a retired key
+    at its one legal value (:data:`RETIRED_KEYS`), which is dropped. A bottom-up config stored
+    before ``eval.max_people`` keeps the people count it had in ``eval.max_instances``."""
+    values = OmegaConf.create(values)
+    evaluation = values.get("eval") or {}
+    if values.get("data", {}).get("mode") == "bottomup" and "max_instances" in evaluation \
+            and "max_people" not in evaluation:
+        values.eval.max_people = evaluation["max_instances"]
+    return _schema_config(values, where, overrides, validate, stored=True)
 
 
-def _schema_config(values: DictConfig, where: str, overrides: Sequence[str], validate: bool) -> DictConfig:
+#: keys the schema no longer has, each with the one value it could take and why. A file or
+#: override that gives that value still loads, the key dropped with a warning (a stored config,
+#: silently); any other value is a :class:`ConfigError` naming the key.
+RETIRED_KEYS = {"target.stride": (OUTPUT_STRIDE, f"the models' heatmaps are always at stride {OUTPUT_STRIDE}")}
+
+
+def _drop_retired(values: DictConfig, where: str, stored: bool) -> DictConfig:
+    for key, (legal, why) in RETIRED_KEYS.items():
+        section, name = key.rsplit(".", 1)
+        node = OmegaConf.select(values, section)
+        if not isinstance(node, DictConfig) or name not in node:
+            continue
+        if node[name] != legal:
+            raise ConfigError(f"{where}: {key}={node[name]}: no longer a setting: {why}")
+        if not stored:
+            print(f"warning: {key} is no longer a setting ({why}); remove it from {where}", file=sys.stderr)
+        values = copy.deepcopy(values)
+        del OmegaConf.select(values, section)[name]
+    return values
+
+
+#: settings that only some data.mode values read (``section.*``: all of a section's). A value set
+#: away from its default under another mode is one warning line at load (:func:`ignored_settings`).
+MODE_ONLY_SETTINGS = {
+    "bottomup.*": ("bottomup",),
+    "eval.joint_threshold": ("bottomup",),
+    "eval.person_score": ("bottomup",),
+    "eval.max_people": ("bottomup",),
+    "eval.max_instances": ("multi",),
+}
+#: settings of a split (``data.train``, ``data.val``) that only mosaic sources read
+MOSAIC_ONLY_SETTINGS = ("people", "canvas")
+
+
+def ignored_settings(config: DictConfig) -> List[str]:
+    """One warning line for each setting ``config`` gives away from its default that its
+    ``data.mode`` (or, for a split's mosaic settings, the split's source) does not read."""
+    defaults = OmegaConf.structured(RunConfig)
+    mode = config.data.mode
+    lines = []
+    for pattern, modes in MODE_ONLY_SETTINGS.items():
+        if mode in modes:
+            continue
+        section, name = pattern.rsplit(".", 1)
+        names = list(defaults[section]) if name == "*" else [name]
+        lines += [f"warning: {section}.{key} is ignored in data.mode={mode} (read in data.mode={'|'.join(modes)})"
+                  for key in names if config[section][key] != defaults[section][key]]
+    for split in ("train", "val"):
+        section = config.data[split]
+        if section.source != "mosaic":
+            lines += [f"warning: data.{split}.{key} is ignored with data.{split}.source={section.source} "
+                      "(read by mosaic sources only)"
+                      for key in MOSAIC_ONLY_SETTINGS if section[key] != defaults.data[split][key]]
+    return lines
+
+
+def _schema_config(values: DictConfig, where: str, overrides: Sequence[str], validate: bool,
+                   stored: bool) -> DictConfig:
     config = OmegaConf.structured(RunConfig)
     OmegaConf.set_struct(config, True)
     OmegaConf.set_struct(config.train.lr_mult, False)  # its keys are module prefixes, not schema keys
-    config = merge_config(config, values, where)
+    config = merge_config(config, _drop_retired(values, where, stored), where)
     _open_source_augmentation(config)
     for override in overrides:
         if "=" not in override:
@@ -369,7 +430,9 @@ def _schema_config(values: DictConfig, where: str, overrides: Sequence[str], val
         if _LIST_ITEM.search(override.split("=", 1)[0]):
             config = _update_list_item(config, override)
         else:
-            config = merge_config(config, OmegaConf.from_dotlist([override]), f"override {override!r}")
+            where_override = f"override {override!r}"
+            dotlist = _drop_retired(OmegaConf.from_dotlist([override]), where_override, stored)
+            config = merge_config(config, dotlist, where_override)
     try:
         OmegaConf.resolve(config)
     except Exception as error:  # an interpolation that cannot be resolved names its key
@@ -377,6 +440,9 @@ def _schema_config(values: DictConfig, where: str, overrides: Sequence[str], val
     problems = value_problems(config) if validate else []
     if problems:
         raise ConfigError(f"{where}: " + "; ".join(problems))
+    if not stored:  # a stored config is what its run used; nothing in it is the reader's to change
+        for line in ignored_settings(config):
+            print(line, file=sys.stderr)
     return config
 
 

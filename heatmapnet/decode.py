@@ -24,13 +24,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .kernels import active as active_kernels
 from .targets import usable_sigmas
 from .windows import window_view_numpy, window_view_torch
 
-try:  # the CPU kernels (heatmapnet/_kernels.c), built by setup.py where a C compiler is found
-    from . import _kernels
-except ImportError:  # decoding takes its PyTorch path, which gives the same values
-    _kernels = None
 
 REFINEMENTS = ("none", "quarter", "dark")
 _LOG_FLOOR = 1e-10  # log-heatmap floor for DARK: values at or below it carry no shape information
@@ -201,15 +198,15 @@ def _blur_kernel_numpy(sigma: float) -> np.ndarray:
     return _blur_kernel(sigma, torch.float32, torch.device("cpu"))[0].numpy()
 
 
-def _kernel_points(maps: torch.Tensor, flat_index: torch.Tensor, sigma: float):
-    """DARK's points after its blur by the C kernel (CPU), and the maps it leaves to the whole-map
-    blur (indices), under the same rules as :func:`_blurred_patches`."""
+def _kernel_points(kernels, maps: torch.Tensor, flat_index: torch.Tensor, sigma: float):
+    """DARK's points after its blur by the C kernel (CPU; ``kernels`` the extension), and the maps
+    it leaves to the whole-map blur (indices), under the same rules as :func:`_blurred_patches`."""
     count, height, width = maps.shape
     points = np.empty((count, 2), dtype=np.float32)
     whole = np.empty(count, dtype=np.uint8)
-    _kernels.blurred_dark_points(np.ascontiguousarray(maps.detach().numpy()), height, width,
-                                 np.ascontiguousarray(flat_index.numpy()), _blur_kernel_numpy(sigma), _LOG_FLOOR,
-                                 points, whole)
+    kernels.blurred_dark_points(np.ascontiguousarray(maps.detach().numpy()), height, width,
+                                np.ascontiguousarray(flat_index.numpy()), _blur_kernel_numpy(sigma), _LOG_FLOOR,
+                                points, whole)
     return torch.from_numpy(points), torch.from_numpy(np.flatnonzero(whole))
 
 
@@ -218,8 +215,9 @@ def _blurred_dark_points(maps: torch.Tensor, flat_index: torch.Tensor, scores: t
     (N, H, W); the peak's flat index and value): the C kernel on CPU where it is built, else the
     windowed PyTorch path; maps either leaves over are blurred whole."""
     width = maps.shape[2]
-    if _kernels is not None and maps.device.type == "cpu":
-        points, whole = _kernel_points(maps, flat_index, sigma)
+    kernels = active_kernels()
+    if kernels is not None and maps.device.type == "cpu":
+        points, whole = _kernel_points(kernels, maps, flat_index, sigma)
     else:
         px, py = flat_index % width, flat_index // width
         patches, row_ok, col_ok, whole = _blurred_patches(maps, px, py, scores, sigma)

@@ -27,7 +27,7 @@ gt_self                     the annotations themselves (must be 1.0: else the ev
 Besides OKS: ``centre AP``, the centre heatmap as a detector (the decoded centre candidates, by
 score, each a hit when within ``centre_distance * sqrt(w * h)`` of the box centre of a not yet
 matched annotated person of its image, nearest first in those units; VOC area under the curve),
-and the joint heatmaps' per-type keypoint AP (each type's ``max_instances`` best peaks, at the
+and the joint heatmaps' per-type keypoint AP (each type's ``eval.max_people`` best peaks, at the
 pixel plus the joint offset read there, through
 :func:`heatmapnet.scoring.keypoint_detection_ap` with ``eval.detection_distance``). All points
 are compared in the original image's pixels. Nothing loops over people: per batch the oracles are
@@ -366,7 +366,7 @@ def diagnose(records, dataset, codec: BottomUpCodec, mode, scheme, eval_section,
     with torch.no_grad():
         for batch in loader:
             maps = None if maps_of is None else maps_of(batch)
-            parts.append(batch_oracles(codec, mode, maps, batch, plain, int(eval_section.max_instances)))
+            parts.append(batch_oracles(codec, mode, maps, batch, plain, int(eval_section.max_people)))
             present = torch.arange(batch["centre_mask"].shape[1])[None, :] < batch["num_instances"][:, None]
             off_map += int((present & (batch["centre_mask"] <= 0)).sum())
     people = {name: _joined(PeoplePredictions, [p.people[name] for p in parts]) for name in parts[0].people}

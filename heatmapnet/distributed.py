@@ -69,14 +69,6 @@ def values_over_ranks(value: torch.Tensor, dist: DistInfo) -> List[float]:
     return slots.tolist()
 
 
-def mean_over_ranks(value: torch.Tensor, dist: DistInfo) -> torch.Tensor:
-    if not dist.enabled:
-        return value
-    value = value.detach().clone()
-    torch_dist.all_reduce(value, op=torch_dist.ReduceOp.SUM)
-    return value / dist.world_size
-
-
 def barrier(dist: DistInfo) -> None:
     if dist.enabled:
         torch_dist.barrier()

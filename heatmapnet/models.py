@@ -19,10 +19,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import OUTPUT_STRIDE
 from .losses import prior_bias
 from .registry import Registry
 
-OUTPUT_STRIDE = 4
 HEADS: Registry = Registry("model.head")
 ACTIVATIONS = ("sigmoid", "identity")
 SIGMOID_PRIOR = 0.1  # the probability a fresh sigmoid head predicts everywhere

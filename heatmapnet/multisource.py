@@ -95,9 +95,8 @@ def source_problems(config) -> List[str]:
         if section.source != "files" or section.ann_file:
             problems.append(f"data.{split}: lists sources, so its own source={section.source!r} and "
                             f"ann_file={section.ann_file!r} are unused; give one or the other")
-    from .config import AugmentationSection
+    from .augmentation import unknown_settings
 
-    valid = sorted(AugmentationSection.__dataclass_fields__)
     names = [source_name(source) for source in train]
     for index, source in enumerate(train):
         key = f"data.train.sources[{index}]"
@@ -109,8 +108,7 @@ def source_problems(config) -> List[str]:
             problems.append(f"{key}.name={names[index]!r}: another training source has that name; name each one")
         if source.flip_test is not None:
             problems.append(f"{key}.flip_test: a setting of validation sources (data.val.sources)")
-        problems += [f"{key}.augmentation.{name}: not a setting of data.augmentation; choose from {valid}"
-                     for name in source.augmentation if name not in valid]
+        problems += unknown_settings(source.augmentation, f"{key}.augmentation")
     seen = set()
     for index, source in enumerate(val):
         key = f"data.val.sources[{index}]"
@@ -341,13 +339,12 @@ class MixedSources(Dataset):
         return sample
 
 
-def source_augmentation(config: DictConfig, section):
-    """``data.augmentation`` with a training source's own settings (``augmentation: {...}``)."""
-    from .data.transforms import Augmentation
+def source_augmentation(config: DictConfig, section, where: str):
+    """``data.augmentation`` with a training source's own settings (``augmentation: {...}``, the
+    key ``where``)."""
+    from .augmentation import Augmentation
 
-    settings = OmegaConf.to_container(config.data.augmentation)
-    settings.update({key: float(value) for key, value in section.augmentation.items()})
-    return Augmentation(**settings)
+    return Augmentation.from_config(config.data.augmentation, section.augmentation, where=where)
 
 
 def build_source_dataset(config: DictConfig, records: Sequence, codec, train: bool) -> MixedSources:
@@ -360,7 +357,8 @@ def build_source_dataset(config: DictConfig, records: Sequence, codec, train: bo
     positions = _by_source(records)
     parts, sources = [], []
     for source in sorted(positions):
-        augmentation = source_augmentation(config, config.data.train.sources[source]) if train else NO_AUGMENTATION
+        augmentation = source_augmentation(config, config.data.train.sources[source],
+                                           f"data.train.sources[{source}].augmentation") if train else NO_AUGMENTATION
         mine = [records[p] for p in positions[source]]
         parts.append(TopDownDataset(mine, codec, layout.flip_permutation(source), augmentation, config.data.padding,
                                     config.train.seed))

@@ -7,7 +7,7 @@ first save. It
 
 - validates the whole config: every value (:func:`heatmapnet.config.value_problems`), every name
   a registry resolves (mode, scheme, loss, sigma policy, head, timm backbone, optimizer), the
-  evaluation's ``eval.refine``, the target stride against the model's, the split into DDP ranks;
+  evaluation's ``eval.refine``, the split into DDP ranks;
   it builds the loss, criterion, codec and model (on the meta device) as the run will, and
   encodes and decodes one instance with the codec, so that settings read only at the first step
   or the first evaluation fail here;
@@ -63,7 +63,7 @@ from .errors import UserError
 from .finetune import prefix_problems
 from .imageio import EXIF_ORIENTATIONS, exif_orientation
 from .metadata import KeypointScheme
-from .models import HEADS, OUTPUT_STRIDE
+from .models import HEADS
 from .modes import MODES
 from .optimizers import OPTIMIZERS
 from .transfer import read_source
@@ -236,9 +236,6 @@ def check_components(config: DictConfig, world_size: int = 1, with_scheme: bool 
         report.problems.append(f"train.batch_size={train.batch_size}: must divide by the {world_size} DDP ranks")
     if train.optimizer not in OPTIMIZERS:
         report.problems.append(f"train.optimizer={train.optimizer!r}: choose one of {OPTIMIZERS.names()}")
-    if config.target.stride != OUTPUT_STRIDE:
-        report.problems.append(f"target.stride={config.target.stride}: the model's heatmaps are at stride "
-                               f"{OUTPUT_STRIDE}")
     pretrained = config.model.pretrained_path
     if pretrained and not os.path.isfile(pretrained):
         report.problems.append(f"model.pretrained_path: weight file not found: {pretrained}")

@@ -16,12 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from .registry import Registry
+from .kernels import active as active_kernels
 from .windows import window_view_numpy
 
-try:  # the CPU kernels, built by setup.py where a C compiler is found
-    from . import _kernels
-except ImportError:  # drawing takes its PyTorch path, which gives the same maps
-    _kernels = None
 
 ArrayLike = Union[float, np.ndarray, torch.Tensor, Sequence[float]]
 
@@ -274,10 +271,11 @@ def splat_gaussians(points: torch.Tensor, channels: torch.Tensor, sigmas: torch.
     out = lazy_zeros(num_channels * height * width, device)
     if points.shape[0] == 0:
         return out.view(num_channels, height, width)
-    if _kernels is not None and device.type == "cpu":  # one pass over the points, each window written once
-        _kernels.max_gaussians(out.numpy(), height, width, points.contiguous().numpy(), channels.contiguous().numpy(),
-                               sigmas.contiguous().numpy(), draw.contiguous().numpy(), TRUNCATE_SIGMAS,
-                               _VALUE_AT_TRUNCATION, exact_peak)
+    kernels = active_kernels()
+    if kernels is not None and device.type == "cpu":  # one pass over the points, each window written once
+        kernels.max_gaussians(out.numpy(), height, width, points.contiguous().numpy(), channels.contiguous().numpy(),
+                              sigmas.contiguous().numpy(), draw.contiguous().numpy(), TRUNCATE_SIGMAS,
+                              _VALUE_AT_TRUNCATION, exact_peak)
         return out.view(num_channels, height, width)
 
     centre = torch.floor(points + 0.5)  # the pixel nearest each point

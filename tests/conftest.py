@@ -1,12 +1,12 @@
 """Shared fixtures. ``shared_data``: the real keypoint data (see /work/shared/data/README.md);
-``cpu_path``: the C kernels or, with them hidden, the PyTorch paths."""
+``cpu_path``: the C kernels or, with them turned off, the PyTorch paths."""
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from heatmapnet import bottomup, decode, targets
+from heatmapnet import kernels
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -25,24 +25,21 @@ def shared_data() -> Path:
 def c_kernels():
     """The C kernels (heatmapnet._kernels). They must be built wherever a C compiler is found
     (``pip install -e .`` builds them); only a machine without one skips."""
-    if targets._kernels is None:
+    if kernels.built() is None:
         if shutil.which("cc") is None and shutil.which("gcc") is None:
             pytest.skip("no C compiler: `pip install -e .` could not build heatmapnet._kernels")
         pytest.fail("heatmapnet._kernels is not built although a C compiler is here: run `pip install -e .`")
-    return targets._kernels
+    return kernels.built()
 
 
 @pytest.fixture(params=["c-kernel", "pytorch"])
-def cpu_path(request, monkeypatch):
-    """Runs a test through the C kernels or, with them hidden, through the PyTorch paths, which
-    must give the same values."""
+def cpu_path(request):
+    """Runs a test through the C kernels or, with them turned off (:func:`heatmapnet.kernels.use_kernels`),
+    through the PyTorch paths, which must give the same values."""
     if request.param == "c-kernel":
         request.getfixturevalue("c_kernels")
-    else:
-        monkeypatch.setattr(targets, "_kernels", None)
-        monkeypatch.setattr(decode, "_kernels", None)
-        monkeypatch.setattr(bottomup, "_kernels", None)
-    return request.param
+    with kernels.use_kernels(request.param == "c-kernel"):
+        yield request.param
 
 
 #: the settings of a run that takes seconds on one core (synthetic faces at 64 px, a small model)

@@ -1,4 +1,4 @@
-"""The benchmark's fast paths against the anchors' published formulations (heatmapnet.reference,
+"""The benchmark's fast paths against the anchors' published formulations (heatmapnet.testing.reference,
 checked by hand in tests/test_reference.py) as oracles: equal where the definitions coincide, and
 where heatmapnet differs by design the difference is stated and asserted, not left out.
 ``heatmapnet bench --json`` writes its keys.
@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from heatmapnet import bench, reference
+from heatmapnet import bench
 from heatmapnet.cli import main as cli_main
 from heatmapnet.decode import decode_keypoints
 from heatmapnet.losses import DistanceAwareFocalLoss, distance_aware_focal_loss_elementwise
 from heatmapnet.targets import render_heatmaps_batched, sigma_from_radius, window_groups
+from heatmapnet.testing import crowd_scene, decode_inputs, focal_inputs, reference
 
 
 # ----------------------------------------------------------------------------------------------
@@ -29,7 +30,7 @@ def test_renderer_equals_centernet_drawing_within_3_sigma_on_centernets_own_inpu
     # max-combined, and agree wherever CenterNet's value is >= exp(-4.5), i.e. within 3 sigma
     # (= r + 0.5) of the point that sets it. By design they differ beyond 3 sigma: CenterNet fills
     # its whole (2r + 1)^2 square, whose corners lie up to r sqrt(2) away, heatmapnet cuts there.
-    points, radii = bench.crowd_scene(3, 4, 17, 40, seed=1)
+    points, radii = crowd_scene(3, 4, 17, 40, seed=1)
     points = np.trunc(points)
     points[0, 0, :3] = [[-1.0, 5.0], [39.0, 39.0], [12.0, 0.0]]  # off the map (both skip it), last pixel, edge
     radii[0] = [0, 5, 2, 3]  # a one-pixel target and wide ones (crowd_scene's 40-px boxes give radii 0..1)
@@ -75,7 +76,7 @@ def test_window_groups_cover_every_width_without_much_wider_windows():
 def test_fused_focal_loss_equals_centernet_form_within_the_clamp():
     # logits within +-9 keep CenterNet's clamp of the sigmoid at [1e-4, 1 - 1e-4] inactive;
     # (2, 8, 48, 64) spans two chunks of the fused sweep
-    logits, target = bench.focal_inputs((2, 8, 48, 64), torch.device("cpu"), seed=3)
+    logits, target = focal_inputs((2, 8, 48, 64), torch.device("cpu"), seed=3)
     ours_x, base_x = logits.clone().requires_grad_(), logits.clone().requires_grad_()
     ours = DistanceAwareFocalLoss()(ours_x, target)
     base = reference.centernet_focal_loss(base_x, target)
@@ -134,7 +135,7 @@ def test_fused_focal_loss_passes_gradcheck():
 
 
 def test_fused_focal_loss_without_gradient_and_with_retained_graph():
-    logits, target = bench.focal_inputs((1, 3, 16, 16), torch.device("cpu"), seed=7)
+    logits, target = focal_inputs((1, 3, 16, 16), torch.device("cpu"), seed=7)
     with torch.no_grad():
         value = DistanceAwareFocalLoss()(logits, target)
     x = logits.clone().requires_grad_()
@@ -151,7 +152,7 @@ def test_fused_focal_loss_without_gradient_and_with_retained_graph():
 # ----------------------------------------------------------------------------------------------
 def test_hrnet_quarter_loop_and_decode_keypoints_give_the_same_coordinates_away_from_the_border():
     # peaks at least 3 pixels from the border (the benchmark's maps): both apply the same offset
-    maps, _ = bench.decode_inputs((3, 17, 24, 28), seed=2)
+    maps, _ = decode_inputs((3, 17, 24, 28), seed=2)
     expected = reference.hrnet_quarter_decode(maps.numpy())
     ours = decode_keypoints(maps, refine="quarter").coordinates
     np.testing.assert_array_equal(ours.numpy(), expected)

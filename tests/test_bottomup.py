@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from heatmapnet import bottomup
-from heatmapnet.bench import people_maps
 from heatmapnet.bottomup import BottomUpCodec, BottomUpCriterion, BottomUpLayout
 from heatmapnet.cli import main
 from heatmapnet.data.pipelines import BottomUpDataset, collate_samples
@@ -24,10 +23,12 @@ from heatmapnet.data.records import Instance, Record
 from heatmapnet.data.transforms import NO_AUGMENTATION, AffineParams
 from heatmapnet.cocoeval import people_results
 from heatmapnet.evaluation import PeoplePredictions, heatmap_probabilities, invert_affine_batch
+from heatmapnet.kernels import use_kernels
 from heatmapnet.metadata import load_scheme
 from heatmapnet.modes import BottomUpMode
 from heatmapnet.scoring import people_metrics
 from heatmapnet.targets import FixedSigma, RadiusSigma
+from heatmapnet.testing import people_maps
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -677,7 +678,7 @@ def test_people_results_are_coco_keypoint_results(crowd_records):
 TINY = ["data.input_size=[128,128]", "data.num_workers=0", "model.backbone=mobilenetv3_small_050",
         "model.head_channels=16", "train.steps=2", "train.batch_size=4", "train.warmup_steps=1",
         "train.eval_every=1000", "train.checkpoint_every=1000", "train.log_every=1", "eval.batch_size=4",
-        "train.threads=2", "eval.max_instances=20"]
+        "train.threads=2", "eval.max_people=20"]
 PEOPLE = TINY + ["data.train.num_samples=16", "data.val.num_samples=3"]
 
 
@@ -892,14 +893,14 @@ def test_top_peaks_take_every_pixel_of_a_plateau_and_order_equal_values_by_index
     assert index[0, 0].tolist() == [0, 2, -1]
 
 
-def test_the_c_kernel_and_the_pytorch_path_find_the_same_peaks_in_network_like_maps(c_kernels, monkeypatch):
+def test_the_c_kernel_and_the_pytorch_path_find_the_same_peaks_in_network_like_maps(c_kernels):
     maps, codec = people_maps(3, 17, 48, (4, 12))
     maps[1] = torch.round(maps[1] * 8) / 8  # coarse values: plateaus and equal peaks everywhere
     found = []
-    for kernels in (c_kernels, None):
-        monkeypatch.setattr(bottomup, "_kernels", kernels)
-        found.append([bottomup.top_peaks(maps, codec.layout.centre, 32),
-                      bottomup.top_peaks(maps, codec.layout.joints, 100, 0.1)])
+    for enabled in (True, False):
+        with use_kernels(enabled):
+            found.append([bottomup.top_peaks(maps, codec.layout.centre, 32),
+                          bottomup.top_peaks(maps, codec.layout.joints, 100, 0.1)])
     for (kernel_values, kernel_index), (torch_values, torch_index) in zip(*found):
         assert torch.equal(kernel_index, torch_index) and torch.equal(kernel_values, torch_values)
     assert int((found[0][1][1] >= 0).sum()) > 100  # not vacuous
@@ -946,13 +947,13 @@ def test_the_peak_kernel_checks_its_arguments(c_kernels):
         c_kernels.top_peaks(maps, 4, 5, 3, 1, 2, 4, 0.5, bytes(64), index)
 
 
-def test_both_cpu_paths_decode_crowds_identically(c_kernels, monkeypatch):
+def test_both_cpu_paths_decode_crowds_identically(c_kernels):
     maps, codec = people_maps(4, 17, 48, (4, 12))
     maps[2:, codec.layout.heatmap_channels] = torch.round(maps[2:, codec.layout.heatmap_channels] * 8) / 8  # ties
     decoded = []
-    for kernels in (c_kernels, None):
-        monkeypatch.setattr(bottomup, "_kernels", kernels)
-        decoded.append(codec.decode(maps, max_people=20))
+    for enabled in (True, False):
+        with use_kernels(enabled):
+            decoded.append(codec.decode(maps, max_people=20))
     for name, kernel, pytorch in zip(decoded[0]._fields, *decoded):
         assert torch.equal(kernel, pytorch), name
     snapped = decoded[0].snapped[:, :8]

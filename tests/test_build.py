@@ -208,9 +208,9 @@ def test_explicit_sigma_policies_and_exact_peak_override_the_loss():
     assert codec_for("loss.name=mse", "target.exact_peak=true").exact_peak is True
 
 
-def test_the_codec_reads_input_size_stride_and_decoding_settings_from_the_config():
-    codec = codec_for("data.input_size=[96,64]", "target.stride=8", "eval.refine=quarter", "eval.blur_sigma=1.5")
-    assert codec.input_size == (96, 64) and codec.stride == 8 and codec.heatmap_size == (8, 12)
+def test_the_codec_reads_input_size_and_decoding_settings_from_the_config():
+    codec = codec_for("data.input_size=[96,64]", "eval.refine=quarter", "eval.blur_sigma=1.5")
+    assert codec.input_size == (96, 64) and codec.stride == 4 and codec.heatmap_size == (16, 24)
     assert (codec.refine, codec.blur_sigma) == ("quarter", 1.5)
 
 

@@ -13,6 +13,7 @@ from scipy import ndimage
 
 from heatmapnet import decode
 from heatmapnet.decode import decode_keypoints, decode_peaks, gaussian_blur, refine_peaks
+from heatmapnet.kernels import use_kernels
 from heatmapnet.targets import render_heatmaps
 from heatmapnet.windows import window_view_numpy, window_view_torch
 
@@ -434,22 +435,22 @@ def test_dark_after_the_blur_of_negative_maps_stays_on_the_argmax(cpu_path):
 # ----------------------------------------------------------------------------------------------
 # The C kernel, the windowed PyTorch path and the whole-map blur
 # ----------------------------------------------------------------------------------------------
-def test_the_c_kernel_and_the_pytorch_path_agree_on_network_like_maps(c_kernels, monkeypatch):
+def test_the_c_kernel_and_the_pytorch_path_agree_on_network_like_maps(c_kernels):
     generator = torch.Generator().manual_seed(4)
     points = torch.rand(3, 17, 2, generator=generator) * torch.tensor([47.0, 63.0]) - 0.5  # borders too
     maps = torch.stack([_one_point_per_channel(p, 2.5, (64, 48), exact_peak=False)[0] for p in points])
     maps = maps + 0.05 * torch.rand(maps.shape, generator=generator)
     kernel = decode_keypoints(maps, refine="dark", blur_sigma=2.0).coordinates
-    monkeypatch.setattr(decode, "_kernels", None)
-    torch.testing.assert_close(kernel, decode_keypoints(maps, refine="dark", blur_sigma=2.0).coordinates,
-                               atol=2e-5, rtol=0)
+    with use_kernels(False):
+        pytorch = decode_keypoints(maps, refine="dark", blur_sigma=2.0).coordinates
+    torch.testing.assert_close(kernel, pytorch, atol=2e-5, rtol=0)
 
 
 def test_the_c_kernel_flags_maps_it_leaves_to_the_whole_map_blur_and_rejects_bad_input(c_kernels):
     maps = torch.rand(3, 20, 20, generator=torch.Generator().manual_seed(2)) ** 2
     maps[1], maps[1, 10, 9] = -1.0, -0.5  # a peak value <= 0 has no log
     maps[2], maps[2, 8, 11] = 0.0, 1e-12  # its blurred values lie at the log floor
-    points, whole = decode._kernel_points(maps, maps.flatten(1).argmax(dim=1), 1.5)
+    points, whole = decode._kernel_points(c_kernels, maps, maps.flatten(1).argmax(dim=1), 1.5)
     assert whole.tolist() == [1, 2]
     kernel_1d = decode._blur_kernel_numpy(1.5)
     buffers = np.empty((3, 2), np.float32), np.empty(3, np.uint8)

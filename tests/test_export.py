@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from deploy_models import textured_image, tiny_checkpoint
-from heatmapnet.bench import people_maps
+from heatmapnet.testing import people_maps
 from heatmapnet.build import build_codec
 from heatmapnet.codec import HeatmapCodec
 from heatmapnet.cli import main

@@ -178,3 +178,36 @@ def test_an_unusable_blur_sigma_is_refused_alike_by_both_decoding_paths(sigma, c
         decode_keypoints(maps, refine="dark", blur_sigma=sigma)
     with pytest.raises(ValueError, match="DARK's blur sigma"):
         decode.gaussian_blur(maps, sigma)
+
+
+# ----------------------------------------------------------------------------------------------
+# the switch (heatmapnet.kernels.use_kernels)
+# ----------------------------------------------------------------------------------------------
+def test_use_kernels_turns_every_fast_path_off_and_a_with_block_restores_it(c_kernels, monkeypatch):
+    from heatmapnet import bottomup, kernels, targets
+
+    calls = []
+    for name in ("max_gaussians", "blurred_dark_points", "top_peaks"):  # record each kernel call, then run it
+        original = getattr(c_kernels, name)
+        monkeypatch.setattr(c_kernels, name, lambda *args, _f=original, _n=name: calls.append(_n) or _f(*args))
+
+    def run_all():
+        calls.clear()
+        maps = targets.render_heatmaps(torch.tensor([[5.3, 6.1]]), torch.tensor([0]), 1.5, 1, (16, 16))
+        decode_keypoints(maps[None], refine="dark", blur_sigma=1.0)
+        bottomup.top_peaks(maps[None], slice(0, 1), 2)
+        return sorted(calls)
+
+    everything = ["blurred_dark_points", "max_gaussians", "top_peaks"]
+    assert run_all() == everything
+    with kernels.use_kernels(False):
+        assert kernels.active() is None and run_all() == []
+        with kernels.use_kernels(True):
+            assert run_all() == everything
+        assert run_all() == []
+    assert kernels.active() is c_kernels and run_all() == everything
+    kernels.use_kernels(False)  # a plain call: off from now on
+    try:
+        assert run_all() == []
+    finally:
+        kernels.use_kernels(True)

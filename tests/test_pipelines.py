@@ -169,3 +169,25 @@ def test_heatmap_weights_leave_out_a_crops_unlabelled_and_off_crop_points_but_ke
     # a channel of a whole image mixes instances: none is masked, whatever one instance's labels say
     assert whole["heatmap_weights"].tolist() == [1.0, 1.0, 1.0]
     assert whole["keypoint_weights"].tolist() == [[1.0, 0.0, 1.0]]
+
+
+def test_augmentation_is_built_from_the_config_section_and_names_an_unknown_setting():
+    from pathlib import Path
+
+    import yaml
+
+    from heatmapnet.config import load_config
+    from heatmapnet.errors import ConfigError
+
+    # mtfl5.yaml sets flip_probability: 0.0 and nothing else: the other ranges are mmpose's defaults
+    assert yaml.safe_load((Path(__file__).parent.parent / "configs" / "mtfl5.yaml").read_text())["data"]["augmentation"] == {"flip_probability": 0.0}
+    built = Augmentation.from_config(load_config("mtfl5").data.augmentation)
+    assert built == Augmentation(scale=0.25, rotation=30.0, rotation_probability=0.6, translation=0.1,
+                                 flip_probability=0.0, brightness=0.2, contrast=0.2, saturation=0.2)
+    # a source's own settings go over the section's, as ints or floats
+    assert Augmentation.from_config({"rotation": 10}, {"rotation": 5, "scale": 0}).rotation == 5.0
+    with pytest.raises(ConfigError) as caught:
+        Augmentation.from_config({"rotation": 10}, {"rotatoin": 5}, where="data.train.sources[1].augmentation")
+    assert str(caught.value) == ("data.train.sources[1].augmentation.rotatoin: not a setting of data.augmentation; "
+                                 "choose from ['brightness', 'contrast', 'flip_probability', 'rotation', "
+                                 "'rotation_probability', 'saturation', 'scale', 'translation']")

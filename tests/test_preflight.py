@@ -248,7 +248,6 @@ CONFIG_PROBLEMS = [  # an override -> the one problem the check reports
     ("target.sigma_policy=wide", "unknown target.sigma_policy 'wide'; choose one of ['fixed', 'oks', 'radius']"),
     ("target.radius_formula=cornernet", "target: formula must be one of ['centernet', 'exact'], got 'cornernet'"),
     ("train.optimizer=sgd", "train.optimizer='sgd': choose one of ['adam', 'adamw']"),
-    ("target.stride=8", "target.stride=8: the model's heatmaps are at stride 4"),
     ("data.mode=sideways", "unknown data.mode 'sideways'; choose one of ['bottomup', 'multi', 'topdown']"),
     ("model.pretrained_path=/no/such/weights.pth", "model.pretrained_path: weight file not found: "
                                                    "/no/such/weights.pth"),
@@ -258,7 +257,8 @@ CONFIG_PROBLEMS = [  # an override -> the one problem the check reports
     ("train.steps=-3", "train.steps=-3: must be >= 1"),
     ("data.input_size=[64]", "data.input_size=[64]: expected [width, height], two positive integers"),
     ("data.input_size=[0,64]", "data.input_size=[0, 64]: expected [width, height], two positive integers"),
-    ("data.input_size=[66,64]", "data.input_size=[66, 64]: width and height must divide by target.stride=4"),
+    ("data.input_size=[66,64]", "data.input_size=[66, 64]: width and height must divide by 4, the models' "
+                                "heatmap stride"),
 ]
 
 

@@ -1,4 +1,4 @@
-"""The reference implementations (heatmapnet.reference) against values worked out by hand from
+"""The reference implementations (heatmapnet.testing.reference) against values worked out by hand from
 the anchors' published formulas, on maps small enough to write out. No reference is checked
 against itself or against heatmapnet's own functions.
 """
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from heatmapnet import reference
+from heatmapnet.testing import reference
 
 # exp(-18 n / 25) for n = dx^2 + dy^2: CenterNet's Gaussian of radius 2 (sigma = 5 / 6)
 E1, E2, E4, E5, E8 = math.exp(-0.72), math.exp(-1.44), math.exp(-2.88), math.exp(-3.6), math.exp(-5.76)

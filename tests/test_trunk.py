@@ -18,7 +18,7 @@ from heatmapnet.data.pipelines import collate_samples
 from heatmapnet.errors import ConfigError
 from heatmapnet.metadata import KeypointScheme, load_scheme
 from heatmapnet.multisource import MixedSources, union_scheme
-from heatmapnet.reference import centernet_focal_loss
+from heatmapnet.testing.reference import centernet_focal_loss
 from heatmapnet.transfer import init_from_checkpoint
 
 BACKBONE = "mobilenetv3_small_050"

@@ -9,6 +9,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..decode import REFINEMENTS  # the decoders every run is evaluated with (re-exported by heatmapnet.ablate)
+
 # Recipes as data: config overrides on top of the setting's config. ``mse`` and ``focal`` are the
 # two standard recipes (each with its own target); the others change one part of them.
 RECIPES: Dict[str, Dict[str, object]] = {
@@ -68,7 +70,6 @@ class Continuation:
 CONTINUATIONS: Dict[str, Continuation] = {
     f"{base}_then_{then}": Continuation(base, then) for base, then in itertools.product(("mse", "focal"), repeat=2)}
 BUILTIN_SETTINGS = ("synthetic_faces", "synthetic_people")  # with no config: top-down faces, multi-instance people
-REFINEMENTS = ("none", "quarter", "dark")
 
 
 def arm_names() -> List[str]:

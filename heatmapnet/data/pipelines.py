@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 
 from ..codec import HeatmapCodec
 from ..errors import DataError
-from ..imageio import convention_note, read_image_and_orientation
+from ..imageio import read_image
 from .records import Instance, Record
 from .transforms import (NO_AUGMENTATION, AffineParams, Augmentation, box_to_center_size, crop_matrix,
                          jitter_colour, letterbox_matrix, to_input_tensor, transform_points, warp_image)
@@ -26,12 +26,13 @@ def load_image(record: Record) -> np.ndarray:
     naming it."""
     if record.image is not None:
         return record.image
-    image, orientation = read_image_and_orientation(record.image_path, record.exif_orientation)
+    image = read_image(record.image_path, record.exif_orientation)
     height, width = image.shape[:2]
     if (width, height) != (record.width, record.height):
-        raise DataError(f"{record.image_path}: image is {width}x{height} but its annotation says "
-                        f"width={record.width}, height={record.height}"
-                        f"{convention_note(record.exif_orientation, orientation)}")
+        from ..causes import size_finding  # the pre-flight's line for the same mismatch
+
+        raise DataError(size_finding(record.image_path, (width, height), (record.width, record.height),
+                                     exif_orientation=record.exif_orientation).text)
     return image
 
 

@@ -12,25 +12,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..augmentation import NO_AUGMENTATION, Augmentation  # noqa: F401  (the pipelines' names for them)
+
 IMAGE_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)  # RGB, ImageNet (timm's default)
 IMAGE_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-
-
-@dataclass(frozen=True)
-class Augmentation:
-    """Random train-time augmentation ranges; the defaults are mmpose's top-down settings."""
-
-    scale: float = 0.25  # box scale factor drawn from [1 - scale, 1 + scale]
-    rotation: float = 30.0  # degrees, drawn from [-rotation, rotation]
-    rotation_probability: float = 0.6
-    translation: float = 0.1  # fraction of the box size
-    flip_probability: float = 0.5
-    brightness: float = 0.2  # colour jitter ranges, each drawn from [1 - v, 1 + v]
-    contrast: float = 0.2
-    saturation: float = 0.2
-
-
-NO_AUGMENTATION = Augmentation(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
 @dataclass(frozen=True)

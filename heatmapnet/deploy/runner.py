@@ -13,7 +13,7 @@ non-finite number is an error, never a ``NaN`` written, and then nothing is writ
 annotated video's path. A predictor is anything with ``scheme``, ``mode_name`` and
 ``predict_frames(frames, batch_size)``: :class:`heatmapnet.predict.Predictor` (PyTorch) or
 :class:`.runtime.OnnxPredictor`; its ``exif_orientation`` (the model's ``data.exif_orientation``)
-says how image files are read (:func:`.sources.read_image`).
+says how image files are read (:func:`heatmapnet.imageio.read_image`).
 """
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ from .errors import DeployError
 from .framing import Frame, check_boxes_in_image, image_size_of
 from .output import JsonStream
 from .modes import MODE_SPECS, draw_entry
-from .sources import (VideoFrames, VideoOutput, boxes_for_frames, boxes_for_images, exif_orientation_of, first_video,
-                      image_paths, load_boxes, read_image, render_paths)
+from .sources import (VideoFrames, VideoOutput, as_pixels, boxes_for_frames, boxes_for_images, exif_orientation_of,
+                      first_video, image_paths, load_boxes, render_paths)
 
 
 def _progress(items: Iterable, total: Optional[int], unit: str) -> Iterable:
@@ -75,7 +75,7 @@ def predict_images(predictor, inputs: Sequence[str], boxes_path: Optional[str] =
         if render:
             Path(render).mkdir(parents=True, exist_ok=True)
         for group in _groups(_progress(paths, len(paths), "image"), batch_size):
-            frames = [_checked_boxes(Frame(read_image(path, orientation), boxes.get(path), path)) for path in group]
+            frames = [_checked_boxes(Frame(as_pixels(path, orientation), boxes.get(path), path)) for path in group]
             for path, frame, predictions in zip(group, frames, predictor.predict_frames(frames, batch_size)):
                 written.add({"image_path": path, "predictions": predictions})
                 if render and not cv2.imwrite(targets[path], draw_entry(frame.pixels, predictions,

@@ -44,20 +44,12 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".web
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
 
 
-def read_image(path, exif_orientation: str = DEFAULT_EXIF_ORIENTATION) -> np.ndarray:
-    """The image at ``path`` as uint8 BGR, read as training read it (:func:`heatmapnet.imageio.read_image`:
-    the EXIF orientation applied or ignored as ``exif_orientation`` says, the model's
-    ``data.exif_orientation``); a missing file is a FileNotFoundError, an unreadable or refused one
-    a :class:`DeployError`, each naming it."""
-    try:
-        return imageio.read_image(path, exif_orientation)
-    except imageio.ImageError as error:
-        raise DeployError(str(error)) from None
-
-
 def as_pixels(image: Union[str, Path, np.ndarray], exif_orientation: str = DEFAULT_EXIF_ORIENTATION) -> np.ndarray:
-    """An image given as pixels (uint8 BGR, returned as it is) or as a path (read by :func:`read_image`)."""
-    return image if isinstance(image, np.ndarray) else read_image(image, exif_orientation)
+    """An image given as pixels (uint8 BGR, returned as it is) or as a path, read as training read it
+    (:func:`heatmapnet.imageio.read_image`, under the model's ``data.exif_orientation``): a missing
+    file is a FileNotFoundError, an unreadable or refused one an :class:`~heatmapnet.imageio.ImageError`
+    (a user error, as the deploy command reports them), each naming it."""
+    return image if isinstance(image, np.ndarray) else imageio.read_image(image, exif_orientation)
 
 
 def exif_orientation_of(predictor) -> str:
