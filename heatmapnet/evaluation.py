@@ -4,6 +4,12 @@ Faces: NME (inter-ocular, from the scheme's metadata), failure rate and AUC at 0
 (top-down): PCK (torso-normalised where the scheme names a torso, else box size) and OKS AP/AR
 through pycocotools with the scheme's sigmas. Multi-instance maps: per-keypoint-type detection
 AP with a distance threshold relative to each person's size.
+
+Top-down faces and bodies also get the confidence of their keypoint scores
+(:mod:`heatmapnet.confidence`: ``confidence/auroc``, ``confidence/spearman``, ``confidence/ece``
+and the reliability bins), a hit being a normalised error within NME's failure threshold (faces)
+or PCK's threshold (bodies); bottom-up people get ``confidence/oks_ap_unranked``, the OKS AP with
+their scores replaced by chance.
 """
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from . import metrics
+from . import confidence, metrics
 from .codec import mirror_heatmaps
 from .data.pipelines import collate_samples
 from .distributed import DistInfo, gather_objects
@@ -131,27 +137,59 @@ def is_face_scheme(scheme: KeypointScheme) -> bool:
     return scheme.interocular is not None
 
 
+@dataclass
+class Normaliser:
+    """Each instance's length that its scheme's metric divides errors by."""
+
+    values: np.ndarray  # (N,); NaN where undefined (a torso joint unlabelled)
+    name: str  # interocular | torso | bbox
+
+
+def scheme_normaliser(scheme: KeypointScheme, gt: np.ndarray, visible: np.ndarray, boxes: np.ndarray) -> Normaliser:
+    """The normaliser of the scheme's metric: the inter-ocular distance of face schemes (NME), else
+    the torso where the scheme names one (PCK; NaN where a torso joint is unlabelled), else the
+    box's longer side. ``gt`` (N, K, 2), ``visible`` (N, K), ``boxes`` (N, 4) x, y, w, h."""
+    if is_face_scheme(scheme):
+        return Normaliser(metrics.pair_distance(gt, scheme.interocular), "interocular")
+    if scheme.torso is not None:
+        return Normaliser(metrics.torso_size(gt, scheme.torso, visible), "torso")
+    return Normaliser(metrics.bbox_size(boxes), "bbox")
+
+
+def keypoint_confidence(predictions: TopDownPredictions, gt: np.ndarray, visible: np.ndarray,
+                        normaliser: np.ndarray, threshold: float) -> confidence.ConfidenceResult:
+    """:func:`heatmapnet.confidence.measure_confidence` of the visible keypoints of the instances
+    whose normaliser is valid: each one's error its distance over its instance's normaliser, a hit
+    when that is <= ``threshold`` (NME's failure threshold for faces, PCK's for bodies)."""
+    valid = np.isfinite(normaliser) & (normaliser > 0)
+    counted = np.asarray(visible, bool) & valid[:, None]
+    distance = np.linalg.norm(predictions.keypoints - gt, axis=-1)
+    errors = distance[counted] / np.broadcast_to(normaliser[:, None], distance.shape)[counted]
+    return confidence.measure_confidence(predictions.scores[counted], errors, threshold)
+
+
 def face_metrics(records, predictions: TopDownPredictions, scheme: KeypointScheme, eval_section) -> dict:
-    gt, visible, _ = _ground_truth(records, predictions)
+    gt, visible, boxes = _ground_truth(records, predictions)
     nme_values = metrics.nme(predictions.keypoints, gt, norm_indices=scheme.interocular, visible=visible)
-    offset = metrics.mean_offset(predictions.keypoints, gt, metrics.pair_distance(gt, scheme.interocular), visible)
+    normaliser = scheme_normaliser(scheme, gt, visible, boxes).values
+    offset = metrics.mean_offset(predictions.keypoints, gt, normaliser, visible)
     threshold = eval_section.failure_threshold
     return {"nme": float(nme_values.mean()), f"failure_rate@{threshold:g}": metrics.failure_rate(nme_values, threshold),
             f"auc@{threshold:g}": metrics.auc(nme_values, threshold), "num_samples": int(len(nme_values)),
-            "offset_x": float(offset[0]), "offset_y": float(offset[1])}
+            "offset_x": float(offset[0]), "offset_y": float(offset[1]),
+            **keypoint_confidence(predictions, gt, visible, normaliser, threshold).as_metrics()}
 
 
 def pose_metrics(records, predictions: TopDownPredictions, scheme: KeypointScheme, eval_section) -> dict:
     gt, visible, boxes = _ground_truth(records, predictions)
     threshold = eval_section.pck_threshold
-    if scheme.torso is not None:
-        normaliser, name = metrics.torso_size(gt, scheme.torso, visible), "torso"
-    else:
-        normaliser, name = metrics.bbox_size(boxes), "bbox"
+    found = scheme_normaliser(scheme, gt, visible, boxes)
+    normaliser, name = found.values, found.name
     pck = metrics.pck(predictions.keypoints, gt, visible, normaliser, threshold, invalid="skip")
     offset = metrics.mean_offset(predictions.keypoints, gt, normaliser, visible)
     result = {f"pck@{threshold:g}": pck.overall, "pck_normaliser": name, "pck_skipped_instances": pck.num_skipped,
-              "num_instances": int(len(gt)), "offset_x": float(offset[0]), "offset_y": float(offset[1])}
+              "num_instances": int(len(gt)), "offset_x": float(offset[0]), "offset_y": float(offset[1]),
+              **keypoint_confidence(predictions, gt, visible, normaliser, threshold).as_metrics()}
     used = sorted(set(int(r) for r in predictions.record_index))
     result.update(oks_average_precision(records, used, coco_results(records, predictions, use_record_index=True),
                                         scheme))
@@ -211,9 +249,20 @@ def people_metrics(records, predictions: PeoplePredictions, record_indices: Sequ
                    scheme: KeypointScheme) -> dict:
     """OKS AP/AR of people decoded from whole images (every evaluated image counts, also those
     where no one was found)."""
-    result = oks_average_precision(records, record_indices, people_results(records, predictions, True), scheme)
+    results = people_results(records, predictions, True)
+    result = oks_average_precision(records, record_indices, results, scheme)
     result["num_people_predicted"] = int(len(predictions.record_index))
+    chance = oks_average_precision(records, record_indices, randomly_ranked(results), scheme)
+    if "oks_ap" in chance:  # what the person score's ranking is worth: the same people ranked by chance
+        result["confidence/oks_ap_unranked"] = chance["oks_ap"]
     return result
+
+
+def randomly_ranked(results: List[dict], seed: int = 0) -> List[dict]:
+    """COCO results with each ``score`` replaced by a uniform random number (seeded): the same
+    people and keypoints, ranked by chance within and across images."""
+    scores = np.random.default_rng(seed).random(len(results))
+    return [{**entry, "score": float(score)} for entry, score in zip(results, scores)]
 
 
 def coco_results(records, predictions: TopDownPredictions, use_record_index: bool = False) -> List[dict]:
