@@ -39,7 +39,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from .config import OUTPUT_STRIDE
+from .stride import OUTPUT_STRIDE
 from .decode import decode_keypoints
 from .losses import DistanceAwareFocalLoss, HeatmapCriterion
 from .targets import TRUNCATE_SIGMAS, lazy_zeros, render_heatmaps_batched, sigma_from_radius

@@ -42,7 +42,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .codec import CODECS, StrideGeometry, checked_input_size, targets_from_config
-from .config import OUTPUT_STRIDE
+from .stride import OUTPUT_STRIDE
 from .kernels import active as active_kernels
 from .targets import OKSSigma, RadiusSigma, render_heatmaps
 

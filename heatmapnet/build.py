@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .codec import CODECS
 from .data.build import read_split, resolve_scheme
+from .data.label_noise import label_noise_from_config
 from .data.readers import InvalidAnnotationError
 from .data.transforms import NO_AUGMENTATION, Augmentation
 from .distributed import DistInfo
@@ -95,11 +96,15 @@ def build_optimizer(config: DictConfig, model: torch.nn.Module) -> torch.optim.O
 
 def build_dataset(config: DictConfig, records, codec, scheme: KeypointScheme, train: bool):
     """The torch dataset of one split (``train`` or ``val``) over ``records``, as the mode frames it;
-    training sets are augmented as ``data.augmentation`` says."""
+    training sets are augmented as ``data.augmentation`` says, their labels made noisy as
+    ``data.label_noise`` says."""
     if is_union(config):  # several sources: each its own channels, augmentation and share of the epoch
         return build_source_dataset(config, records, codec, train)
     augmentation = Augmentation.from_config(config.data.augmentation) if train else NO_AUGMENTATION
-    return build_mode(config, scheme).dataset(records, codec, scheme, augmentation, seed=config.train.seed)
+    dataset = build_mode(config, scheme).dataset(records, codec, scheme, augmentation, seed=config.train.seed)
+    if train:  # data.label_noise: training labels only, validation stays as annotated
+        dataset.label_noise = label_noise_from_config(config.data, scheme, config.train.seed)
+    return dataset
 
 
 def read_records(config: DictConfig, split_name: str):

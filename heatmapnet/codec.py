@@ -13,7 +13,7 @@ from typing import ClassVar, NamedTuple, Optional
 import numpy as np
 import torch
 
-from .config import OUTPUT_STRIDE
+from .stride import OUTPUT_STRIDE
 from .decode import REFINEMENTS, DecodedKeypoints, Peaks, decode_keypoints, decode_peaks
 from .registry import Registry
 from .targets import SIGMA_POLICIES, FixedSigma, render_heatmaps

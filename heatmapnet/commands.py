@@ -135,7 +135,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .predict import evaluate_checkpoint
+    from .predict import RELIABILITY_KEY, RELIABILITY_PLOT, evaluate_checkpoint
     from .preflight import check_config
 
     config = load_config(args.config, args.set)
@@ -144,7 +144,9 @@ def run_eval(args: argparse.Namespace) -> int:
     check_config(config, with_scheme=config.data.scheme != "coco" or bool(config.data.train.ann_file))
     summary = evaluate_checkpoint(config, args.checkpoint, args.out)
     print(json.dumps(summary["metrics"], indent=2))
-    print(f"metrics.json and predictions.json written to {args.out}")
+    written = (f"metrics.json, predictions.json and {RELIABILITY_PLOT}" if RELIABILITY_KEY in summary["metrics"]
+               else "metrics.json and predictions.json")
+    print(f"{written} written to {args.out}")
     return 0
 
 

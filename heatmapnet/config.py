@@ -21,6 +21,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationErr
 
 from .augmentation import Augmentation
 from .errors import ConfigError
+from .stride import OUTPUT_STRIDE
 from .resources import checkout_root, config_dir, config_names
 
 #: Where the named configs are: the checkout's ``configs/``, or ``heatmapnet/configs/`` inside an
@@ -101,6 +102,16 @@ class SplitSection:
 
 
 @dataclass
+@dataclass
+class LabelNoiseSection:
+    """Training labels made wrong by a known amount (:mod:`heatmapnet.data.label_noise`);
+    validation labels stay clean."""
+
+    sigma: float = 0.0  # jitter std in x and y, a fraction of the instance's normaliser (inter-ocular, torso)
+    swap: float = 0.0  # probability that an instance's left/right labels are exchanged
+
+
+@dataclass
 class DataSection:
     # a file of datasets/ (or a path); "coco" takes it from the json; "union" the union of data.train.sources' schemes
     scheme: str = "ibug68"
@@ -117,13 +128,9 @@ class DataSection:
     # None: the scheme's, else inferred from the training data; none found: no flip at all
     flip_pairs: Optional[List] = None
     augmentation: Augmentation = field(default_factory=Augmentation)  # the ranges (heatmapnet.augmentation)
+    label_noise: LabelNoiseSection = field(default_factory=LabelNoiseSection)
     train: SplitSection = field(default_factory=SplitSection)
     val: SplitSection = field(default_factory=SplitSection)
-
-
-#: the stride of every model's heatmaps (input pixels per heatmap pixel; :mod:`heatmapnet.models`
-#: builds its heads to it). Not a setting: the former ``target.stride`` had this one legal value.
-OUTPUT_STRIDE = 4
 
 
 @dataclass
@@ -301,6 +308,13 @@ def value_problems(config: DictConfig) -> List[str]:
                  if not OmegaConf.select(config, key) > 0]
     problems += [f"train.lr_mult.{key}={value}: must be >= 0" for key, value in config.train.lr_mult.items()
                  if not value >= 0]
+    sigma, swap = config.data.label_noise.sigma, config.data.label_noise.swap
+    if not sigma >= 0:
+        problems.append(f"data.label_noise.sigma={sigma}: a fraction of the normaliser, must be >= 0")
+    if not 0 <= swap <= 1:
+        problems.append(f"data.label_noise.swap={swap}: a probability, must be in [0, 1]")
+    if config.data.scheme == "union" and (sigma or swap):
+        problems.append("data.label_noise: applies to runs of one scheme, not data.scheme=union")
     from .imageio import EXIF_ORIENTATIONS
 
     if config.data.exif_orientation not in EXIF_ORIENTATIONS:

@@ -474,3 +474,23 @@ def detection_average_precision(gt_points: Any, gt_radius: Any, gt_image: Any, p
     envelope = np.maximum.accumulate(precision[::-1])[::-1] if len(precision) else precision
     recall_steps = np.diff(np.concatenate([[0.0], recall]))
     return float(np.sum(recall_steps * envelope))
+
+
+@dataclass(frozen=True)
+class Normaliser:
+    """Each instance's length that its scheme's metric divides errors by."""
+
+    values: np.ndarray  # (N,); NaN where undefined (a torso joint unlabelled)
+    name: str  # interocular | torso | bbox
+
+
+def scheme_normaliser(scheme, gt: Any, visible: Any, boxes: Any) -> Normaliser:
+    """The normaliser of a keypoint scheme's metric (``scheme`` a
+    :class:`heatmapnet.metadata.KeypointScheme`): the inter-ocular distance where the scheme names
+    one (faces, NME), else the torso where it names one (bodies, PCK; NaN where a torso joint is
+    unlabelled), else the box's longer side. ``gt`` (N, K, 2), ``visible`` (N, K), ``boxes`` (N, 4)."""
+    if scheme.interocular is not None:
+        return Normaliser(pair_distance(gt, scheme.interocular), "interocular")
+    if scheme.torso is not None:
+        return Normaliser(torso_size(gt, scheme.torso, visible), "torso")
+    return Normaliser(bbox_size(boxes), "bbox")

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import OUTPUT_STRIDE
+from .stride import OUTPUT_STRIDE
 from .losses import prior_bias
 from .registry import Registry
 

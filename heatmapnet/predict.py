@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from .baselines import baseline_for_config, report_lines
 from .build import build_codec, build_dataset, build_evaluator, build_mode, build_model, build_scheme
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from .confidence import PREFIX, Reliability, plot_reliability
 from .preflight import check_split, first_problem_error
 from .config import config_from_dict
 from .data.records import annotations_of
@@ -29,6 +30,12 @@ from .deploy.errors import DeployError
 from .deploy.framing import Frame, image_size_of, network_inputs
 from .deploy.sources import as_pixels
 from .evaluation import heatmap_probabilities, invert_affine_batch
+
+
+#: The metric holding the reliability bins of top-down keypoint scores.
+RELIABILITY_KEY = f"{PREFIX}reliability"
+#: The reliability diagram ``heatmapnet eval`` writes beside ``metrics.json`` (top-down runs).
+RELIABILITY_PLOT = "reliability.png"
 
 
 def model_from_checkpoint(config: DictConfig, checkpoint: Checkpoint, device) -> torch.nn.Module:
@@ -45,7 +52,9 @@ def model_from_checkpoint(config: DictConfig, checkpoint: Checkpoint, device) ->
 
 def evaluate_checkpoint(config: DictConfig, checkpoint_path, out_dir, baseline: bool = True) -> dict:
     """Evaluate a checkpoint on ``config``'s validation split; writes ``metrics.json`` and
-    ``predictions.json`` (the mode's json results, original image coordinates) into ``out_dir``.
+    ``predictions.json`` (the mode's json results, original image coordinates) into ``out_dir``;
+    top-down runs also ``reliability.png``, the reliability diagram of their keypoint scores
+    (:mod:`heatmapnet.confidence`, whose measures are in the metrics as ``confidence/...``).
 
     Top-down runs also get ``mean_shape_baseline`` (unless ``baseline`` is False): the training
     set's mean shape placed in each box and scored alike (:mod:`heatmapnet.baselines`), printed
@@ -75,6 +84,11 @@ def evaluate_checkpoint(config: DictConfig, checkpoint_path, out_dir, baseline: 
         found = baseline_for_config(config, annotations_of(records), scheme, summary["metrics"], evaluator.score)
         summary["mean_shape_baseline"] = found.as_json()
         print("\n".join(report_lines(summary["metrics"], found, config)), flush=True)
+    if RELIABILITY_KEY in summary["metrics"]:  # top-down: the keypoint scores' reliability diagram
+        shown = {name: "undefined" if summary["metrics"][PREFIX + name] is None else
+                 f"{summary['metrics'][PREFIX + name]:.4f}" for name in ("ece", "auroc")}
+        plot_reliability(Reliability.from_json(summary["metrics"][RELIABILITY_KEY]), out / RELIABILITY_PLOT,
+                         f"{config.loss.name} loss: ECE {shown['ece']}, AUROC {shown['auroc']}")
     (out / "metrics.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     (out / "predictions.json").write_text(json.dumps(evaluator.mode.results(annotations_of(records), predictions)), encoding="utf-8")
     return summary

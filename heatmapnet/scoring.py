@@ -6,6 +6,11 @@ torso, else box size) and OKS AP/AR (:func:`heatmapnet.cocoeval.oks_average_prec
 decoded from whole images (bottom-up): OKS AP/AR. Multi-instance maps: per-keypoint-type detection
 AP with a distance threshold relative to each person's size (:func:`keypoint_detection_ap`).
 
+Top-down faces and bodies also get the confidence of their keypoint scores
+(:mod:`heatmapnet.confidence`: ``confidence/auroc``, ``confidence/spearman``, ``confidence/ece``
+and the reliability bins), a hit being a normalised error within NME's failure threshold (faces)
+or PCK's threshold (bodies); bottom-up people get ``confidence/oks_ap_unranked``.
+
 The numbers themselves are :mod:`heatmapnet.metrics`'s. Every record is read once; the
 :class:`heatmapnet.evaluation.Evaluator` passes a generated set's ``annotations``, so scoring
 draws no image.
@@ -13,11 +18,11 @@ draws no image.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import List, Sequence
 
 import numpy as np
 
-from . import metrics
+from . import confidence, metrics
 from .cocoeval import coco_results, oks_average_precision, people_results
 from .evaluation import PeakPredictions, PeoplePredictions, TopDownPredictions
 from .metadata import KeypointScheme
@@ -44,29 +49,42 @@ def ground_truth(records, predictions: TopDownPredictions) -> InstanceTruth:
                          np.stack([inst.bbox for inst in instances]))
 
 
+def keypoint_confidence(predictions: TopDownPredictions, truth: InstanceTruth, normaliser: np.ndarray,
+                        threshold: float) -> confidence.ConfidenceResult:
+    """:func:`heatmapnet.confidence.measure_confidence` of the visible keypoints of the instances
+    whose normaliser is valid: each one's error its distance over its instance's normaliser, a hit
+    when that is <= ``threshold`` (NME's failure threshold for faces, PCK's for bodies)."""
+    valid = np.isfinite(normaliser) & (normaliser > 0)
+    counted = np.asarray(truth.visible, bool) & valid[:, None]
+    distance = np.linalg.norm(predictions.keypoints - truth.keypoints, axis=-1)
+    errors = distance[counted] / np.broadcast_to(normaliser[:, None], distance.shape)[counted]
+    return confidence.measure_confidence(predictions.scores[counted], errors, threshold)
+
+
 def face_metrics(records, predictions: TopDownPredictions, scheme: KeypointScheme, eval_section) -> dict:
     truth = ground_truth(records, predictions)
     gt, visible = truth.keypoints, truth.visible
     nme_values = metrics.nme(predictions.keypoints, gt, norm_indices=scheme.interocular, visible=visible)
-    offset = metrics.mean_offset(predictions.keypoints, gt, metrics.pair_distance(gt, scheme.interocular), visible)
+    normaliser = metrics.scheme_normaliser(scheme, truth.keypoints, truth.visible, truth.boxes).values
+    offset = metrics.mean_offset(predictions.keypoints, gt, normaliser, visible)
     threshold = eval_section.failure_threshold
     return {"nme": float(nme_values.mean()), f"failure_rate@{threshold:g}": metrics.failure_rate(nme_values, threshold),
             f"auc@{threshold:g}": metrics.auc(nme_values, threshold), "num_samples": int(len(nme_values)),
-            "offset_x": float(offset[0]), "offset_y": float(offset[1])}
+            "offset_x": float(offset[0]), "offset_y": float(offset[1]),
+            **keypoint_confidence(predictions, truth, normaliser, threshold).as_metrics()}
 
 
 def pose_metrics(records, predictions: TopDownPredictions, scheme: KeypointScheme, eval_section) -> dict:
     truth = ground_truth(records, predictions)
     gt, visible = truth.keypoints, truth.visible
     threshold = eval_section.pck_threshold
-    if scheme.torso is not None:
-        normaliser, name = metrics.torso_size(gt, scheme.torso, visible), "torso"
-    else:
-        normaliser, name = metrics.bbox_size(truth.boxes), "bbox"
+    found = metrics.scheme_normaliser(scheme, truth.keypoints, truth.visible, truth.boxes)
+    normaliser, name = found.values, found.name
     pck = metrics.pck(predictions.keypoints, gt, visible, normaliser, threshold, invalid="skip")
     offset = metrics.mean_offset(predictions.keypoints, gt, normaliser, visible)
     result = {f"pck@{threshold:g}": pck.overall, "pck_normaliser": name, "pck_skipped_instances": pck.num_skipped,
-              "num_instances": int(len(gt)), "offset_x": float(offset[0]), "offset_y": float(offset[1])}
+              "num_instances": int(len(gt)), "offset_x": float(offset[0]), "offset_y": float(offset[1]),
+              **keypoint_confidence(predictions, truth, normaliser, threshold).as_metrics()}
     used = sorted(set(int(r) for r in predictions.record_index))
     result.update(oks_average_precision(records, used, coco_results(records, predictions, use_record_index=True),
                                         scheme))
@@ -76,10 +94,22 @@ def pose_metrics(records, predictions: TopDownPredictions, scheme: KeypointSchem
 def people_metrics(records, predictions: PeoplePredictions, record_indices: Sequence[int],
                    scheme: KeypointScheme) -> dict:
     """OKS AP/AR of people decoded from whole images (every evaluated image counts, also those
-    where no one was found)."""
-    result = oks_average_precision(records, record_indices, people_results(records, predictions, True), scheme)
+    where no one was found), and ``confidence/oks_ap_unranked``: the same people ranked by chance,
+    what the person score's ranking is worth."""
+    results = people_results(records, predictions, True)
+    result = oks_average_precision(records, record_indices, results, scheme)
     result["num_people_predicted"] = int(len(predictions.record_index))
+    chance = oks_average_precision(records, record_indices, randomly_ranked(results), scheme)
+    if "oks_ap" in chance:
+        result["confidence/oks_ap_unranked"] = chance["oks_ap"]
     return result
+
+
+def randomly_ranked(results: List[dict], seed: int = 0) -> List[dict]:
+    """COCO results with each ``score`` replaced by a uniform random number (seeded): the same
+    people and keypoints, ranked by chance within and across images."""
+    scores = np.random.default_rng(seed).random(len(results))
+    return [{**entry, "score": float(score)} for entry, score in zip(results, scores)]
 
 
 def keypoint_detection_ap(records, predictions: PeakPredictions, scheme: KeypointScheme,

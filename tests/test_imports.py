@@ -5,9 +5,9 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "heatmapnet"
 
-#: the one cycle left (issue 24): multisource's union scheme is read by config, data.build and build,
-#: and its evaluator builds each source's mode and codec through build
-KNOWN_CYCLES = [{"heatmapnet.build", "heatmapnet.config", "heatmapnet.data.build", "heatmapnet.multisource"}]
+#: the one cycle left (issue 24): multisource's union scheme is read by data.build and build, and its
+#: evaluator builds each source's mode and codec through build
+KNOWN_CYCLES = [{"heatmapnet.build", "heatmapnet.data.build", "heatmapnet.multisource"}]
 
 
 def _modules():

@@ -37,6 +37,10 @@ def load_image(record: Record) -> np.ndarray:
 
 
 class _KeypointDataset(Dataset):
+    #: training-label noise (:class:`heatmapnet.data.label_noise.LabelNoise`), set by the build
+    #: layer on training sets; None: the labels as annotated
+    label_noise = None
+
     def __init__(self, records: Sequence[Record], codec: HeatmapCodec, flip_permutation=None,
                  augmentation: Augmentation = NO_AUGMENTATION, seed: int = 0):
         self.records = records  # any random-access sequence (synthetic sets generate on access)
@@ -52,6 +56,11 @@ class _KeypointDataset(Dataset):
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         index = int(index)
         return self._make_sample(index, np.random.default_rng([self.seed, int(epoch), index]))
+
+    def _labels(self, instances: Sequence[Instance], index: int) -> Sequence[Instance]:
+        """Item ``index``'s instances as annotated, or with :attr:`label_noise` (a function of the
+        seed and ``index`` only)."""
+        return instances if self.label_noise is None else self.label_noise.apply(instances, index)
 
     def _sample_params(self, rng: np.random.Generator) -> AffineParams:
         params = AffineParams.sample(rng, self.augmentation)
@@ -112,7 +121,7 @@ class TopDownDataset(_KeypointDataset):
 
     def _make_sample(self, index: int, rng: np.random.Generator) -> dict:
         record = self.records[self.record_of_item[index]]
-        instance: Instance = record.instances[self.instance_of_item[index]]
+        instance: Instance = self._labels([record.instances[self.instance_of_item[index]]], index)[0]
         width, height = self.codec.input_size
         center, size = box_to_center_size(instance.bbox, width / height, self.padding)
         params = self._sample_params(rng)
@@ -161,9 +170,10 @@ class MultiInstanceDataset(_KeypointDataset):
         around_centre = crop_matrix(centre, np.array([width, height], dtype=np.float64), (width, height), params)
         matrix = (np.vstack([around_centre, [0, 0, 1]]) @ fit)[:2]
         image = warp_image(load_image(record), matrix, (width, height))
-        keypoints = np.stack([i.keypoints for i in record.instances]) if record.instances \
+        instances = self._labels(record.instances, index)
+        keypoints = np.stack([i.keypoints for i in instances]) if instances \
             else np.zeros((0, self.num_keypoints, 2))
-        visible = np.stack([i.visible for i in record.instances]) if record.instances \
+        visible = np.stack([i.visible for i in instances]) if instances \
             else np.zeros((0, self.num_keypoints), bool)
         if keypoints.shape[1] != self.num_keypoints:
             raise ValueError(f"{record.image_path}: instances have {keypoints.shape[1]} keypoints, "
