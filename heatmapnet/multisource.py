@@ -49,6 +49,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
 from .data.records import Instance, Record
+from .deploy.modes import MODE_SPECS
 from .errors import ConfigError, DataError
 from .metadata import KeypointScheme, load_scheme
 
@@ -84,8 +85,9 @@ def source_problems(config) -> List[str]:
         problems.append("data.scheme=union: data.train.sources lists no sources")
     if not val:
         problems.append("data.scheme=union: data.val.sources lists no sources (a union run is scored per source)")
-    if data.mode != "topdown":
-        problems.append(f"data.mode={data.mode}: data.scheme=union trains top-down crops only (data.mode=topdown)")
+    if data.mode in MODE_SPECS and MODE_SPECS.get(data.mode).whole_image:
+        problems.append(f"data.mode={data.mode}: data.scheme=union trains a crop per instance, not whole images "
+                        "(data.mode=topdown)")
     if data.flip_pairs is not None:
         problems.append("data.flip_pairs: a union run mirrors each source by its own scheme's pairs; leave it unset")
     if data.train.mix not in MIXES:

@@ -11,6 +11,14 @@ from heatmapnet import kernels
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (``-n N``) each worker is one of N processes sharing the cores: one torch
+    thread each, so they do not oversubscribe the machine."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+        torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Path to the real data: ``$HEATMAPNET_DATA``, else ``<repo>/../shared/data``; skips if absent."""
