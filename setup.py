@@ -77,9 +77,10 @@ setup(
         "pillow>=9.0",
     ],
     # export: `heatmapnet export` and `predict --backend onnx` (ONNX files run by onnxruntime; the
-    # TorchScript-based exporter needs no onnxscript). The test extra has them, so CI runs those tests.
+    # TorchScript-based exporter needs no onnxscript). The test extra has them, so CI runs those tests,
+    # and pytest-xdist: the suite runs on every core (pytest.ini's -n logical).
     extras_require={"export": ["onnx>=1.15", "onnxruntime>=1.17"],
-                    "test": ["pytest>=7.0", "onnx>=1.15", "onnxruntime>=1.17"]},
+                    "test": ["pytest>=7.0", "pytest-xdist>=3.5", "onnx>=1.15", "onnxruntime>=1.17"]},
     # CPU kernels for target drawing and DARK decoding. Optional: without a C compiler the install
     # goes on and heatmapnet uses its PyTorch paths, which give the same values. Python's own
     # -fwrapv would slow their loops by half.

@@ -29,7 +29,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .codec import CODECS
-from .data.build import read_split, resolve_scheme
+from .data.build import read_source_records, read_split, resolve_scheme
 from .data.label_noise import label_noise_from_config
 from .data.readers import InvalidAnnotationError
 from .data.transforms import NO_AUGMENTATION, Augmentation
@@ -41,7 +41,7 @@ from .losses import LOSSES
 from .metadata import KeypointScheme
 from .models import HeatmapModel, ModelConfig
 from .modes import MODES
-from .multisource import SourcesEvaluator, build_source_dataset, is_union, read_source_records
+from .multisource import SourcesEvaluator, build_source_dataset, is_union
 from .optimizers import OPTIMIZERS
 
 
@@ -161,5 +161,6 @@ def build_evaluator(config: DictConfig, records, dataset, codec, scheme: Keypoin
     """Validation of ``dataset`` (over ``records``) as ``config.eval`` and the mode say; a union
     run's is per source (:class:`heatmapnet.multisource.SourcesEvaluator`, over the records alone)."""
     if is_union(config):
-        return SourcesEvaluator(config, records, dist)
+        return SourcesEvaluator(config, records, lambda scheme: (build_mode(config, scheme), build_codec(config, scheme)),
+                                dist)
     return Evaluator(build_mode(config, scheme), dataset, records, codec, scheme, config.eval, dist)

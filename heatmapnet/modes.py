@@ -75,6 +75,9 @@ class DataMode:
     padding: Optional[float] = None
     #: whole-image modes: an image's prediction lists the peaks / people scoring above it
     min_score: Optional[float] = None
+    #: whether ``heatmapnet eval`` scores the training set's mean shape, placed in each box, beside the
+    #: model (:mod:`heatmapnet.baselines`; a crop per annotated instance, one shape per instance)
+    mean_shape_baseline = False
 
     def image_matrices(self, image_size, boxes, input_size, where: str = "boxes") -> tuple:
         """Input matrices for one image of ``image_size`` (w, h) and the boxes used (the spec's
@@ -141,6 +144,7 @@ class TopDownMode(_HeatmapOutputs):
     """One crop per instance; ``padding`` grows each box before it is cropped."""
 
     spec = TOPDOWN
+    mean_shape_baseline = True
     graph = TopDownGraph
 
     def __init__(self, padding: float = 1.25):

@@ -40,8 +40,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -50,7 +49,7 @@ from torch.utils.data import Dataset
 
 from .data.records import Instance, Record
 from .deploy.modes import MODE_SPECS
-from .errors import ConfigError, DataError
+from .errors import ConfigError
 from .metadata import KeypointScheme, load_scheme
 
 UNION = "union"  # data.scheme
@@ -73,7 +72,7 @@ def source_name(section) -> str:
 def source_problems(config) -> List[str]:
     """What no run of the config's sources can use, one line each naming the source's index and
     key (``data.train.sources[1].scheme: ...``); nothing is read. An unknown scheme and an
-    unreadable file are found where they are read: :func:`source_layout`, :func:`read_source_records`."""
+    unreadable file are found where they are read: :func:`source_layout`, :func:`heatmapnet.data.build.read_source_records`."""
     data = config.data
     train, val = data.train.sources, data.val.sources
     if data.scheme != UNION:
@@ -246,41 +245,6 @@ def native(record: SourceRecord, layout: SourceLayout) -> Record:
                   exif_orientation=record.exif_orientation)
 
 
-def read_source_records(config: DictConfig, split_name: str):
-    """The records of ``data.<split_name>.sources``, in the union scheme (:class:`SourceRecord`), source
-    after source; a source that cannot be read is a :class:`DataError` naming its index and key."""
-    from .data.build import read_files
-    from .data.readers import InvalidAnnotationError, RecordList
-
-    layout = source_layout(config.data)
-    records, skipped = [], []
-    for index, section in enumerate(config.data[split_name].sources):
-        key = f"data.{split_name}.sources[{index}]"
-        source = layout.index(source_name(section))
-        if not section.ann_file:
-            raise DataError(f"{key}.ann_file: not set")
-        if not Path(section.ann_file).exists():
-            raise DataError(f"{key}.ann_file: no such file or folder: {section.ann_file}")
-        try:
-            found = read_files(section, bool(config.data.skip_invalid), key, config.data.exif_orientation)
-        except InvalidAnnotationError as error:
-            raise DataError(f"{key} ({source_name(section)}): {error}") from None
-        except (ValueError, OSError) as error:  # the file as a whole: not the format, unreadable, a bad subset
-            raise DataError(f"{key}.ann_file: {error}") from None
-        if not len(found):
-            raise DataError(f"{key}: no records in {section.ann_file}"
-                            + (f" (subset {section.subset!r})" if section.subset else ""))
-        expected = layout.schemes[source].num_keypoints
-        for record in found:
-            for instance in record.instances:
-                if instance.keypoints.shape[0] != expected:
-                    raise DataError(f"{key}: {record.image_path} has {instance.keypoints.shape[0]} points per "
-                                    f"instance, its scheme {layout.schemes[source].name} has {expected}")
-        records += [embed(record, source, layout) for record in found]
-        skipped += [f"{key}: {reason}" for reason in getattr(found, "skipped", [])]
-    return RecordList(records, skipped, f"data.{split_name}.sources")
-
-
 def source_counts(records: Sequence, layout: SourceLayout) -> Dict[str, int]:
     """Records of each training source among ``records`` (union records)."""
     counts = Counter(int(record.source) for record in records)
@@ -417,8 +381,9 @@ class SourcesEvaluator:
     sources' normalised errors (:func:`normalised_error`), the number the run is selected by.
     ``predict`` and ``score`` are :class:`heatmapnet.evaluation.Evaluator`'s, per source."""
 
-    def __init__(self, config: DictConfig, records: Sequence, dist=None):
-        from .build import build_codec, build_mode
+    def __init__(self, config: DictConfig, records: Sequence, parts: Callable, dist=None):
+        """``parts(scheme)``: the data mode and the codec of a source in ``scheme``
+        (:func:`heatmapnet.build.build_evaluator` passes the build layer's)."""
         from .data.transforms import NO_AUGMENTATION
         from .evaluation import Evaluator
 
@@ -432,7 +397,7 @@ class SourcesEvaluator:
             if not own:
                 continue
             scheme = layout.schemes[source]
-            mode, codec = build_mode(config, scheme), build_codec(config, scheme)
+            mode, codec = parts(scheme)
             eval_section = OmegaConf.create(OmegaConf.to_container(config.eval))
             if section.flip_test is not None:
                 eval_section.flip_test = bool(section.flip_test)
@@ -467,6 +432,8 @@ class SourcesEvaluator:
 class _SourcesResults:
     """``evaluator.mode.results`` of a union run (``heatmapnet eval``'s predictions.json): each
     source's COCO-style results, marked with its name."""
+
+    mean_shape_baseline = True  # the sources are top-down crops (source_problems)
 
     def __init__(self, evaluator: SourcesEvaluator):
         self.evaluator = evaluator

@@ -79,7 +79,7 @@ def evaluate_checkpoint(config: DictConfig, checkpoint_path, out_dir, baseline: 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = {"metrics": evaluator.score(predictions), "checkpoint": str(checkpoint_path), "step": checkpoint.step}
-    if baseline and not evaluator.mode.spec.whole_image:
+    if baseline and evaluator.mode.mean_shape_baseline:
         # what the training set's mean shape placed in each box scores, by the same metric function
         found = baseline_for_config(config, annotations_of(records), scheme, summary["metrics"], evaluator.score)
         summary["mean_shape_baseline"] = found.as_json()

@@ -49,6 +49,7 @@ class ToySpec(CropSpec):
 
 class ToyMode(TopDownMode):
     spec = ToySpec()
+    mean_shape_baseline = False  # a mode says whether eval scores the mean shape beside the model
 
     def image_results(self, predictions, scheme, boxes):
         return toy_json(predictions.keypoints, predictions.scores)

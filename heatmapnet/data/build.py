@@ -1,14 +1,16 @@
 """Config sections to records and keypoint schemes (datasets: :func:`heatmapnet.build.build_dataset`)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from ..errors import DataError
 from ..imageio import DEFAULT_EXIF_ORIENTATION
 from ..metadata import KeypointScheme, load_scheme, scheme_from_coco_category
 from .flip import resolve_flip_pairs
-from .readers import RecordList, read
+from .readers import InvalidAnnotationError, RecordList, read
 from .readers.coco import load_json
 
 SYNTHETIC_SOURCES = ("synthetic_faces", "synthetic_faces5", "synthetic_people")
@@ -124,3 +126,37 @@ def _named_scheme(data_section, split, name: str) -> KeypointScheme:
                          f"found {len(categories)}")
     return scheme_from_coco_category(categories[0])
 
+
+def read_source_records(config: DictConfig, split_name: str):
+    """The records of ``data.<split_name>.sources``, in the union scheme
+    (:class:`heatmapnet.multisource.SourceRecord`), source
+    after source; a source that cannot be read is a :class:`DataError` naming its index and key."""
+    from ..multisource import embed, source_layout, source_name
+
+    layout = source_layout(config.data)
+    records, skipped = [], []
+    for index, section in enumerate(config.data[split_name].sources):
+        key = f"data.{split_name}.sources[{index}]"
+        source = layout.index(source_name(section))
+        if not section.ann_file:
+            raise DataError(f"{key}.ann_file: not set")
+        if not Path(section.ann_file).exists():
+            raise DataError(f"{key}.ann_file: no such file or folder: {section.ann_file}")
+        try:
+            found = read_files(section, bool(config.data.skip_invalid), key, config.data.exif_orientation)
+        except InvalidAnnotationError as error:
+            raise DataError(f"{key} ({source_name(section)}): {error}") from None
+        except (ValueError, OSError) as error:  # the file as a whole: not the format, unreadable, a bad subset
+            raise DataError(f"{key}.ann_file: {error}") from None
+        if not len(found):
+            raise DataError(f"{key}: no records in {section.ann_file}"
+                            + (f" (subset {section.subset!r})" if section.subset else ""))
+        expected = layout.schemes[source].num_keypoints
+        for record in found:
+            for instance in record.instances:
+                if instance.keypoints.shape[0] != expected:
+                    raise DataError(f"{key}: {record.image_path} has {instance.keypoints.shape[0]} points per "
+                                    f"instance, its scheme {layout.schemes[source].name} has {expected}")
+        records += [embed(record, source, layout) for record in found]
+        skipped += [f"{key}: {reason}" for reason in getattr(found, "skipped", [])]
+    return RecordList(records, skipped, f"data.{split_name}.sources")
