@@ -835,28 +835,39 @@ def test_a_bottom_up_ablation_compares_radius_policies_by_oks_ap_without_heatmap
     assert "per decoding refinement" not in report_text and "Holm" in report_text
 
 
-@pytest.mark.slow
-def test_the_quick_mode_runs_end_to_end_from_the_command_line(tmp_path, capsys):
-    """``heatmapnet ablate synthetic_faces --quick --design recipes`` exactly as a user types it: the
-    quick budget's model, steps, seeds and sweep on the built-in face setting (the people setting's
-    runs are the miniature's and the bottom-up ablation's; about a minute on 2 CPU cores)."""
+def _quick_curve(spec, step, steps):
+    """NME falling from 0.4 to 0.1 over a run, lowest at lr 0.005 (by 0.01 per factor e away), 0.003
+    higher per seed, 0.01 lower with focal."""
+    lr, seed = _override(spec, "train.lr"), _override(spec, "train.seed") or 0
+    focal = _override(spec, "loss.name") == "focal"
+    return 0.1 + 0.3 * (1 - step / steps) + 0.01 * abs(math.log(lr / 0.005)) + 0.003 * seed - 0.01 * focal
+
+
+def test_the_quick_mode_runs_from_the_command_line_with_the_quick_budget(stubbed, tmp_path, capsys):
+    """``heatmapnet ablate --quick --design recipes`` exactly as a user types it (the runs stubbed;
+    the miniature trains for real): both built-in settings, each run with the quick budget's small
+    model of its mode, 80 steps evaluated every 16, 2 seeds, sweep runs of 40 steps."""
+    fake = stubbed(_quick_curve)
     out = tmp_path / "quick"
-    threads = torch.get_num_threads()
-    try:
-        assert main(["ablate", "synthetic_faces", "--quick", "--design", "recipes", "--device", "cpu",
-                     "--out", str(out)]) == 0
-    finally:
-        torch.set_num_threads(threads)
+    assert main(["ablate", "--quick", "--design", "recipes", "--device", "cpu", "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     assert [b["name"] for b in results["budgets"]] == ["quick"]
+    assert [s["name"] for s in results["settings"]] == ["synthetic_faces", "synthetic_people"]
     report_text = (out / "report.md").read_text()
-    [faces] = results["settings"]
-    assert faces["name"] == "synthetic_faces"
-    block = faces["budgets"]["quick"]
-    assert block["steps"] == 80 and block["early"]["step"] == 16 and block["end"]["verdict"] in report_text
-    assert sorted(block["arms"]) == ["focal", "mse"]
-    for arm in block["arms"].values():
-        assert len(arm["final"]) == 2 and arm["lr"] in [float(r) for r in arm["sweep"]["values"]]
-        assert all(c["values"][-1] < 0.8 * c["values"][0] for c in arm["curves"])  # it trains: NME falls
-    assert all((out / name).is_file() for name in block["plots"].values())
+    sizes = {"synthetic_faces": ([64, 64], 16), "synthetic_people": ([96, 96], 8)}
+    for setting in results["settings"]:
+        block = setting["budgets"]["quick"]
+        assert block["steps"] == 80 and block["early"]["step"] == 16 and block["end"]["verdict"] in report_text
+        assert sorted(block["arms"]) == ["focal", "mse"]
+        for arm in block["arms"].values():
+            assert arm["seeds"] == [0, 1] and arm["lr"] == pytest.approx(0.005)  # bracketed by the extension
+            assert [c["steps"] for c in arm["curves"]] == [[16, 32, 48, 64, 80]] * 2
+        mine = [spec for spec in fake.specs if f"/{setting['name']}/" in str(spec.run_dir)]
+        for spec in mine:
+            assert _override(spec, "model.backbone") == "mobilenetv3_small_050"
+            assert (_override(spec, "data.input_size"), _override(spec, "train.batch_size")) == sizes[setting["name"]]
+        swept = sorted({_override(spec, "train.steps") for spec in mine if "/sweep/" in str(spec.run_dir)})
+        assert swept == [40]
+        # 2 arms x (3 rates x 2 sweep seeds + 2 seeds)
+        assert len(mine) == 16 and sorted({_override(spec, "train.steps") for spec in mine}) == [40, 80]
     assert "report.md" in capsys.readouterr().out
