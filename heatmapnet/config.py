@@ -396,15 +396,6 @@ def _drop_retired(values: DictConfig, where: str, stored: bool) -> DictConfig:
     return values
 
 
-#: settings that only some data.mode values read (``section.*``: all of a section's). A value set
-#: away from its default under another mode is one warning line at load (:func:`ignored_settings`).
-MODE_ONLY_SETTINGS = {
-    "bottomup.*": ("bottomup",),
-    "eval.joint_threshold": ("bottomup",),
-    "eval.person_score": ("bottomup",),
-    "eval.max_people": ("bottomup",),
-    "eval.max_instances": ("multi",),
-}
 #: settings of a split (``data.train``, ``data.val``) that only mosaic sources read
 MOSAIC_ONLY_SETTINGS = ("people", "canvas")
 
@@ -412,10 +403,16 @@ MOSAIC_ONLY_SETTINGS = ("people", "canvas")
 def ignored_settings(config: DictConfig) -> List[str]:
     """One warning line for each setting ``config`` gives away from its default that its
     ``data.mode`` (or, for a split's mosaic settings, the split's source) does not read."""
+    from .deploy.modes import MODE_SPECS  # each mode's spec names the settings only it reads
+
     defaults = OmegaConf.structured(RunConfig)
     mode = config.data.mode
+    readers: Dict[str, List[str]] = {}
+    for name in MODE_SPECS.names():
+        for pattern in MODE_SPECS.get(name).own_settings:
+            readers.setdefault(pattern, []).append(name)
     lines = []
-    for pattern, modes in MODE_ONLY_SETTINGS.items():
+    for pattern, modes in readers.items():
         if mode in modes:
             continue
         section, name = pattern.rsplit(".", 1)

@@ -604,9 +604,14 @@ def _image(image_id, file_name):
     return {"id": image_id, "file_name": file_name, "width": 100, "height": 80}
 
 
-def test_a_repeated_image_id_is_an_error_naming_the_file_and_the_id(tmp_path):
-    path = _two_image_coco(tmp_path, [_image(1, "a.jpg"), _image(2, "b.jpg"), _image(1, "c.jpg")],
+def _repeated_id_coco(tmp_path):
+    """Images a.jpg and c.jpg both with id 1, b.jpg id 2; annotations 7 and 9 on id 1, 8 on id 2."""
+    return _two_image_coco(tmp_path, [_image(1, "a.jpg"), _image(2, "b.jpg"), _image(1, "c.jpg")],
                            [_ann(id=7, image_id=1), _ann(id=8, image_id=2), _ann(id=9, image_id=1)])
+
+
+def test_a_repeated_image_id_is_an_error_naming_the_file_and_the_id(tmp_path):
+    path = _repeated_id_coco(tmp_path)
     with pytest.raises(InvalidAnnotationError) as info:
         read(path)
     assert str(info.value) == (f"{path}, images[2] (c.jpg): field 'id': image id 1 is also images[0] (a.jpg); ids "
@@ -614,8 +619,7 @@ def test_a_repeated_image_id_is_an_error_naming_the_file_and_the_id(tmp_path):
 
 
 def test_skip_invalid_drops_both_images_of_a_repeated_id_and_their_annotations(tmp_path):
-    path = _two_image_coco(tmp_path, [_image(1, "a.jpg"), _image(2, "b.jpg"), _image(1, "c.jpg")],
-                           [_ann(id=7, image_id=1), _ann(id=8, image_id=2), _ann(id=9, image_id=1)])
+    path = _repeated_id_coco(tmp_path)
     with pytest.warns(UserWarning, match="skipped 3 invalid sample"):
         records = read(path, skip_invalid=True)
     assert [(Path(r.image_path).name, [i.extra["annotation_id"] for i in r.instances]) for r in records] == \

@@ -44,6 +44,10 @@ class ModeSpec:
     #: budgets train (:func:`heatmapnet.ablate.budgets.small_model_per_mode`)
     small_input_size: Tuple[int, int] = (64, 64)
     small_batch_size: int = 16
+    #: the config settings only this mode reads (``section.*``: all of a section's); one set away
+    #: from its default under another mode is a warning line at load
+    #: (:func:`heatmapnet.config.ignored_settings`)
+    own_settings: Tuple[str, ...] = ()
 
     def frame(self, image_size, boxes, input_size, padding: Optional[float], where: str = "boxes"
               ) -> Tuple[list, Optional[list]]:
@@ -98,6 +102,7 @@ class TopDownSpec(CropSpec):
 
 class MultiSpec(WholeImageSpec):
     name = "multi"
+    own_settings = ("eval.max_instances",)
     outputs = ("heatmaps", "scores", "classes", "points")  # scores (B, k), classes (B, k) int64, points (B, k, 2)
     summary = "multi-instance whole-image maps: several instances per image at varied sizes"
     small_input_size, small_batch_size = (96, 96), 8
@@ -113,6 +118,7 @@ class MultiSpec(WholeImageSpec):
 
 class BottomUpSpec(WholeImageSpec):
     name = "bottomup"
+    own_settings = ("bottomup.*", "eval.joint_threshold", "eval.person_score", "eval.max_people")
     # the maps (B, 7 + 3K, h, w; offsets and sizes as they are), scores (B, T) per person,
     # keypoints (B, T, K, 2), keypoint_scores (B, T, K), boxes (B, T, 4) as x, y, w, h
     outputs = ("heatmaps", "scores", "keypoints", "keypoint_scores", "boxes")
