@@ -362,6 +362,9 @@ def test_every_arm_is_a_valid_set_of_overrides():
         config = load_config("synthetic_faces", dotlist(overrides))
         assert config.loss.name == overrides["loss.name"], arm
         assert config.target.sigma_policy == overrides["target.sigma_policy"], arm
+        noise = config.data.label_noise  # the noise arms' training labels; every other arm's are clean
+        assert (noise.sigma, noise.swap) == (overrides.get("data.label_noise.sigma", 0.0),
+                                             overrides.get("data.label_noise.swap", 0.0)), arm
     assert load_config("synthetic_faces", dotlist(ARMS["focal_beta0"])).loss.focal.beta == 0.0
     a3b8 = load_config("synthetic_faces", dotlist(ARMS["focal_a3_b8"]))
     assert (a3b8.loss.focal.alpha, a3b8.loss.focal.beta, a3b8.target.sigma_policy) == (3.0, 8.0, "radius")
@@ -514,8 +517,8 @@ class FakeTraining:
     """Stands in for :func:`heatmapnet.ablate.runs.execute`: a run's NME curve from a formula of its
     overrides, evaluated every train.eval_every steps; records every run it is asked for."""
 
-    def __init__(self, curve):
-        self.curve, self.specs = curve, []
+    def __init__(self, curve, confidence=None):
+        self.curve, self.confidence, self.specs = curve, confidence, []
 
     def __call__(self, spec, device):
         self.specs.append(spec)
@@ -524,9 +527,12 @@ class FakeTraining:
         steps, every = _override(spec, "train.steps"), _override(spec, "train.eval_every")
         evaluated = list(range(every, steps, every)) + [steps]
         values = [self.curve(spec, step, steps) for step in evaluated]
-        return RunResult(spec.fingerprint(), spec.config, list(spec.overrides), metric="nme", higher_is_better=False,
-                         final=values[-1], steps=evaluated, values=values, stopped_at=steps,
-                         stop_reason="steps" if spec.stop is None else "cap", run_dir=str(spec.run_dir))
+        result = RunResult(spec.fingerprint(), spec.config, list(spec.overrides), metric="nme", higher_is_better=False,
+                           final=values[-1], steps=evaluated, values=values, stopped_at=steps,
+                           stop_reason="steps" if spec.stop is None else "cap", run_dir=str(spec.run_dir))
+        if self.confidence is not None:  # the final evaluation's metrics, as the engine's summary holds them
+            runs.keep_confidence(result, self.confidence(spec))
+        return result
 
     def dirs(self):
         return [spec.run_dir for spec in self.specs]
@@ -549,8 +555,8 @@ def _two_by_two_curve(spec, step, steps):
 @pytest.fixture
 def stubbed(monkeypatch):
     """Training replaced by a formula, the example image (which needs real weights) by a name."""
-    def install(curve):
-        fake = FakeTraining(curve)
+    def install(curve, confidence=None):
+        fake = FakeTraining(curve, confidence)
         monkeypatch.setattr(runs, "execute", fake)
         monkeypatch.setattr(runner, "example_from_runs", lambda name, arm_runs, path, device: "example.png")
         return fake
@@ -680,6 +686,289 @@ def test_continuations_start_from_their_base_models_same_seed(stubbed, tmp_path)
 
 
 # ----------------------------------------------------------------------------------------------
+# confidence of the scores and label noise: against values computed by hand
+# ----------------------------------------------------------------------------------------------
+def _confident_run(**measures):
+    return RunResult("f", "c", [], metric="nme", higher_is_better=False, final=0.1, confidence=measures)
+
+
+def test_confidence_measures_get_the_metrics_summaries_and_holm_corrected_paired_tests():
+    # AUROC per seed: a 0.70, 0.72, 0.74 (mean 0.72, s.d. 0.02); b 0.80, 0.83, 0.86 (mean 0.83, s.d. 0.03);
+    # c 0.71, 0.70, 0.75. 95% half-widths t(0.975, 2) s / sqrt 3 = 4.302653 * 0.02 / sqrt 3 = 0.049683 (a)
+    # and 4.302653 * 0.03 / sqrt 3 = 0.074524 (b).
+    # a - b = -0.10, -0.11, -0.12: mean -0.11, s.d. 0.01, t = -0.11 / (0.01 / sqrt 3) = -11 sqrt 3; 2 degrees of
+    # freedom: p = 1 - |t| / sqrt(t^2 + 2) = 1 - sqrt(363 / 365) = 0.00274.
+    # c - b = -0.09, -0.13, -0.11: mean -0.11, s.d. 0.02, t = -5.5 sqrt 3, p = 1 - sqrt(90.75 / 92.75) = 0.0108.
+    # Holm over the two pairs: 2 * 0.00274 = 0.00549; max(0.00549, 0.0108) = 0.0108: b wins both.
+    from heatmapnet.ablate.confidence import confidence_block
+
+    auroc = {"a": [0.70, 0.72, 0.74], "b": [0.80, 0.83, 0.86], "c": [0.71, 0.70, 0.75]}
+    # Spearman: a - b = +0.20 every seed (the exact sign test, 0.25); c is undefined on seed 1, so c - b pairs
+    # seeds 0 and 2: 0.20, 0.18, mean 0.19, s.d. 0.02 / sqrt 2, t = 0.19 / 0.01 = 19, one degree of freedom:
+    # p = 1 - (2 / pi) arctan 19 = 0.0335. Holm: 2 * 0.0335 = 0.0669; max(0.0669, 0.25) = 0.25
+    spearman = {"a": [-0.30, -0.32, -0.34], "b": [-0.50, -0.52, -0.54], "c": [-0.30, None, -0.36]}
+    runs_by_arm = {arm: [_confident_run(auroc=auroc[arm][k], spearman=spearman[arm][k], ece=0.1, hit_rate=0.5,
+                                        threshold=0.1) for k in range(3)] for arm in auroc}
+    block = confidence_block(runs_by_arm, [("a", "b"), ("c", "b")], "toy", 3)
+    assert block["kind"] == "keypoints" and list(block["measures"]) == ["auroc", "spearman", "ece"]
+    measure = block["measures"]["auroc"]
+    half = 4.302653 / math.sqrt(3)
+    assert measure["arms"]["a"]["stats"]["mean"] == pytest.approx(0.72)
+    assert measure["arms"]["a"]["stats"]["ci95"] == pytest.approx([0.72 - 0.02 * half, 0.72 + 0.02 * half], abs=1e-6)
+    assert measure["arms"]["b"]["stats"]["std"] == pytest.approx(0.03)
+    ab, cb = measure["comparisons"]
+    p_ab, p_cb = 1 - math.sqrt(363 / 365), 1 - math.sqrt(90.75 / 92.75)
+    assert (ab["test"], cb["test"]) == (T_TEST, T_TEST)
+    assert (ab["t"], cb["t"]) == pytest.approx((-11 * math.sqrt(3), -5.5 * math.sqrt(3)))
+    assert (ab["p"], cb["p"]) == pytest.approx((p_ab, p_cb))
+    assert (ab["p_adjusted"], cb["p_adjusted"]) == pytest.approx((2 * p_ab, p_cb))
+    assert ab["correction"] == HOLM and ab["winner"] == cb["winner"] == "b"
+    assert measure["answer"]["best"] == "b" and len(measure["answer"]["beats"]) == 2
+    assert block["answer"].startswith("b's keypoint score is the better one to threshold: b has the best mean AUROC "
+                                      "(0.8300), significantly better than every arm it was tested against")
+    rho = block["measures"]["spearman"]
+    assert rho["arms"]["c"]["undefined"] == [1] and rho["arms"]["c"]["stats"]["mean"] == pytest.approx(-0.33)
+    ab, cb = rho["comparisons"]
+    assert (ab["test"], ab["p"]) == (SIGN_TEST, 0.25) and cb["paired_seeds"] == [0, 2]
+    assert cb["t"] == pytest.approx(19.0) and cb["p"] == pytest.approx(1 - 2 / math.pi * math.atan(19))
+    assert (ab["p_adjusted"], cb["p_adjusted"]) == pytest.approx((0.25, 2 * cb["p"]))
+    assert rho["answer"]["best"] == "b"  # lower is better: -0.52
+    lines = report.comparison_lines(rho["comparisons"], heading="Spearman", explain=False)
+    assert any(line.startswith("| c − b (seeds 0, 2 only) | +0.1900 |") for line in lines)
+    assert block["hit_rate"]["a"]["mean"] == 0.5 and block["threshold"] == 0.1 and block["reliability"] == {}
+
+
+def test_bottom_up_confidence_is_what_ranking_people_by_their_score_is_worth():
+    # x: ranked 0.10, 0.12, 0.14, unranked 0.05, 0.06, 0.07: gain 0.05, 0.06, 0.07, mean 0.06, s.d. 0.01,
+    # t = 6 sqrt 3, p = 1 - sqrt(108 / 110); y gains nothing (sign test, p = 1). Holm over the two arms:
+    # 2 p_x; max(2 p_x, 1) = 1. Between arms x - y = the same gains: the same t and p, one pair, no correction.
+    from heatmapnet.ablate.confidence import confidence_block
+
+    ranked, unranked = {"x": [0.10, 0.12, 0.14], "y": [0.1] * 3}, {"x": [0.05, 0.06, 0.07], "y": [0.1] * 3}
+    runs_by_arm = {arm: [_confident_run(oks_ap=ranked[arm][k], oks_ap_unranked=unranked[arm][k]) for k in range(3)]
+                   for arm in ranked}
+    block = confidence_block(runs_by_arm, [("x", "y")], "crowds", 3)
+    p = 1 - math.sqrt(108 / 110)
+    assert block["kind"] == "people" and list(block["measures"]) == ["ranking_gain"]
+    x, y = block["ranking"]["x"]["test"], block["ranking"]["y"]["test"]
+    assert x["t"] == pytest.approx(6 * math.sqrt(3)) and (x["p"], x["p_adjusted"]) == pytest.approx((p, 2 * p))
+    assert (y["test"], y["p"], y["p_adjusted"]) == (SIGN_TEST, 1.0, 1.0)
+    assert x["winner"] == "ranked" and y["winner"] is None
+    (between,) = block["measures"]["ranking_gain"]["comparisons"]
+    assert between["p"] == pytest.approx(p) and between["correction"] is None and between["winner"] == "x"
+    assert block["answer"].startswith("x's person score is the better one to threshold")
+    lines = report.confidence_lines({"confidence": block, "arms": {"x": {}, "y": {}}})
+    assert f"| `x` | 0.1200 ± 0.0200 | 0.0600 ± 0.0100 | +0.0600 [+{0.06 - 0.01 * 4.302653 / math.sqrt(3):.4f}, " \
+           f"+{0.06 + 0.01 * 4.302653 / math.sqrt(3):.4f}] | paired t-test | {2 * p:.3g} | ranking helps |" in lines
+
+
+def test_reliability_bins_pool_over_seeds_by_their_counts():
+    # bin 8: seed A 1 keypoint (score 0.85, hit), seed B 3 (mean 0.81, 1 hit): pooled 4, score
+    # (0.85 + 3 * 0.81) / 4 = 0.82, hit rate 2 / 4. Bin 9: A 3 (0.95, 2 hits), B 1 (0.91, hit): 4, 0.94, 3 / 4.
+    # ECE of the pooled bins: 0.5 * |0.5 - 0.82| + 0.5 * |0.75 - 0.94| = 0.16 + 0.095 = 0.255
+    from heatmapnet.ablate.confidence import pool_reliability
+    from heatmapnet.confidence import Reliability, expected_calibration_error
+
+    def bins(count8, score8, hit8, count9, score9, hit9):
+        empty = [None] * 8
+        return {"edges": [k / 10 for k in range(11)], "count": [0] * 8 + [count8, count9],
+                "mean_score": empty + [score8, score9], "hit_rate": empty + [hit8, hit9]}
+    pooled = pool_reliability([bins(1, 0.85, 1.0, 3, 0.95, 2 / 3), bins(3, 0.81, 1 / 3, 1, 0.91, 1.0), None])
+    assert pooled["count"] == [0] * 8 + [4, 4]
+    assert pooled["mean_score"][:8] == [None] * 8 and pooled["mean_score"][8:] == pytest.approx([0.82, 0.94])
+    assert pooled["hit_rate"][8:] == pytest.approx([0.5, 0.75])
+    assert expected_calibration_error(Reliability.from_json(pooled)) == pytest.approx(0.255)
+    assert pool_reliability([None, {}]) is None
+
+
+# the final metrics of a stubbed run (lower NME is better): AUROC mse 0.70, 0.72, 0.74 and focal 0.80, 0.83, 0.86
+# over seeds 0-2, as in the hand-worked test above; ECE mse 0.2, focal 0.1; every run the same reliability bins
+RELIABILITY_BINS = {"edges": [k / 10 for k in range(11)], "count": [0] * 8 + [2, 2],
+                    "mean_score": [None] * 8 + [0.85, 0.95], "hit_rate": [None] * 8 + [0.5, 1.0]}
+
+
+def _final_confidence(spec):
+    seed, focal = _override(spec, "train.seed"), _override(spec, "loss.name") == "focal"
+    return {"nme": 0.1, "confidence/auroc": (0.80 + 0.03 * seed) if focal else (0.70 + 0.02 * seed),
+            "confidence/spearman": -0.5 if focal else -0.3 - 0.01 * seed, "confidence/ece": 0.1 if focal else 0.2,
+            "confidence/hit_rate": 0.5, "confidence/threshold": 0.1, "confidence/num_keypoints": 4,
+            "confidence/reliability": RELIABILITY_BINS}
+
+
+def test_the_report_gives_each_arms_confidence_and_says_whose_score_to_threshold(stubbed, tmp_path):
+    stubbed(_two_by_two_curve, _final_confidence)
+    results = ablate("synthetic_faces", tmp_path, design="recipes", budget=STUB_BUDGET, device="cpu",
+                     log=lambda line: None)
+    confidence = results["settings"][0]["budgets"]["stub"]["confidence"]
+    assert confidence["kind"] == "keypoints"
+    assert confidence["measures"]["auroc"]["arms"]["focal"]["values"] == pytest.approx([0.80, 0.83, 0.86])
+    (test,) = confidence["measures"]["auroc"]["comparisons"]  # mse - focal: -0.10, -0.11, -0.12, as by hand above
+    p = 1 - math.sqrt(363 / 365)
+    assert (test["first"], test["second"], test["correction"]) == ("mse", "focal", None)
+    assert test["p"] == pytest.approx(p) and test["winner"] == "focal"
+    report_text = (tmp_path / "report.md").read_text()
+    half = 4.302653 / math.sqrt(3)
+    assert "#### Confidence of the scores (final evaluation)" in report_text
+    assert ("**Score to threshold:** focal's keypoint score is the better one to threshold: focal has the best mean "
+            f"AUROC (0.8300), significantly better than every arm it was tested against: mse (p = {p:.3g}).") \
+        in report_text
+    assert (f"| `focal` | 0.8300 ± 0.0300 | [{0.83 - 0.03 * half:.4f}, {0.83 + 0.03 * half:.4f}] | -0.5000 ± 0.0000 | "
+            "[-0.5000, -0.5000] | 0.1000 ± 0.0000 | [0.1000, 0.1000] | 0.500 | "
+            "[diagram](synthetic_faces_stub_reliability_focal.png), ECE 0.2000 |") in report_text
+    assert f"| `mse` | 0.7200 ± 0.0200 | [{0.72 - 0.02 * half:.4f}, {0.72 + 0.02 * half:.4f}] |" in report_text
+    assert (f"| mse − focal | -0.1100 | [{-0.11 - 0.01 * half:+.4f}, {-0.11 + 0.01 * half:+.4f}] | paired t-test | "
+            f"{-11 * math.sqrt(3):.2f} | {p:.3g} | mse 0, focal 3 | focal better |") in report_text
+    # ECE: mse - focal = +0.1 every seed: the sign test, 2 * 0.5^3; focal has the better (lower) mean
+    assert "| mse − focal | +0.1000 | [+0.1000, +0.1000] | exact sign test | — | 0.25 | mse 0, focal 3 | " \
+           "no significant difference |" in report_text
+    assert "- synthetic_faces, stub budget, confidence of the scores: focal's keypoint score" in report_text
+    # the reliability diagram of each arm, its 3 seeds' bins pooled: ECE 0.5 * 0.35 + 0.5 * 0.05 = 0.2
+    for arm in ("mse", "focal"):
+        pooled = confidence["reliability"][arm]
+        assert pooled["seeds"] == 3 and pooled["bins"]["count"][8:] == [6, 6] and pooled["ece"] == pytest.approx(0.2)
+        image = cv2.imread(str(tmp_path / pooled["plot"]))
+        assert image is not None and image.shape[0] > 200 and f"]({pooled['plot']})" in report_text
+
+
+def test_resume_restores_the_confidence_measures_and_reads_old_results_without_them(stubbed, tmp_path):
+    fake = stubbed(_two_by_two_curve, _final_confidence)
+    first = ablate("synthetic_faces", tmp_path, design="recipes", budget=STUB_BUDGET, device="cpu",
+                   log=lambda line: None)
+    cached = tmp_path / "synthetic_faces" / "stub" / "focal" / "seed1.json"
+    assert json.loads(cached.read_text())["confidence"]["auroc"] == pytest.approx(0.83)
+    specs = {spec.run_dir: spec for spec in fake.specs}
+    fake.specs.clear()
+    again = ablate("synthetic_faces", tmp_path, design="recipes", budget=STUB_BUDGET, device="cpu", resume=True,
+                   log=lambda line: None)
+    assert fake.specs == [] and again["settings"] == first["settings"]
+    # results cached before they kept confidence measures: without the two keys they still load (no run trains);
+    # where the run's metrics.json (the engine's summary) is there, its final evaluation gives them back
+    main_runs = [folder / f"seed{k}" for folder in (tmp_path / "synthetic_faces" / "stub" / arm for arm in ("mse", "focal"))
+                 for k in range(3)]
+    for run_dir in main_runs:
+        path = run_dir.with_name(run_dir.name + ".json")
+        old = {key: value for key, value in json.loads(path.read_text()).items()
+               if key not in ("confidence", "reliability")}
+        path.write_text(json.dumps(old))
+        (run_dir / "metrics.json").write_text(json.dumps({"final": _final_confidence(specs[run_dir]), "steps": 10}))
+    restored = ablate("synthetic_faces", tmp_path, design="recipes", budget=STUB_BUDGET, device="cpu", resume=True,
+                      log=lambda line: None)
+    assert fake.specs == [] and restored["runs"] == {"trained": 0, "reused": 10}
+    assert restored["settings"] == first["settings"]
+    (main_runs[4] / "metrics.json").unlink()  # focal seed 1: nothing to read them from
+    partial = ablate("synthetic_faces", tmp_path, design="recipes", budget=STUB_BUDGET, device="cpu", resume=True,
+                     log=lambda line: None)
+    assert fake.specs == [] and partial["settings"][0]["budgets"]["stub"]["confidence"]["kind"] is None
+    assert "Not measured here: 5 of the 6 runs recorded confidence measures." in (tmp_path / "report.md").read_text()
+
+
+def test_the_noise_design_trains_each_recipe_at_every_noise_level_and_names_its_pairs():
+    noise = DESIGNS["noise"]
+    levels = ("sigma0.005", "sigma0.01", "sigma0.02", "sigma0.04", "swap0.05")
+    assert noise.arms == ("mse", *(f"mse_{level}" for level in levels), "focal", *(f"focal_{level}" for level in levels),
+                          "focal_fixed_sigma0.02")
+    # each recipe on its own target (the recipes design's arms), the training labels jittered or swapped
+    assert ARMS["mse_sigma0.005"] == {**ARMS["mse"], "data.label_noise.sigma": 0.005}
+    assert ARMS["focal_sigma0.04"] == {**ARMS["focal"], "data.label_noise.sigma": 0.04}
+    assert ARMS["focal_swap0.05"] == {**ARMS["focal"], "data.label_noise.swap": 0.05}
+    assert ARMS["focal_fixed_sigma0.02"] == {**ARMS["focal_fixed"], "data.label_noise.sigma": 0.02}
+    assert ARMS["focal_fixed_sigma0.02"]["target.sigma_policy"] == "fixed" != ARMS["focal_sigma0.02"][
+        "target.sigma_policy"]
+    swapped = load_config("synthetic_faces", dotlist(ARMS["mse_swap0.05"])).data.label_noise
+    assert (swapped.sigma, swapped.swap) == (0.0, 0.05)
+    # the pairs: every noisy arm against its own clean arm, mse against focal at every level, the target at 2%
+    assert noise.compared_pairs() == [*((f"mse_{level}", "mse") for level in levels),
+                                      *((f"focal_{level}", "focal") for level in levels), ("mse", "focal"),
+                                      *((f"mse_{level}", f"focal_{level}") for level in levels),
+                                      ("focal_fixed_sigma0.02", "focal_sigma0.02")]
+    assert noise.references() == {**{f"mse_{level}": "mse" for level in levels},
+                                  **{f"focal_{level}": "focal" for level in levels}}
+    assert noise.grid()["focal"]["swap0.05"] == "focal_swap0.05" and not noise.two_by_two()
+    assert [factor.label(level) for factor in noise.factors[1:] for level in factor.levels] == [
+        "clean", "σ 0.5%", "σ 1%", "σ 2%", "σ 4%", "swap 5%"]
+    assert resolve_design("noise") is noise
+    assert build_parser().parse_args(["ablate", "lsp", "--design", "noise"]).design == "noise"
+
+
+NOISE_GROWTH = {"sigma0.005": 0.001, "sigma0.01": 0.002, "sigma0.02": 0.004, "sigma0.04": 0.008}
+
+
+def _noise_curve(spec, step, steps):
+    """The final NME of a noise arm, the same at every evaluation: clean mse 0.10, 0.11, 0.12 over seeds 0-2,
+    clean focal 0.08, 0.0905, 0.102; Gaussian noise adds g, 2g, 3g (g per level: NOISE_GROWTH), the swap
+    0.01 every seed, focal on a fixed sigma 0.003 more than focal at sigma 2%."""
+    seed, focal = _override(spec, "train.seed"), _override(spec, "loss.name") == "focal"
+    value = (0.08 + 0.01 * seed + 0.0005 * seed ** 2) if focal else (0.10 + 0.01 * seed)
+    sigma, swap = _override(spec, "data.label_noise.sigma"), _override(spec, "data.label_noise.swap")
+    if sigma:
+        value += NOISE_GROWTH[f"sigma{sigma:g}"] * (1 + seed)
+    if swap:
+        value += 0.01
+    if _override(spec, "target.sigma_policy") == "fixed" and focal:
+        value += 0.003
+    return value
+
+
+def test_the_noise_report_relates_each_noise_level_to_its_clean_arm(stubbed, tmp_path):
+    # p-values (2 degrees of freedom, p = 1 - |t| / sqrt(t^2 + 2)):
+    # - every sigma arm - its clean arm: g, 2g, 3g: mean 2g, s.d. g, t = 2 sqrt 3, p1 = 1 - sqrt(12 / 14) = 0.0742;
+    # - swap - clean: 0.01 every seed, and the target pair: 0.003 every seed: the sign test, 0.25;
+    # - mse - focal at every level (the noise adds the same to both): 0.02, 0.0195, 0.018: mean 0.019167,
+    #   s.d. sqrt(1.0833e-6) = 0.0010408, t = 0.019167 / (0.0010408 / sqrt 3) = 31.9, p0 = 0.00098.
+    # Holm over the 17 pairs: the six p0 (ranks 1-6) -> 17 p0 = 0.0167 (running maximum); the eight p1 (ranks 7-14)
+    # -> 11 p1 = 0.816; the three 0.25 (ranks 15-17) -> 3 * 0.25 = 0.75, raised to the running maximum 0.816.
+    stubbed(_noise_curve)
+    results = ablate("synthetic_faces", tmp_path, design="noise", budget=STUB_BUDGET, device="cpu",
+                     log=lambda line: None)
+    end = results["settings"][0]["budgets"]["stub"]["end"]
+    by_pair = {(t["first"], t["second"]): t for t in end["comparisons"]}
+    d = [0.02, 0.0195, 0.018]
+    mean_d = sum(d) / 3
+    sd_d = math.sqrt(sum((x - mean_d) ** 2 for x in d) / 2)
+    t0 = mean_d / (sd_d / math.sqrt(3))
+    p0, p1 = 1 - t0 / math.sqrt(t0 ** 2 + 2), 1 - math.sqrt(12 / 14)
+    assert t0 == pytest.approx(31.9, abs=0.05) and p0 == pytest.approx(0.00098, abs=1e-5)
+    assert len(by_pair) == 17 and all(t["correction"] == HOLM and t["comparisons"] == 17 for t in by_pair.values())
+    assert by_pair["mse", "focal"]["p"] == pytest.approx(p0) and by_pair["mse_swap0.05", "focal_swap0.05"][
+        "p_adjusted"] == pytest.approx(17 * p0)
+    assert all(by_pair[f"mse_{level}", f"focal_{level}"]["winner"] == f"focal_{level}" for level in NOISE_GROWTH)
+    assert by_pair["mse_sigma0.04", "mse"]["p"] == pytest.approx(p1)
+    assert by_pair["mse_sigma0.04", "mse"]["p_adjusted"] == pytest.approx(11 * p1)
+    assert by_pair["focal_fixed_sigma0.02", "focal_sigma0.02"]["p_adjusted"] == pytest.approx(11 * p1)
+    # mse at sigma 4%: 0.108, 0.126, 0.144 (mean 0.126, s.d. 0.018) against 0.10, 0.11, 0.12: differences 0.008,
+    # 0.016, 0.024 (mean 0.016, s.d. 0.008); ratios 1.08, 1.14545, 1.2 (mean 1.141818)
+    ratios = [1.08, 0.126 / 0.11, 1.2]
+    mean_r = sum(ratios) / 3
+    sd_r = math.sqrt(sum((r - mean_r) ** 2 for r in ratios) / 2)
+    half = 4.302653 / math.sqrt(3)
+    relative = end["relative"]["mse_sigma0.04"]
+    assert relative["reference"] == "mse" and relative["ratios"] == pytest.approx(ratios)
+    assert relative["ratio"]["mean"] == pytest.approx(1.141818, abs=1e-6)
+    assert relative["ratio"]["ci95"] == pytest.approx([mean_r - sd_r * half, mean_r + sd_r * half], abs=1e-6)
+    assert relative["difference"]["mean"] == pytest.approx(0.016)
+    assert set(end["relative"]) == set(DESIGNS["noise"].references())
+    report_text = (tmp_path / "report.md").read_text()
+    assert ("| label noise | arm | nme | − clean [95% CI] | ÷ clean [95% CI] | p (Holm-Bonferroni, 17 pairs) | result |"
+            in report_text)
+    assert "| clean | `mse` | 0.1100 ± 0.0100 | — | 1 | — | reference |" in report_text
+    assert (f"| σ 4% | `mse_sigma0.04` | 0.1260 ± 0.0180 | +0.0160 [{0.016 - 0.008 * half:+.4f}, "
+            f"{0.016 + 0.008 * half:+.4f}] | {mean_r:.4f} [{mean_r - sd_r * half:.4f}, {mean_r + sd_r * half:.4f}] | "
+            f"{11 * p1:.3g} | not told apart |") in report_text
+    assert "| swap 5% | `focal_swap0.05` | 0.1008 ± 0.0110 | +0.0100 [+0.0100, +0.0100] |" in report_text
+    # at sigma 2%: mse 0.104, 0.118, 0.132 (0.118 ± 0.014), focal 0.084, 0.0985, 0.114 (0.09883 ± 0.01500)
+    assert (f"| σ 2% | 0.1180 ± 0.0140 | 0.0988 ± 0.0150 | +{mean_d:.4f} [{mean_d - sd_d * half:+.4f}, "
+            f"{mean_d + sd_d * half:+.4f}] | {17 * p0:.3g} | focal better |") in report_text
+    assert "Also tested: `focal_fixed_sigma0.02` − `focal_sigma0.02` = +0.0030 [+0.0030, +0.0030]" in report_text
+    # the answer: per loss, each level's mean ratio to clean (no star: none is told apart from clean after Holm)
+    assert (f"loss mse: nme relative to clean: σ 0.5% ×{(1.01 + 0.112 / 0.11 + 1.025) / 3:.3f}, " in report_text)
+    assert f"σ 4% ×{mean_r:.3f}, swap 5% ×{(1.1 + 0.12 / 0.11 + 0.13 / 0.12) / 3:.3f}" in report_text
+    assert results["settings"][0]["budgets"]["stub"]["plots"]["noise"] == "synthetic_faces_stub_noise.png"
+    assert cv2.imread(str(tmp_path / "synthetic_faces_stub_noise.png")) is not None
+    # no confidence measures in these stubbed runs: the report says so rather than inventing them
+    assert "Not measured here: 0 of the 39 runs recorded confidence measures (this mode measures none)." in report_text
+
+
+# ----------------------------------------------------------------------------------------------
 # one run, really trained: the whole model carried over, the plateau rule in the engine
 # ----------------------------------------------------------------------------------------------
 TINY = {"model.backbone": "mobilenetv3_small_050", "model.head_channels": 8, "data.input_size": [32, 32],
@@ -786,6 +1075,23 @@ def test_the_miniature_ablation_covers_both_settings_with_statistics_per_arm(min
             assert test["test"] == SIGN_TEST and test["p"] == (1.0 if d1 == 0 else 0.5)
         assert test["significant"] == (test["p"] < 0.05)
         assert f"p = {test['p']:.3g})" in end["verdict"]
+    # the confidence of the scores: each seed's numbers are its run's final evaluation (metrics.json)
+    faces, people = (setting["budgets"]["tiny"] for setting in written["settings"])
+    confidence = faces["confidence"]
+    assert confidence["kind"] == "keypoints" and confidence["threshold"] == 0.1
+    for arm, data in faces["arms"].items():
+        finals = [json.loads((out / run / "metrics.json").read_text())["final"] for run in data["runs"]]
+        for name in ("auroc", "spearman", "ece"):
+            assert confidence["measures"][name]["arms"][arm]["values"] == [f[f"confidence/{name}"] for f in finals]
+        ece = [f["confidence/ece"] for f in finals]
+        assert all(isinstance(v, float) and 0 <= v <= 1 for v in ece)
+        assert confidence["measures"]["ece"]["arms"][arm]["stats"]["mean"] == pytest.approx(sum(ece) / 2)
+        pooled = confidence["reliability"][arm]
+        assert sum(pooled["bins"]["count"]) == sum(f["confidence/num_keypoints"] for f in finals) > 0
+    (ece_test,) = confidence["measures"]["ece"]["comparisons"]
+    (e1, e2), (g1, g2) = (confidence["measures"]["ece"]["arms"][arm]["values"] for arm in ("mse", "focal"))
+    assert ece_test["differences"] == pytest.approx([e1 - g1, e2 - g2])
+    assert people["confidence"]["kind"] is None  # multi-instance maps: keypoint AP, no per-keypoint score measure
 
 
 def test_the_miniature_ablation_writes_its_report_and_valid_pngs(miniature):
@@ -798,6 +1104,17 @@ def test_the_miniature_ablation_writes_its_report_and_valid_pngs(miniature):
             image = cv2.imread(str(out / name))
             assert image is not None and image.shape[0] > 100 and image.shape[1] > 100, name
             assert f"]({name})" in report_text
+    faces = results["settings"][0]["budgets"]["tiny"]["confidence"]
+    assert "#### Confidence of the scores (final evaluation)" in report_text and "**Score to threshold:**" in report_text
+    for arm in ("mse", "focal"):
+        ece = faces["measures"]["ece"]["arms"][arm]["stats"]
+        assert f"| {ece['mean']:.4f} ± {ece['std']:.4f} | [{ece['ci95'][0]:.4f}, {ece['ci95'][1]:.4f}] |" in report_text
+        plot = faces["reliability"][arm]["plot"]
+        assert plot == f"synthetic_faces_tiny_reliability_{arm}.png" and f"[diagram]({plot})" in report_text
+        image = cv2.imread(str(out / plot))
+        assert image is not None and image.shape[0] > 200
+    assert "##### ECE (lower is better): paired differences" in report_text
+    assert "Not measured here: 0 of the 4 runs recorded confidence measures (this mode measures none)." in report_text
     for heading in ("The answer per budget", "Paired differences",
                     "Correction for multiple comparisons: none (one comparison).", "Convergence: steps until nme ≤",
                     "per decoding refinement", "Learning rate: per arm, the mean holdout metric of 2 seeds"):
@@ -833,6 +1150,16 @@ def test_a_bottom_up_ablation_compares_radius_policies_by_oks_ap_without_heatmap
     assert adjusted == pytest.approx(expected)
     report_text = (tmp_path / "report.md").read_text()
     assert "per decoding refinement" not in report_text and "Holm" in report_text
+    # the person scores' worth: each seed's OKS AP ranked by them against ranked by chance, from metrics.json
+    confidence = setting["budgets"]["custom"]["confidence"]
+    assert confidence["kind"] == "people" and len(confidence["measures"]["ranking_gain"]["comparisons"]) == 3
+    for arm, data in setting["budgets"]["custom"]["arms"].items():
+        finals = [json.loads((tmp_path / run / "metrics.json").read_text())["final"] for run in data["runs"]]
+        assert confidence["ranking"][arm]["ranked"]["values"] == [f["oks_ap"] for f in finals] == data["final"]
+        assert confidence["ranking"][arm]["unranked"]["values"] == [f["confidence/oks_ap_unranked"] for f in finals]
+        assert confidence["measures"]["ranking_gain"]["arms"][arm]["values"] == pytest.approx(
+            [f["oks_ap"] - f["confidence/oks_ap_unranked"] for f in finals])
+    assert "| arm | OKS AP ranked | OKS AP unranked | gain [95% CI] |" in report_text
 
 
 def _quick_curve(spec, step, steps):

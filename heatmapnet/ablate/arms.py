@@ -54,8 +54,44 @@ SENSITIVITY_ARMS: Dict[str, Dict[str, object]] = {
     sensitivity_arm(alpha, beta): {**RECIPES["focal"], "loss.focal.alpha": alpha, "loss.focal.beta": beta}
     for alpha, beta in itertools.product(FOCAL_ALPHAS, FOCAL_BETAS)}
 
+
+@dataclass(frozen=True)
+class NoiseLevel:
+    """One level of training-label noise (``data.label_noise``, :mod:`heatmapnet.data.label_noise`):
+    its name in arm names, how the report shows it and its overrides (none: the clean labels)."""
+
+    name: str
+    label: str
+    overrides: Dict[str, object] = field(default_factory=dict)
+
+
+# The noise design's levels, the clean labels first: Gaussian jitter of every labelled point by
+# sigma x the instance's normaliser (inter-ocular distance, torso), and a left/right swap of 5% of
+# the instances. Validation (and the sweep's holdout) labels stay clean.
+NOISE_SIGMAS = (0.005, 0.01, 0.02, 0.04)
+NOISE_SWAP = 0.05
+NOISE_LEVELS: Tuple[NoiseLevel, ...] = (
+    NoiseLevel("clean", "clean"),
+    *(NoiseLevel(f"sigma{sigma:g}", f"σ {sigma:.1%}".replace(".0%", "%"), {"data.label_noise.sigma": sigma})
+      for sigma in NOISE_SIGMAS),
+    NoiseLevel(f"swap{NOISE_SWAP:g}", f"swap {NOISE_SWAP:.0%}", {"data.label_noise.swap": NOISE_SWAP}))
+NOISE_RECIPES = ("mse", "focal")  # each loss on its own target, as the recipes design trains them
+# The target pair: at sigma 2%, the focal loss on a fixed sigma (focal_fixed) against the focal
+# recipe's size-adaptive CornerNet radius, both on an exact peak: does the radius carry the noise?
+NOISE_TARGET_RECIPE, NOISE_TARGET_LEVEL = "focal_fixed", "sigma0.02"
+
+
+def noise_arm(recipe: str, level: str) -> str:
+    """``mse_sigma0.01``, ``focal_swap0.05``; the clean level is the recipe itself (``mse``)."""
+    return recipe if level == "clean" else f"{recipe}_{level}"
+
+
+NOISE_ARMS: Dict[str, Dict[str, object]] = {
+    noise_arm(recipe, level.name): {**RECIPES[recipe], **level.overrides}
+    for recipe in NOISE_RECIPES + (NOISE_TARGET_RECIPE,) for level in NOISE_LEVELS[1:]}
+
 # Every arm that trains from scratch, by name.
-ARMS: Dict[str, Dict[str, object]] = {**RECIPES, **FACTORIAL_ARMS, **SENSITIVITY_ARMS}
+ARMS: Dict[str, Dict[str, object]] = {**RECIPES, **FACTORIAL_ARMS, **SENSITIVITY_ARMS, **NOISE_ARMS}
 
 
 @dataclass(frozen=True)
@@ -93,6 +129,10 @@ class Factor:
 
     name: str
     levels: Tuple[str, ...]
+    labels: Tuple[str, ...] = ()  # how the report shows each level (default: its name)
+
+    def label(self, level: str) -> str:
+        return self.labels[self.levels.index(level)] if self.labels else level
 
 
 @dataclass(frozen=True)
@@ -102,7 +142,10 @@ class Design:
     ``factors`` (two, or none) with ``cells`` (arm -> {factor name: level}) make it factorial: the
     report then tabulates the arms as a grid and, where both factors have two levels, gives both
     main effects and the interaction. ``pairs`` are the arm pairs tested (first - second); None:
-    every pair, in order.
+    every pair, in order. ``relative_to``: a factor's name, whose first level is the reference of
+    the others: per level of the other factor, the report gives each cell's metric relative to the
+    reference cell's, seed by seed (the noise design: each noisy arm over its loss's clean arm).
+    Arms outside ``cells`` (a design's extra arm) are trained and tested in ``pairs`` only.
     """
 
     name: str
@@ -111,6 +154,7 @@ class Design:
     factors: Tuple[Factor, ...] = ()
     cells: Dict[str, Dict[str, str]] = field(default_factory=dict)
     pairs: Optional[Tuple[Tuple[str, str], ...]] = None
+    relative_to: Optional[str] = None
 
     def compared_pairs(self) -> List[Tuple[str, str]]:
         return list(self.pairs) if self.pairs is not None else list(itertools.combinations(self.arms, 2))
@@ -129,6 +173,16 @@ class Design:
     def two_by_two(self) -> bool:
         return len(self.factors) == 2 and all(len(factor.levels) == 2 for factor in self.factors)
 
+    def references(self) -> Dict[str, str]:
+        """With ``relative_to``: each cell's arm -> the arm at the reference (first) level of that
+        factor and the same level of the other factor (the reference arm itself left out)."""
+        if self.relative_to is None:
+            return {}
+        factor = next(f for f in self.factors if f.name == self.relative_to)
+        other = next(f for f in self.factors if f.name != self.relative_to)
+        at = {(cell[other.name], cell[factor.name]): arm for arm, cell in self.cells.items()}
+        return {at[row, level]: at[row, factor.levels[0]] for row in other.levels for level in factor.levels[1:]}
+
 
 def factorial_design(name: str, question: str, first: Factor, second: Factor, arm_of, pairs=None) -> Design:
     """A two-factor design whose arm at levels (a, b) is ``arm_of(a, b)``; by default the pairs
@@ -139,6 +193,28 @@ def factorial_design(name: str, question: str, first: Factor, second: Factor, ar
         pairs = tuple((x, y) for x, y in itertools.combinations(arms, 2)
                       if sum(cells[x][f.name] != cells[y][f.name] for f in (first, second)) == 1)
     return Design(name, arms, question, (first, second), cells, tuple(pairs))
+
+
+def noise_design() -> Design:
+    """The label-noise design: each recipe (``mse`` on a fixed sigma, ``focal`` on the CornerNet
+    radius) trained on clean labels and at every noise level of :data:`NOISE_LEVELS`, evaluated on
+    clean labels; plus ``focal_fixed_sigma0.02``. The pairs tested: each noisy arm against its
+    recipe's clean arm (what the noise costs), mse against focal at every level (does one loss
+    cope better), and at sigma 2% focal on a fixed sigma against focal on the radius (does the
+    size-adaptive target carry the noise). Holm's correction runs over all of them."""
+    loss = Factor("loss", NOISE_RECIPES)
+    noise = Factor("label noise", tuple(level.name for level in NOISE_LEVELS), tuple(level.label for level in NOISE_LEVELS))
+    cells = {noise_arm(recipe, level): {loss.name: recipe, noise.name: level}
+             for recipe in loss.levels for level in noise.levels}
+    extra = noise_arm(NOISE_TARGET_RECIPE, NOISE_TARGET_LEVEL)
+    against_clean = [(noise_arm(recipe, level), recipe) for recipe in loss.levels for level in noise.levels[1:]]
+    between_losses = [(noise_arm("mse", level), noise_arm("focal", level)) for level in noise.levels]
+    target = [(extra, noise_arm("focal", NOISE_TARGET_LEVEL))]
+    return Design("noise", tuple(cells) + (extra,),
+                  "how does the error grow with training-label noise (Gaussian sigma 0.5-4% of the normaliser, 5% "
+                  "left/right swaps; evaluated on clean labels), per recipe: mse on a fixed sigma, focal on the "
+                  "CornerNet radius; and at sigma 2%, focal on a fixed sigma against the radius",
+                  (loss, noise), cells, tuple(against_clean + between_losses + target), relative_to=noise.name)
 
 
 SENSITIVITY_REFERENCE = sensitivity_arm(2.0, 4.0)
@@ -159,6 +235,7 @@ DESIGNS: Dict[str, Design] = {
         Factor("alpha", tuple(f"{a:g}" for a in FOCAL_ALPHAS)), Factor("beta", tuple(f"{b:g}" for b in FOCAL_BETAS)),
         lambda alpha, beta: f"focal_a{alpha}_b{beta}",
         pairs=tuple((SENSITIVITY_REFERENCE, arm) for arm in SENSITIVITY_ARMS if arm != SENSITIVITY_REFERENCE)),
+    "noise": noise_design(),
 }
 DEFAULT_DESIGN = "2x2"
 DEFAULT_ARMS = DESIGNS[DEFAULT_DESIGN].arms

@@ -10,6 +10,7 @@ from typing import Dict, Sequence
 from ..config import add_override_argument
 from .arms import BUILTIN_SETTINGS, DEFAULT_DESIGN, DESIGNS, arm_names
 from .budgets import BUDGETS, DEFAULT_BUDGET
+from .report import relative_summary
 from .runner import ablate
 from .runs import DEVICES
 
@@ -39,6 +40,12 @@ def run_ablate(args: argparse.Namespace) -> int:
         for block in setting["budgets"].values():
             for snapshot in (block["early"], block["end"]):
                 print(f"verdict: {snapshot['verdict']}")
+            if "relative" in block["end"]:
+                for line in relative_summary(block["end"], results["design"]):
+                    print(f"noise: {setting['name']}, {block['budget']}: {line} (* = told apart from clean, Holm)")
+            confidence = block["confidence"]
+            if confidence["kind"] is not None:
+                print(f"confidence: {setting['name']}, {block['budget']}: {confidence['answer']}")
     print(f"report written to {Path(args.out) / 'report.md'} ({results['wall_time_s']:.0f} s; "
           f"{results['runs']['trained']} runs trained, {results['runs']['reused']} reused)")
     return 0

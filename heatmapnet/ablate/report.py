@@ -1,16 +1,17 @@
-"""The ablation's output for people: plots (metric against step, final metric per arm), one
-example image per setting and ``report.md``. Reads the results the runner collected; computes no
+"""The ablation's output for people: plots (metric against step, final metric per arm, the noise
+design's metric relative to each loss's clean arm, one reliability diagram per arm), one example
+image per setting and ``report.md``. Reads the results the runner collected; computes no
 statistics of its own."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..deploy.modes import MODE_SPECS
 from .arms import REFINEMENTS, dotlist
-from .stats import ALPHA, SIGN_TEST, direction, format_p
+from .stats import ALPHA, HOLM, SIGN_TEST, direction, format_p
 
 
 # ----------------------------------------------------------------------------------------------
@@ -74,6 +75,71 @@ def plot_final(block: dict, name: str, metric: str, higher: bool, path: Path) ->
     figure.tight_layout()
     figure.savefig(path)
     return Path(path).name
+
+
+def plot_noise(block: dict, design: dict, name: str, metric: str, higher: bool, path: Path) -> str:
+    """A design with a reference level (the noise design): per level of the other factor (each
+    loss), the final metric at each level relative to that loss's reference (clean) arm, seed by
+    seed (mean ratio, Student-t 95% interval; the reference is 1)."""
+    relative = block["end"]["relative"]
+    factor = next(f for f in design["factors"] if f["name"] == design["relative_to"])
+    other = next(f for f in design["factors"] if f["name"] != design["relative_to"])
+    at = {(cell[other["name"]], cell[factor["name"]]): arm for arm, cell in design["cells"].items()}
+    figure = _figure(max(5.0, 1.0 * len(factor["levels"]) + 1.5), 4.2)
+    axes = figure.add_subplot()
+    x = np.arange(len(factor["levels"]))
+    # a line joins the levels of one kind (sigma0.005 ... sigma0.04, from the reference); another kind
+    # (swap0.05) stands apart
+    kinds = [level.rstrip("0123456789.") for level in factor["levels"]]
+    kinds[0] = kinds[1] if len(kinds) > 1 else kinds[0]
+    for k, row in enumerate(other["levels"]):
+        shift = (k - (len(other["levels"]) - 1) / 2) * 0.12
+        means, low, high = [1.0], [0.0], [0.0]
+        for level in factor["levels"][1:]:
+            ratio = relative[at[row, level]]["ratio"]
+            mean = np.nan if ratio is None else ratio["mean"]
+            interval = None if ratio is None else ratio["ci95"]
+            means.append(mean)
+            low.append(0.0 if interval is None else mean - interval[0])
+            high.append(0.0 if interval is None else interval[1] - mean)
+        color = f"C{k}"
+        for kind in dict.fromkeys(kinds):
+            index = [i for i, other_kind in enumerate(kinds) if other_kind == kind]
+            axes.errorbar(x[index] + shift, np.asarray(means)[index],
+                          yerr=[np.asarray(low)[index], np.asarray(high)[index]], marker="o", capsize=4, color=color,
+                          label=f"{other['name']} {row}" if kind == kinds[0] else None)
+    axes.axhline(1.0, color="0.5", linestyle="--", linewidth=1)
+    axes.set_xticks(x, factor["labels"], fontsize=8)
+    axes.set_xlabel(factor["name"])
+    axes.set_ylabel(f"{metric} / {metric} at {factor['labels'][0]} ({direction(higher)})", fontsize=8)
+    axes.set_title(f"{name}, {block['budget']} budget: per seed, relative to {factor['labels'][0]}; "
+                   "mean, 95% CI (t)", fontsize=9)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path)
+    return Path(path).name
+
+
+def _file_part(arm: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in arm)
+
+
+def plot_reliabilities(block: dict, name: str, out: Path, stem: str) -> None:
+    """One reliability diagram per arm (:func:`heatmapnet.confidence.plot_reliability`), of its
+    bins pooled over its seeds, as ``<stem>_reliability_<arm>.png``; each file's name goes into
+    the arm's entry of ``block["confidence"]["reliability"]`` (``plot``)."""
+    from ..confidence import Reliability, plot_reliability
+
+    confidence = block["confidence"]
+    for arm, pooled in confidence.get("reliability", {}).items():
+        auroc = confidence["measures"]["auroc"]["arms"][arm]["stats"]
+        shown = "undefined" if auroc is None else f"{auroc['mean']:.4f}"
+        path = Path(out) / f"{stem}_reliability_{_file_part(arm)}.png"
+        plot_reliability(Reliability.from_json(pooled["bins"]), path,
+                         f"{name}, {block['budget']}: {arm}, {pooled['seeds']} seeds pooled\n"
+                         f"ECE (pooled) {pooled['ece']:.4f}, AUROC (mean of seeds) {shown}")
+        pooled["plot"] = path.name
 
 
 # ----------------------------------------------------------------------------------------------
@@ -141,12 +207,18 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
     return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
 
 
-def comparison_lines(comparisons: Sequence[dict], alpha: float = ALPHA) -> List[str]:
-    """The paired-differences section: which test, which correction, and one row per pair."""
+def comparison_lines(comparisons: Sequence[dict], alpha: float = ALPHA, heading: Optional[str] = None,
+                     explain: bool = True) -> List[str]:
+    """The paired-differences section: which test, which correction, and one row per pair.
+    ``heading``: its title (default: the metric's paired differences); ``explain``: say which
+    test is used (once per section suffices)."""
     corrections = sorted({test["correction"] for test in comparisons} - {None})
-    lines = [f"##### Paired differences (same seed = a pair; two-sided tests, α = {alpha:g})", "",
-             "Test: the paired t-test on the per-seed differences; where the differences are all equal (no spread, "
-             f"so t is undefined) the {SIGN_TEST}, whose p for n pairs all of one sign is 2 × 0.5^n.", ""]
+    lines = [f"##### {heading or 'Paired differences'} (same seed = a pair; two-sided tests, α = {alpha:g})", ""]
+    if explain:
+        lines += ["Test: the paired t-test on the per-seed differences; where the differences are all equal (no "
+                  f"spread, so t is undefined) the {SIGN_TEST}, whose p for n pairs all of one sign is 2 × 0.5^n.", ""]
+    if not comparisons:
+        return lines + ["No pair could be tested (the measure is undefined on every seed of an arm of each pair).", ""]
     if corrections:
         lines += [f"Correction for multiple comparisons: {', '.join(corrections)} over the {len(comparisons)} "
                   "pairwise comparisons; the result is decided on the adjusted p.", ""]
@@ -158,7 +230,10 @@ def comparison_lines(comparisons: Sequence[dict], alpha: float = ALPHA) -> List[
         result = f"{test['winner']} better" if test["winner"] else "no significant difference"
         wins = ", ".join(f"{arm} {count}" for arm, count in test["wins"].items())
         ci = "—" if difference["ci95"] is None else f"[{difference['ci95'][0]:+.4f}, {difference['ci95'][1]:+.4f}]"
-        row = [f"{test['first']} − {test['second']}", f"{difference['mean']:+.4f}", ci, test["test"] or "—",
+        pair = f"{test['first']} − {test['second']}"
+        if "paired_seeds" in test:
+            pair += f" (seeds {', '.join(str(k) for k in test['paired_seeds'])} only)"
+        row = [pair, f"{difference['mean']:+.4f}", ci, test["test"] or "—",
                "—" if test["t"] is None else f"{test['t']:.2f}", format_p(test["p"])]
         if corrections:
             row.append(format_p(test["p_adjusted"]))
@@ -201,6 +276,7 @@ def effects_lines(effects: Sequence[dict], factors: Sequence[dict]) -> List[str]
 def grid_lines(snapshot: dict, design: dict) -> List[str]:
     """A two-factor design's arms as a grid of mean ± s.d. over seeds."""
     first, second = design["factors"]
+    shown = dict(zip(second["levels"], second.get("labels") or second["levels"]))
     arm_at = {(cell[first["name"]], cell[second["name"]]): arm for arm, cell in design["cells"].items()}
     rows = []
     for a in first["levels"]:
@@ -210,7 +286,7 @@ def grid_lines(snapshot: dict, design: dict) -> List[str]:
             cells.append(f"{stats['mean']:.4f} ± {stats['std']:.4f}" if stats["std"] is not None
                          else f"{stats['mean']:.4f}")
         rows.append([f"{first['name']} {a}"] + cells)
-    return table([f"{first['name']} \\ {second['name']}"] + [f"{second['name']} {b}" for b in second["levels"]],
+    return table([f"{first['name']} \\ {second['name']}"] + [f"{second['name']} {shown[b]}" for b in second["levels"]],
                  rows)
 
 
@@ -223,7 +299,119 @@ def snapshot_lines(snapshot: dict, design: dict) -> List[str]:
         lines += grid_lines(snapshot, design) + [""]
     if "effects" in snapshot:
         lines += effects_lines(snapshot["effects"], design["factors"]) + [""]
+    if "relative" in snapshot:
+        lines += relative_lines(snapshot, design) + [""]
     return lines + comparison_lines(snapshot["comparisons"]) + [""]
+
+
+def _test_of(comparisons: Sequence[dict], first: str, second: str) -> Optional[dict]:
+    return next((t for t in comparisons if (t["first"], t["second"]) in ((first, second), (second, first))), None)
+
+
+def _mean_sd(stats: Optional[dict]) -> str:
+    if stats is None:
+        return "—"
+    return f"{stats['mean']:.4f} ± {stats['std']:.4f}" if stats["std"] is not None else f"{stats['mean']:.4f}"
+
+
+def _estimate(stats: Optional[dict], signed: bool = True) -> str:
+    """``mean [low, high]`` of a summary (its Student-t 95% interval)."""
+    if stats is None:
+        return "—"
+    form = "{:+.4f}" if signed else "{:.4f}"
+    ci = "" if stats["ci95"] is None else " [" + ", ".join(form.format(v) for v in stats["ci95"]) + "]"
+    return form.format(stats["mean"]) + ci
+
+
+def _test_result(test: Optional[dict], names: Dict[str, str]) -> Tuple[str, str]:
+    """(p adjusted, result) of a test, the winner shown by ``names`` (arm -> wording)."""
+    if test is None:
+        return "not tested", "—"
+    if test["winner"]:
+        return format_p(test["p_adjusted"]), names.get(test["winner"], test["winner"])
+    return format_p(test["p_adjusted"]), "not told apart"
+
+
+def relative_lines(snapshot: dict, design: dict) -> List[str]:
+    """A design with a reference level (the noise design): per level of the other factor (each
+    loss), the metric at each level against the reference level's arm, seed by seed, with the
+    design's paired test of the two (Holm-adjusted over the design's pairs); then the arms of the
+    other factor at equal levels; then any other tested pair (an extra arm)."""
+    metric, higher = snapshot["metric"], snapshot["higher_is_better"]
+    factor = next(f for f in design["factors"] if f["name"] == design["relative_to"])
+    other = next(f for f in design["factors"] if f["name"] != design["relative_to"])
+    label = dict(zip(factor["levels"], factor["labels"]))
+    at = {(cell[other["name"]], cell[factor["name"]]): arm for arm, cell in design["cells"].items()}
+    arms, relative, comparisons = snapshot["arms"], snapshot["relative"], snapshot["comparisons"]
+    corrected = any(t["correction"] == HOLM for t in comparisons)
+    p_name = f"p ({HOLM}, {len(comparisons)} pairs)" if corrected else "p"
+    reference = factor["labels"][0]
+    worse = "higher" if not higher else "lower"
+    lines = [f"##### {metric} against {factor['name']}, relative to {reference}", "",
+             f"Per {other['name']}: each level's {metric} (mean ± s.d. over seeds), its difference from the {reference} "
+             f"arm of the same {other['name']} (− {reference}) and its ratio to it (÷ {reference}), both seed by seed "
+             "(the same seed trains both), mean and Student-t 95% interval; p is the design's paired test of the "
+             f"two{', Holm-adjusted over every pair the design tests' if corrected else ''}. Every arm is evaluated "
+             f"on the clean labels; {worse} {metric} is worse.", ""]
+    for row in other["levels"]:
+        base = at[row, factor["levels"][0]]
+        rows = [[label[factor["levels"][0]], f"`{base}`", _mean_sd(arms[base]["stats"]), "—", "1", "—", "reference"]]
+        for level in factor["levels"][1:]:
+            arm = at[row, level]
+            p, result = _test_result(_test_of(comparisons, arm, base),
+                                     {arm: f"better than {reference}", base: f"worse than {reference}"})
+            rows.append([label[level], f"`{arm}`", _mean_sd(arms[arm]["stats"]),
+                         _estimate(relative[arm]["difference"]), _estimate(relative[arm]["ratio"], signed=False), p,
+                         result])
+        lines += [f"{other['name']} **{row}**:", ""]
+        lines += table([factor["name"], "arm", f"{metric}", f"− {reference} [95% CI]", f"÷ {reference} [95% CI]",
+                        p_name, "result"], rows) + [""]
+    rows = []
+    first, second = other["levels"][:2]
+    for level in factor["levels"]:
+        a, b = at[first, level], at[second, level]
+        test = _test_of(comparisons, a, b)
+        if test is None:
+            continue
+        p, result = _test_result(test, {a: f"{first} better", b: f"{second} better"})
+        rows.append([label[level], _mean_sd(arms[a]["stats"]), _mean_sd(arms[b]["stats"]),
+                     _estimate(test["difference"]) if (test["first"], test["second"]) == (a, b) else "—", p, result])
+    if rows:
+        lines += [f"{other['name'].capitalize()} against {other['name']} at equal {factor['name']} ({first} − {second}):",
+                  ""]
+        lines += table([factor["name"], first, second, f"{first} − {second} [95% CI]", p_name, "result"], rows) + [""]
+    in_cells = set(design["cells"])
+    for test in comparisons:
+        if test["first"] in in_cells and test["second"] in in_cells:
+            continue
+        p, result = _test_result(test, {})
+        verdict_text = f"{result} better" if test["winner"] else "not told apart"
+        lines += [f"Also tested: `{test['first']}` − `{test['second']}` = {_estimate(test['difference'])} "
+                  f"({metric} {_mean_sd(arms[test['first']]['stats'])} vs {_mean_sd(arms[test['second']]['stats'])}; "
+                  f"{test['test'] or 'no test'}, p = {p}): {verdict_text}.", ""]
+    return lines
+
+
+def relative_summary(snapshot: dict, design: dict) -> List[str]:
+    """One line per level of the other factor: each level's mean ratio to the reference, a star
+    where the design's paired test (Holm-adjusted) tells them apart."""
+    factor = next(f for f in design["factors"] if f["name"] == design["relative_to"])
+    other = next(f for f in design["factors"] if f["name"] != design["relative_to"])
+    label = dict(zip(factor["levels"], factor["labels"]))
+    at = {(cell[other["name"]], cell[factor["name"]]): arm for arm, cell in design["cells"].items()}
+    lines = []
+    for row in other["levels"]:
+        base = at[row, factor["levels"][0]]
+        parts = []
+        for level in factor["levels"][1:]:
+            arm = at[row, level]
+            ratio = snapshot["relative"][arm]["ratio"]
+            test = _test_of(snapshot["comparisons"], arm, base)
+            star = "*" if test is not None and test["significant"] else ""
+            parts.append(f"{label[level]} ×{'—' if ratio is None else format(ratio['mean'], '.3f')}{star}")
+        lines.append(f"{other['name']} {row}: {snapshot['metric']} relative to {factor['labels'][0]}: "
+                     + ", ".join(parts))
+    return lines
 
 
 def sweep_lines(block: dict) -> List[str]:
@@ -265,6 +453,73 @@ def runs_lines(arms: Dict[str, dict], metric: str, title: str) -> List[str]:
     lines = [f"#### {title}", ""]
     return lines + table(["arm", "lr", f"final {metric}", "s.d.", "95% CI (t)", "per seed", "steps trained"],
                          rows) + [""]
+
+
+def confidence_lines(block: dict) -> List[str]:
+    """The confidence section of one budget: which arm's score is the better one to threshold,
+    per arm the measures over seeds (mean ± s.d., Student-t 95% interval), the reliability
+    diagrams (top-down; pooled over seeds), and the paired tests between arms of each measure."""
+    confidence = block.get("confidence")
+    lines = ["#### Confidence of the scores (final evaluation)", ""]
+    if not confidence or confidence["kind"] is None:
+        note = "no confidence measures" if not confidence else confidence["note"]
+        return lines + [f"Not measured here: {note}. Top-down faces and bodies measure their keypoint scores, "
+                        "bottom-up people their person scores.", ""]
+    measures = confidence["measures"]
+    lines += [f"**Score to threshold:** {confidence['answer']}", ""]
+    if confidence["kind"] == "keypoints":
+        lines += [f"A keypoint is a *hit* when its normalised error is at most {confidence['threshold']:g} (the "
+                  "metric's failure or PCK threshold), a *miss* otherwise; each measure is taken over the validation "
+                  "split's labelled keypoints of one run, then summarized over seeds (mean ± s.d., Student-t 95% "
+                  "interval). " + " ".join(f"{m['label']}: {m['meaning']}." for m in measures.values()), ""]
+        header, rows = ["arm"], []
+        for m in measures.values():
+            header += [f"{m['label']} ({direction(m['higher_is_better'])})", "95% CI (t)"]
+        header += ["hit rate", "reliability (pooled over seeds)"]
+        for arm in block["arms"]:
+            row = [f"`{arm}`"]
+            for m in measures.values():
+                data = m["arms"][arm]
+                undefined = f" ({len(data['undefined'])} seed(s) undefined)" if data["undefined"] else ""
+                row += [_mean_sd(data["stats"]) + undefined,
+                        "—" if data["stats"] is None or data["stats"]["ci95"] is None
+                        else "[" + ", ".join(f"{v:.4f}" for v in data["stats"]["ci95"]) + "]"]
+            hit = confidence["hit_rate"].get(arm)
+            reliability = confidence["reliability"].get(arm)
+            row += ["—" if hit is None else f"{hit['mean']:.3f}",
+                    "—" if reliability is None or "plot" not in reliability
+                    else f"[diagram]({reliability['plot']}), ECE {reliability['ece']:.4f}"]
+            rows.append(row)
+        lines += table(header, rows) + [""]
+        lines += ["Reliability diagrams: one per arm, of every seed's keypoints pooled (per score bin the keypoints of "
+                  "all seeds counted together); the ECE beside each is that of the pooled bins, which need not equal "
+                  "the mean of the seeds' ECEs in the table.", ""]
+    else:
+        lines += ["Each arm's people are scored twice, with their person scores ranking them (OKS AP, the metric) "
+                  "and with the scores replaced by seeded random numbers (unranked): the difference is what ranking "
+                  "people by their score is worth. Per arm, ranked against unranked is a paired test over seeds, "
+                  "Holm-adjusted over the arms.", ""]
+        rows = []
+        for arm in block["arms"]:
+            data = confidence["ranking"].get(arm)
+            if data is None:
+                rows.append([f"`{arm}`", "—", "—", "—", "—", "—", "undefined"])
+                continue
+            test = data["test"]
+            result = ("ranking helps" if test["winner"] == "ranked" else "ranking hurts" if test["winner"] == "unranked"
+                      else "not told apart")
+            rows.append([f"`{arm}`", _mean_sd(data["ranked"]["stats"]), _mean_sd(data["unranked"]["stats"]),
+                         _estimate(test["difference"]), test["test"] or "—", format_p(test["p_adjusted"]), result])
+        lines += table(["arm", "OKS AP ranked", "OKS AP unranked", "gain [95% CI]", "test", "p (Holm, over arms)",
+                        "result"], rows) + [""]
+    lines += ["Between arms, each measure gets the paired tests the metric gets (the design's pairs; the t-test, or the "
+              f"{SIGN_TEST} where the differences are constant; Holm-Bonferroni over the pairs, one family per "
+              "measure). A seed where a measure is undefined is left out of its pairs.", ""]
+    for m in measures.values():
+        lines += [f"- {m['verdict']}" if "verdict" in m else f"- {m['label']}: undefined on every seed.", ""]
+        lines += comparison_lines(m["comparisons"], heading=f"{m['label']} ({direction(m['higher_is_better'])}): "
+                                                            "paired differences", explain=False) + [""]
+    return lines
 
 
 def budget_lines(setting: dict, block: dict, design: dict) -> List[str]:
@@ -311,9 +566,11 @@ def budget_lines(setting: dict, block: dict, design: dict) -> List[str]:
                          for r in refinements] for arm, data in arms.items()]
         lines += table(["arm"] + refinements, rows)
     plots = block["plots"]
-    lines += ["", f"![{metric} against step]({plots['curves']})", f"![final {metric}]({plots['final']})", "",
-              f"Each arm's target and predicted heatmaps for one validation sample: ![example]({plots['example']})", ""]
-    return lines
+    lines += ["", f"![{metric} against step]({plots['curves']})", f"![final {metric}]({plots['final']})", ""]
+    if "noise" in plots:
+        lines += [f"![final {metric} relative to each loss's clean arm]({plots['noise']})", ""]
+    lines += [f"Each arm's target and predicted heatmaps for one validation sample: ![example]({plots['example']})", ""]
+    return lines + confidence_lines(block)
 
 
 def setting_report(setting: dict, design: dict) -> List[str]:
@@ -340,6 +597,14 @@ def answer_lines(results: dict) -> List[str]:
                                          block["budget"], snapshot["label"], f"{effect['effect']}: {effect['contrast']}",
                                          f"{effect['estimate']['mean']:+.4f} {_interval(effect['estimate'])}",
                                          format_p(effect["p_adjusted"]), effect_result(effect)])
+            if "relative" in block["end"]:
+                lines += [f"- {setting['name']}, {block['budget']} budget, {block['end']['label']} "
+                          f"(* = told apart from clean, Holm): {line}"
+                          for line in relative_summary(block["end"], results["design"])]
+            confidence = block.get("confidence")
+            if confidence and confidence["kind"] is not None:
+                lines.append(f"- {setting['name']}, {block['budget']} budget, confidence of the scores: "
+                             f"{confidence['answer']}")
     if effects_rows:
         lines += ["", "The design's effects (a difference of the metric, later level minus earlier), p Holm-adjusted "
                       "over the three effects at each point:", ""]

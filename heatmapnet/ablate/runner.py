@@ -18,10 +18,11 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 from ..stopping import deferred_signals
 from .arms import BUILTIN_SETTINGS, Design, arm_base, arm_overrides, dotlist, resolve_design
 from .budgets import BUDGETS, DEFAULT_BUDGET, Budget
-from .report import example_image, plot_curves, plot_final, write_report
+from .confidence import confidence_block
+from .report import example_image, plot_curves, plot_final, plot_noise, plot_reliabilities, write_report
 from .runs import RunCache, RunResult, RunSpec, resolve_device, restore_trainer
-from .stats import (THRESHOLD_SLACK, compare_arms, convergence_threshold, factorial_effects, steps_to_threshold,
-                    summarize, verdict)
+from .stats import (THRESHOLD_SLACK, compare_arms, convergence_threshold, factorial_effects, relative_to_reference,
+                    steps_to_threshold, summarize, verdict)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -338,6 +339,8 @@ def snapshot(plan: Plan, design: Design, outcomes: Dict[str, ArmOutcome], label:
     if design.two_by_two():
         cells = {a: {b: values[arm] for b, arm in row.items()} for a, row in design.grid().items()}
         result["effects"] = factorial_effects(cells, [factor.name for factor in design.factors], higher)
+    if design.relative_to is not None:  # each cell against its reference level's (noise: its clean arm)
+        result["relative"] = relative_to_reference(values, design.references())
     result["verdict"] = verdict(result)
     return result
 
@@ -406,6 +409,8 @@ def run_budget(config_name: str, design: Design, budget: Budget, context: Contex
         "end": snapshot(plan, design, outcomes, end_label, None),
     }
     add_steps_to_threshold(block, design, first.metric, first.higher_is_better, context.thresholds)
+    block["confidence"] = confidence_block({arm: outcomes[arm].runs for arm in design.arms}, design.compared_pairs(),
+                                           f"{plan.name}, {budget.name} budget", plan.seeds)
     stem = f"{plan.name}_{budget.name}"
     block["plots"] = {
         "curves": plot_curves(block, plan.name, first.metric, first.higher_is_better,
@@ -413,6 +418,10 @@ def run_budget(config_name: str, design: Design, budget: Budget, context: Contex
         "final": plot_final(block, plan.name, first.metric, first.higher_is_better, context.out / f"{stem}_final.png"),
         "example": example_from_runs(plan.name, {arm: outcomes[arm].runs[0] for arm in design.arms},
                                      context.out / f"{stem}_example.png", context.device)}
+    if "relative" in block["end"]:
+        block["plots"]["noise"] = plot_noise(block, design_json(design), plan.name, first.metric,
+                                             first.higher_is_better, context.out / f"{stem}_noise.png")
+    plot_reliabilities(block, plan.name, context.out, stem)  # one per arm, named in block["confidence"]
     return block
 
 
@@ -455,8 +464,10 @@ def design_json(design: Design) -> dict:
     return {"name": design.name, "question": design.question, "arms": list(design.arms),
             "overrides": {arm: arm_overrides(arm) for arm in list(design.arms) + design.bases()},
             "bases": {arm: arm_base(arm) for arm in design.arms if arm_base(arm)},
-            "factors": [{"name": f.name, "levels": list(f.levels)} for f in design.factors],
-            "cells": design.cells, "pairs": [list(pair) for pair in design.compared_pairs()]}
+            "factors": [{"name": f.name, "levels": list(f.levels), "labels": [f.label(level) for level in f.levels]}
+                        for f in design.factors],
+            "cells": design.cells, "pairs": [list(pair) for pair in design.compared_pairs()],
+            "relative_to": design.relative_to, "references": design.references()}
 
 
 def ablate(config: Optional[str] = None, out="runs/ablate", arms: Optional[Sequence[str]] = None,

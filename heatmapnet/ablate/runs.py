@@ -3,12 +3,15 @@
 A :class:`RunSpec` says what to train (config, overrides, folder, the checkpoint whose weights it
 starts from, the stop rule); :func:`execute` trains it through :class:`heatmapnet.engine.Trainer`
 and returns a :class:`RunResult` (the final metric, the curve of metric against step, where and
-why it stopped, the metric under each decoder). :class:`RunCache` keeps each result as a small
+why it stopped, the metric under each decoder, the final evaluation's confidence measures and
+reliability bins). :class:`RunCache` keeps each result as a small
 JSON file beside the run's folder, so that ``--resume`` skips the runs an interrupted ablation
 finished: a cached result is used only when its fingerprint (the config file's text, the
 overrides, the starting weights' run, the stop rule) is the spec's. An ablation stopped by SIGTERM
 or SIGINT (:mod:`heatmapnet.stopping`) stops before its next run, or within the run under way,
-which its ``--resume`` trains again; every finished run keeps its cached result.
+which its ``--resume`` trains again; every finished run keeps its cached result. A result cached
+before results kept confidence measures still loads; it gets them from its run's ``metrics.json``
+where that is there (:func:`backfill_confidence`).
 """
 from __future__ import annotations
 
@@ -72,10 +75,42 @@ class RunResult:
     diverged: Optional[str] = None
     run_dir: str = ""
     run_id: str = ""  # unique per training, so that a run continued from this one is tied to these weights
+    # the final evaluation's confidence measures (:func:`confidence_measures`; {}: none recorded, as
+    # in a result cached before they were) and its reliability bins (None: not a top-down run)
+    confidence: Dict[str, Optional[float]] = field(default_factory=dict)
+    reliability: Optional[dict] = None
 
     def value_at(self, step: int) -> Optional[float]:
         """The metric evaluated at ``step`` (None: not evaluated there)."""
         return dict(zip(self.steps, self.values)).get(step)
+
+
+# The final evaluation's confidence measures a result keeps: (metrics key, result key). Top-down
+# faces and bodies: AUROC, Spearman, ECE of the keypoint scores and the hit rate they are measured
+# at (heatmapnet.confidence); bottom-up people: OKS AP with the person scores ranking the people and
+# with them ranked by chance.
+CONFIDENCE_KEYS = (("confidence/auroc", "auroc"), ("confidence/spearman", "spearman"), ("confidence/ece", "ece"),
+                   ("confidence/hit_rate", "hit_rate"), ("confidence/threshold", "threshold"),
+                   ("confidence/num_keypoints", "num_keypoints"))
+UNRANKED_KEY = "confidence/oks_ap_unranked"
+RELIABILITY_KEY = "confidence/reliability"
+
+
+def confidence_measures(metrics: dict) -> Dict[str, Optional[float]]:
+    """The confidence measures of an evaluation's metrics: ``auroc``, ``spearman``, ``ece``,
+    ``hit_rate``, ``threshold``, ``num_keypoints`` where the mode measures keypoint scores (None:
+    undefined, e.g. AUROC when every keypoint hits), and ``oks_ap`` with ``oks_ap_unranked`` where
+    it ranks people (bottom-up). {} for a mode with neither (multi-instance maps)."""
+    measures = {name: metrics[key] for key, name in CONFIDENCE_KEYS if key in metrics}
+    if UNRANKED_KEY in metrics and "oks_ap" in metrics:
+        measures.update(oks_ap=metrics["oks_ap"], oks_ap_unranked=metrics[UNRANKED_KEY])
+    return {name: None if value is None else float(value) for name, value in measures.items()}
+
+
+def keep_confidence(result: "RunResult", metrics: dict) -> None:
+    """Set ``result``'s confidence measures and reliability bins from a final evaluation's metrics."""
+    result.confidence = confidence_measures(metrics)
+    result.reliability = metrics.get(RELIABILITY_KEY)
 
 
 def read_curve(run_dir, metric: str):
@@ -167,6 +202,7 @@ def execute(spec: RunSpec, device: str) -> RunResult:
     result.steps, result.values = read_curve(spec.run_dir, result.metric)
     result.stopped_at = int(summary["steps"])
     result.stop_reason = "steps" if watcher is None else "plateau" if watcher.fired else "cap"
+    keep_confidence(result, summary["final"])
     if spec.refine:  # the same weights under each sub-pixel decoder
         for refine in trainer.codec.refinements:
             metrics = summary["final"] if refine == trainer.config.eval.refine \
@@ -183,6 +219,19 @@ def restore_trainer(result: RunResult, device: str):
     init_weights(trainer, Path(result.run_dir) / "last.pt")
     trainer.model.eval()
     return trainer
+
+
+def backfill_confidence(result: RunResult) -> None:
+    """A result cached before results kept confidence measures: read them from its run's
+    ``metrics.json`` (the engine's summary, whose ``final`` is the final evaluation), where there is
+    one; else it keeps none and the report says so."""
+    path = Path(result.run_dir) / "metrics.json"
+    try:
+        final = json.loads(path.read_text(encoding="utf-8"))["final"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if isinstance(final, dict):
+        keep_confidence(result, final)
 
 
 class RunCache:
@@ -213,6 +262,8 @@ class RunCache:
             self.log(f"{spec.run_dir}: its last.pt is missing; training the run again")
             return None
         result.run_dir = str(spec.run_dir)  # the cache may have moved with its --out
+        if not result.confidence and result.diverged is None:
+            backfill_confidence(result)
         return result
 
     def save(self, spec: RunSpec, result: RunResult) -> None:

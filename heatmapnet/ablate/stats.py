@@ -151,17 +151,29 @@ def correct_family(tests: List[dict], alpha: float = ALPHA) -> List[dict]:
     return tests
 
 
-def compare_arms(finals: Dict[str, Sequence[float]], higher_is_better: bool, alpha: float = ALPHA,
+def compare_arms(finals: Dict[str, Sequence[Optional[float]]], higher_is_better: bool, alpha: float = ALPHA,
                  pairs: Optional[Sequence[Sequence[str]]] = None) -> List[dict]:
     """:func:`paired_test` for each of ``pairs`` (first - second; default: every pair of arms in
     the given order, first against each later one). With more than one pair the p-values are
     Holm-Bonferroni-adjusted over all of them (``p_adjusted``, ``correction`` =
     "Holm-Bonferroni") and ``significant``/``winner`` are decided on the adjusted p;
-    ``comparisons`` is the family's size."""
+    ``comparisons`` is the family's size.
+
+    A value may be None (a measure undefined on that seed, e.g. AUROC where every keypoint hit):
+    a pair then uses the seeds defined in both of its arms (``paired_seeds`` lists them where some
+    were left out), and a pair with no such seed is not tested (left out of the family)."""
     arms = list(finals)
     if pairs is None:
         pairs = [(a, b) for i, a in enumerate(arms) for b in arms[i + 1:]]
-    tests = [paired_test(finals[a], finals[b], higher_is_better, (a, b), alpha) for a, b in pairs]
+    tests = []
+    for a, b in pairs:
+        both = [k for k, (x, y) in enumerate(zip(finals[a], finals[b])) if x is not None and y is not None]
+        if not both:
+            continue
+        test = paired_test([finals[a][k] for k in both], [finals[b][k] for k in both], higher_is_better, (a, b), alpha)
+        if len(both) < len(finals[a]):
+            test["paired_seeds"] = both
+        tests.append(test)
     return correct_family(tests, alpha)
 
 
@@ -209,6 +221,20 @@ def factorial_effects(cells: Dict[str, Dict[str, Sequence[float]]], factors: Seq
     for effect in correct_family(effects, alpha):  # an interaction has no better level, yet can be significant
         effect["significant"] = effect["p_adjusted"] is not None and effect["p_adjusted"] < alpha
     return effects
+
+
+def relative_to_reference(values: Dict[str, Sequence[float]], references: Dict[str, str]) -> Dict[str, dict]:
+    """Each arm of ``references`` (arm -> its reference arm) against its reference, seed by seed:
+    ``difference`` (arm - reference) and ``ratio`` (arm / reference; a seed whose reference is 0
+    has none), each summarized over seeds (:func:`summarize`: mean, s.d., Student-t 95% interval;
+    None where no seed has one). Seed i of every arm is the same seed."""
+    relative = {}
+    for arm, reference in references.items():
+        a, b = np.asarray(values[arm], dtype=np.float64), np.asarray(values[reference], dtype=np.float64)
+        ratios = [float(x / y) for x, y in zip(a, b) if y != 0]
+        relative[arm] = {"reference": reference, "difference": summarize(a - b),
+                         "ratio": summarize(ratios) if ratios else None, "ratios": ratios}
+    return relative
 
 
 def reaches(value: float, threshold: float, higher_is_better: bool) -> bool:
