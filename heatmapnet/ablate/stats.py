@@ -23,7 +23,6 @@ import math
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-from scipy import stats
 
 ALPHA = 0.05  # significance level of the paired tests
 THRESHOLD_SLACK = 0.10  # default convergence threshold: within 10% of the weakest arm's final mean
@@ -47,6 +46,8 @@ def summarize(values: Sequence[float]) -> dict:
     if x.size < 2:
         return {"n": 1, "mean": mean, "std": None, "ci95": None}
     std = float(x.std(ddof=1))
+    from scipy import stats  # here, not at import: scipy.stats costs every command line a second
+
     half = float(stats.t.ppf(0.975, x.size - 1)) * std / math.sqrt(x.size)
     return {"n": int(x.size), "mean": mean, "std": std, "ci95": [mean - half, mean + half]}
 
@@ -77,6 +78,8 @@ def one_sample_test(differences: Sequence[float], scale: float) -> dict:
     tolerance = CONSTANT_TOLERANCE * scale
     if float(np.ptp(d)) <= tolerance:
         return {"test": SIGN_TEST, "t": None, "p": sign_test_p(np.where(np.abs(d) <= tolerance, 0.0, d))}
+    from scipy import stats
+
     result = stats.ttest_1samp(d, 0.0)
     return {"test": T_TEST, "t": float(result.statistic), "p": float(result.pvalue)}
 
