@@ -917,10 +917,19 @@ def test_the_noise_report_relates_each_noise_level_to_its_clean_arm(stubbed, tmp
     #   s.d. sqrt(1.0833e-6) = 0.0010408, t = 0.019167 / (0.0010408 / sqrt 3) = 31.9, p0 = 0.00098.
     # Holm over the 17 pairs: the six p0 (ranks 1-6) -> 17 p0 = 0.0167 (running maximum); the eight p1 (ranks 7-14)
     # -> 11 p1 = 0.816; the three 0.25 (ranks 15-17) -> 3 * 0.25 = 0.75, raised to the running maximum 0.816.
-    stubbed(_noise_curve)
+    fake = stubbed(_noise_curve)
     results = ablate("synthetic_faces", tmp_path, design="noise", budget=STUB_BUDGET, device="cpu",
-                     log=lambda line: None)
-    end = results["settings"][0]["budgets"]["stub"]["end"]
+                     rates=[0.01, 0.02], log=lambda line: None)
+    block = results["settings"][0]["budgets"]["stub"]
+    end = block["end"]
+    # only mse, focal and focal_fixed_sigma0.02 sweep (2 rates x 2 seeds each); the ten noisy arms train
+    # at their recipe's clean rate: 3 x 4 sweep runs + 13 x 3 seed runs
+    swept = sorted({Path(spec.run_dir).parent.name for spec in fake.specs if "sweep" in Path(spec.run_dir).parts})
+    assert swept == ["focal", "focal_fixed_sigma0.02", "mse"] and len(fake.specs) == 12 + 39
+    arms = block["arms"]
+    assert all(arms[noisy]["lr"] == arms[clean]["lr"] and arms[noisy]["sweep"]["rate_from"] == clean
+               and arms[noisy]["sweep"]["values"] == {} for noisy, clean in DESIGNS["noise"].references().items())
+    assert arms["mse"]["sweep"]["rate_from"] is None and set(arms["mse"]["sweep"]["values"]) == {"0.01", "0.02"}
     by_pair = {(t["first"], t["second"]): t for t in end["comparisons"]}
     d = [0.02, 0.0195, 0.018]
     mean_d = sum(d) / 3
@@ -964,6 +973,7 @@ def test_the_noise_report_relates_each_noise_level_to_its_clean_arm(stubbed, tmp
     assert f"σ 4% ×{mean_r:.3f}, swap 5% ×{(1.1 + 0.12 / 0.11 + 0.13 / 0.12) / 3:.3f}" in report_text
     assert results["settings"][0]["budgets"]["stub"]["plots"]["noise"] == "synthetic_faces_stub_noise.png"
     assert cv2.imread(str(tmp_path / "synthetic_faces_stub_noise.png")) is not None
+    assert f"| mse_sigma0.04 | — | — | **{arms['mse']['lr']:g}** (mse's, not swept) |" in report_text
     # no confidence measures in these stubbed runs: the report says so rather than inventing them
     assert "Not measured here: 0 of the 39 runs recorded confidence measures (this mode measures none)." in report_text
 

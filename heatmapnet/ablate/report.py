@@ -424,9 +424,11 @@ def sweep_lines(block: dict) -> List[str]:
         values, edge = swept[arm], data["sweep"]["edge"]
         if edge:
             at_edge.append(arm)
+        source = data["sweep"].get("rate_from")
         rows.append([arm] + ["—" if r not in values else "diverged" if values[r] is None else _number(values[r])
-                             for r in rates] + [f"**{data['lr']:g}**" + (f" ({edge} tried)" if edge else "")])
-    first = next(iter(arms.values()))["sweep"]
+                             for r in rates] + [f"**{data['lr']:g}**" + (f" ({edge} tried)" if edge else "")
+                                                + (f" ({source}'s, not swept)" if source else "")])
+    first = next(data["sweep"] for data in arms.values() if not data["sweep"].get("rate_from"))
     lines = [f"#### Learning rate: per arm, the mean holdout metric of {block['sweep_seeds']} seeds, "
              f"{first['steps']}-step runs ({block['sweep_fraction']:.0%} of the arm's steps) on a split held out of "
              "the training data", ""]

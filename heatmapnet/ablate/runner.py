@@ -226,6 +226,7 @@ class ArmOutcome:
     sweep_steps: int
     lr: float
     runs: List[RunResult]
+    rate_from: Optional[str] = None  # the arm whose picked rate this one trains at (no sweep of its own)
 
 
 def sweep_arm(plan: Plan, arm: str, base: Optional[ArmOutcome], context: Context) -> Tuple[Scores, Dict, int]:
@@ -284,10 +285,18 @@ def seed_runs(plan: Plan, arm: str, lr: float, base: Optional[ArmOutcome], conte
     return results
 
 
-def train_arm(plan: Plan, arm: str, outcomes: Dict[str, ArmOutcome], context: Context) -> ArmOutcome:
+def train_arm(plan: Plan, arm: str, outcomes: Dict[str, ArmOutcome], context: Context,
+              rate_from: Optional[str] = None) -> ArmOutcome:
+    """The arm's sweep and its runs at the picked rate; with ``rate_from``, that arm's picked rate
+    and no sweep."""
     from ..engine import NonFiniteLossError
 
     base = outcomes[arm_base(arm)] if arm_base(arm) else None
+    if rate_from is not None:
+        source = outcomes[rate_from]
+        context.log(f"{plan.folder / arm}: lr {source.lr:g}, the rate {rate_from} picked (no sweep of its own)")
+        return ArmOutcome(arm, Scores(source.scores.higher_is_better, {}), {}, 0, source.lr,
+                          seed_runs(plan, arm, source.lr, base, context), rate_from)
     scores, sweep_runs, sweep_steps = sweep_arm(plan, arm, base, context)
     lr = best_rate(scores.values, scores.higher_is_better)
     if lr is None:
@@ -304,10 +313,11 @@ def arm_json(outcome: ArmOutcome, plan: Plan, out: Path) -> dict:
     by_refine = {r: [run.refine[r] for run in runs] for r in refinements}
     return {
         "overrides": arm_overrides(outcome.name), "base": arm_base(outcome.name), "lr": outcome.lr,
-        "sweep": {"steps": outcome.sweep_steps, "seeds": len(next(iter(outcome.sweep_runs.values()))),
+        "sweep": {"steps": outcome.sweep_steps, "seeds": len(next(iter(outcome.sweep_runs.values()), [])),
                   "values": {f"{r:g}": v for r, v in outcome.scores.values.items()},
                   "per_seed": {f"{r:g}": [run.final for run in results] for r, results in outcome.sweep_runs.items()},
-                  "edge": edge_of(outcome.scores.values, outcome.lr)},
+                  "edge": None if outcome.rate_from else edge_of(outcome.scores.values, outcome.lr),
+                  "rate_from": outcome.rate_from},
         "seeds": [plan.first_seed + k for k in range(len(runs))],
         "final": finals, "stats": summarize(finals),
         "curves": [{"steps": run.steps, "values": run.values} for run in runs],
@@ -387,7 +397,7 @@ def run_budget(config_name: str, design: Design, budget: Budget, context: Contex
     plan = plan_budget(config_name, budget, context)
     outcomes: Dict[str, ArmOutcome] = {}
     for arm in design.bases() + list(design.arms):
-        outcomes[arm] = train_arm(plan, arm, outcomes, context)
+        outcomes[arm] = train_arm(plan, arm, outcomes, context, design.rate_from.get(arm))
     continuation = all(arm_base(arm) for arm in design.arms)
     run_steps = plan.extra_steps if continuation else plan.steps
     early_step = context.early_step or budget.early_step(run_steps, plan.eval_every)
