@@ -34,25 +34,20 @@ def _run_kernel_call(kernels, call: str) -> subprocess.CompletedProcess:
 # ----------------------------------------------------------------------------------------------
 # sizes whose product overflows (these crashed the process: SIGFPE, SIGSEGV)
 # ----------------------------------------------------------------------------------------------
-def test_max_gaussians_refuses_maps_whose_size_overflows(c_kernels):
+@pytest.mark.parametrize("call, error", [
     # 2^31 x 2^31 float32 maps are 2^64 bytes, which wrapped to 0 and divided by it
-    done = _run_kernel_call(c_kernels, "k.max_gaussians(np.zeros(16, np.float32), 2 ** 31, 2 ** 31, "
-                                       "np.zeros((1, 2), np.float32), np.zeros(1, np.int64), np.ones(1, np.float32), "
-                                       "np.ones(1, bool), 3.0, 0.011, True)")
+    ("k.max_gaussians(np.zeros(16, np.float32), 2 ** 31, 2 ** 31, np.zeros((1, 2), np.float32), np.zeros(1, np.int64), "
+     "np.ones(1, np.float32), np.ones(1, bool), 3.0, 0.011, True)",
+     "ValueError: maps: height and width must be >= 1 and a map fit in memory, got 2147483648 x 2147483648"),
+    # 4 x (2^62 + 4) pixels = 2^64 + 16, which wrapped to the 16 values given; rows were then read 2^62 floats apart
+    ("k.blurred_dark_points(np.ones(16, np.float32), 4, 2 ** 62 + 4, np.array([5]), "
+     "np.array([0.25, 0.5, 0.25], np.float32), 1e-10, np.empty((1, 2), np.float32), np.empty(1, np.uint8))",
+     "ValueError: maps: 1 maps of 4 x 4611686018427387908 are more values than memory can address"),
+], ids=["max_gaussians", "blurred_dark_points"])
+def test_a_kernel_refuses_maps_whose_size_overflows(c_kernels, call, error):
+    done = _run_kernel_call(c_kernels, call)
     assert done.returncode == 0, f"the process died ({done.returncode}): {done.stderr[-300:]}"
-    assert done.stdout.strip() == ("ValueError: maps: height and width must be >= 1 and a map fit in memory, "
-                                   "got 2147483648 x 2147483648")
-
-
-def test_blurred_dark_points_refuses_maps_whose_size_overflows(c_kernels):
-    # 4 x (2^62 + 4) pixels = 2^64 + 16, which wrapped to the 16 values given; rows were then read
-    # 2^62 floats apart
-    done = _run_kernel_call(c_kernels, "k.blurred_dark_points(np.ones(16, np.float32), 4, 2 ** 62 + 4, "
-                                       "np.array([5]), np.array([0.25, 0.5, 0.25], np.float32), 1e-10, "
-                                       "np.empty((1, 2), np.float32), np.empty(1, np.uint8))")
-    assert done.returncode == 0, f"the process died ({done.returncode}): {done.stderr[-300:]}"
-    assert done.stdout.strip() == ("ValueError: maps: 1 maps of 4 x 4611686018427387908 are more values than "
-                                   "memory can address")
+    assert done.stdout.strip() == error
 
 
 def test_splat_gaussians_refuses_maps_beyond_memory_before_allocating():
