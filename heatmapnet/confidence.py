@@ -19,6 +19,9 @@ a *miss* is ``error > threshold``), :func:`measure_confidence` reports:
   peak of 1.3 counts as 1, one of -0.2 as 0), in these two measures only: AUROC and Spearman use
   the raw scores, whose order clipping would tie. Bin b holds clipped scores in
   ``[b / 10, (b + 1) / 10)``, the last bin also 1.0.
+- ``keep``: where to threshold the score (:func:`keep_threshold`): of the bin edges, the one at
+  which keeping the keypoints scored at or above it and dropping the rest decides the most
+  keypoints right (a hit kept, a miss dropped), with the fraction kept and their hit rate.
 
 Keypoints with a non-finite score (NaN, inf) are left out of every measure and counted in
 ``num_nonfinite_scores``. The module is torch-free (numpy, scipy; matplotlib for the plot).
@@ -141,6 +144,42 @@ def expected_calibration_error(bins: Reliability) -> float:
 
 
 @dataclass(frozen=True)
+class KeepThreshold:
+    """Where to threshold the score: keep the keypoints scored at least ``score`` (a bin edge; None:
+    drop every keypoint), drop the rest. ``right``: the fraction of keypoints that decision gets
+    right (a hit kept or a miss dropped); ``kept``: the fraction kept; ``kept_hit_rate``: the hit
+    rate of those kept (None when none is)."""
+
+    score: Optional[float]
+    right: float
+    kept: float
+    kept_hit_rate: Optional[float]
+
+    def as_json(self) -> dict:
+        return {"score": self.score, "right": self.right, "kept": self.kept, "kept_hit_rate": self.kept_hit_rate}
+
+
+def keep_threshold(bins: Reliability) -> Optional[KeepThreshold]:
+    """The threshold read off reliability bins: of the bin edges 0, 0.1, ..., 0.9 (keep the bins at
+    and above it) and "drop all", the one that decides the most keypoints right (a hit kept, a miss
+    dropped); a tie goes to the lower edge, which keeps more. None: no keypoints. On bins of a
+    validation split, this is the threshold to use on new images of that kind."""
+    count = bins.count.astype(np.float64)
+    total = float(count.sum())
+    if total == 0:
+        return None
+    hits = np.nan_to_num(bins.hit_rate) * count
+    # option k keeps bins k ... B-1 (k = B keeps none): hits kept + misses of the dropped bins
+    kept_hits = np.append(np.cumsum(hits[::-1])[::-1], 0.0)
+    kept = np.append(np.cumsum(count[::-1])[::-1], 0.0)
+    dropped_misses = np.concatenate([[0.0], np.cumsum(count - hits)])
+    right = kept_hits + dropped_misses
+    k = int(np.argmax(right))  # the first maximum: the lowest edge among ties
+    return KeepThreshold(None if k == count.size else float(bins.edges[k]), float(right[k] / total),
+                         float(kept[k] / total), float(kept_hits[k] / kept[k]) if kept[k] else None)
+
+
+@dataclass(frozen=True)
 class ConfidenceResult:
     """The measures of one set of keypoints (see the module's docstring)."""
 
@@ -163,6 +202,9 @@ class ConfidenceResult:
                   f"{PREFIX}ece": value(self.ece), f"{PREFIX}hit_rate": value(self.num_hits / self.num_keypoints)
                   if self.num_keypoints else None, f"{PREFIX}threshold": float(self.threshold),
                   f"{PREFIX}num_keypoints": self.num_keypoints, f"{PREFIX}reliability": self.reliability.as_json()}
+        keep = keep_threshold(self.reliability)
+        if keep is not None:
+            result[f"{PREFIX}keep"] = keep.as_json()
         if self.notes:
             result[f"{PREFIX}notes"] = "; ".join(self.notes)
         return result

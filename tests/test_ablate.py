@@ -814,7 +814,8 @@ def test_the_report_gives_each_arms_confidence_and_says_whose_score_to_threshold
         in report_text
     assert (f"| `focal` | 0.8300 ± 0.0300 | [{0.83 - 0.03 * half:.4f}, {0.83 + 0.03 * half:.4f}] | -0.5000 ± 0.0000 | "
             "[-0.5000, -0.5000] | 0.1000 ± 0.0000 | [0.1000, 0.1000] | 0.500 | "
-            "[diagram](synthetic_faces_stub_reliability_focal.png), ECE 0.2000 |") in report_text
+            "[diagram](synthetic_faces_stub_reliability_focal.png), ECE 0.2000 | "
+            "≥ 0: keeps 100%, 75% hit (75% right) |") in report_text
     assert f"| `mse` | 0.7200 ± 0.0200 | [{0.72 - 0.02 * half:.4f}, {0.72 + 0.02 * half:.4f}] |" in report_text
     assert (f"| mse − focal | -0.1100 | [{-0.11 - 0.01 * half:+.4f}, {-0.11 + 0.01 * half:+.4f}] | paired t-test | "
             f"{-11 * math.sqrt(3):.2f} | {p:.3g} | mse 0, focal 3 | focal better |") in report_text
@@ -822,10 +823,12 @@ def test_the_report_gives_each_arms_confidence_and_says_whose_score_to_threshold
     assert "| mse − focal | +0.1000 | [+0.1000, +0.1000] | exact sign test | — | 0.25 | mse 0, focal 3 | " \
            "no significant difference |" in report_text
     assert "- synthetic_faces, stub budget, confidence of the scores: focal's keypoint score" in report_text
-    # the reliability diagram of each arm, its 3 seeds' bins pooled: ECE 0.5 * 0.35 + 0.5 * 0.05 = 0.2
+    # the reliability diagram of each arm, its 3 seeds' bins pooled: ECE 0.5 * 0.35 + 0.5 * 0.05 = 0.2; the threshold:
+    # keeping all 12 decides the 9 hits right, dropping bin 8 (3 hits, 3 misses) as many: the lower edge, 0, wins
     for arm in ("mse", "focal"):
         pooled = confidence["reliability"][arm]
         assert pooled["seeds"] == 3 and pooled["bins"]["count"][8:] == [6, 6] and pooled["ece"] == pytest.approx(0.2)
+        assert pooled["keep"] == {"score": 0.0, "right": 0.75, "kept": 1.0, "kept_hit_rate": 0.75}
         image = cv2.imread(str(tmp_path / pooled["plot"]))
         assert image is not None and image.shape[0] > 200 and f"]({pooled['plot']})" in report_text
 

@@ -13,8 +13,8 @@ from heatmapnet.build import build_model
 from heatmapnet.checkpoint import save_checkpoint
 from heatmapnet.cli import main
 from heatmapnet.config import EvalSection, load_config
-from heatmapnet.confidence import (Reliability, auroc, expected_calibration_error, hits_from_errors,
-                                   measure_confidence, plot_reliability, reliability, spearman)
+from heatmapnet.confidence import (KeepThreshold, Reliability, auroc, expected_calibration_error, hits_from_errors,
+                                   keep_threshold, measure_confidence, plot_reliability, reliability, spearman)
 from heatmapnet.data.records import Instance, Record
 from heatmapnet.evaluation import PeoplePredictions, TopDownPredictions
 from heatmapnet.scoring import people_metrics
@@ -85,6 +85,23 @@ def test_ece_and_reliability_bins_by_hand_with_scores_clipped_to_the_unit_interv
     back = Reliability.from_json(json.loads(text))
     np.testing.assert_array_equal(back.count, bins.count)
     np.testing.assert_array_equal(back.hit_rate, bins.hit_rate)  # NaN where empty, on both sides
+
+
+def test_the_keep_threshold_decides_the_most_keypoints_right_by_hand():
+    # the table above: bins 0 (1 miss), 3 (1 hit, 1 miss), 9 (2 hits, 1 miss). Keep all: 3 of 6 right; from edge
+    # 0.1 (0.2, 0.3: the same) the miss of bin 0 dropped: 4; from 0.4 both misses below dropped, bin 3's hit lost:
+    # 4 again; drop all: 3. The first of the tied best: 0.1, keeping 5 of 6, of which 3 hit.
+    keep = keep_threshold(reliability([0.92, 0.98, 1.30, 0.35, 0.31, -0.2], [True, False, True, False, True, False]))
+    assert keep == KeepThreshold(score=0.1, right=pytest.approx(4 / 6), kept=pytest.approx(5 / 6),
+                                 kept_hit_rate=pytest.approx(3 / 5))
+    # hits at 0.95, 0.85 and 0.42, misses at 0.55, 0.45 and 0.05: from 0.6 the three misses are dropped and the two
+    # hits above kept, 5 of 6 right (0.1: 4; 0.5: 4; 0.9: 4; drop all: 3)
+    keep = keep_threshold(reliability([0.95, 0.85, 0.55, 0.45, 0.42, 0.05], [True, True, False, False, True, False]))
+    assert (keep.score, keep.right, keep.kept, keep.kept_hit_rate) == (0.6, pytest.approx(5 / 6), pytest.approx(2 / 6),
+                                                                      1.0)
+    # only misses: dropping every keypoint is right for all of them; no keypoints: no threshold
+    assert keep_threshold(reliability([0.9, 0.95], [False, False])) == KeepThreshold(None, 1.0, 0.0, None)
+    assert keep_threshold(reliability([], [])) is None
 
 
 def test_hits_are_errors_within_the_threshold_boundary_included():

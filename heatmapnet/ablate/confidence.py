@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..confidence import Reliability, expected_calibration_error
+from ..confidence import Reliability, expected_calibration_error, keep_threshold
 from .stats import compare_arms, correct_family, format_p, paired_test, summarize, verdict
 
 
@@ -130,7 +130,7 @@ def confidence_block(runs: Dict[str, list], pairs: Sequence[Tuple[str, str]], na
     before they were kept); ``measures`` (:func:`compare_measure` each); bottom-up ``ranking``: per
     arm the paired test of ranked against unranked AP over seeds, Holm over the arms; top-down the
     hit rate and threshold the measures were taken at and each arm's reliability bins pooled over
-    its seeds; ``answer``: which arm's score is the better one to threshold."""
+    its seeds, with the score threshold read off them (``keep``, :func:`heatmapnet.confidence.keep_threshold`); ``answer``: which arm's score is the better one to threshold."""
     every = [run for arm_runs in runs.values() for run in arm_runs]
     if all("auroc" in run.confidence for run in every):
         kind, measures = "keypoints", KEYPOINT_MEASURES
@@ -161,9 +161,11 @@ def confidence_block(runs: Dict[str, list], pairs: Sequence[Tuple[str, str]], na
         for arm, arm_runs in runs.items():
             pooled = pool_reliability([run.reliability for run in arm_runs])
             if pooled is not None:
+                bins = Reliability.from_json(pooled)
+                keep = keep_threshold(bins)
                 block["reliability"][arm] = {
                     "bins": pooled, "seeds": sum(bool(run.reliability) for run in arm_runs),
-                    "ece": expected_calibration_error(Reliability.from_json(pooled))}
+                    "ece": expected_calibration_error(bins), "keep": None if keep is None else keep.as_json()}
     headline = block["measures"][AUROC.name if kind == "keypoints" else RANKING.name]
     block["answer"] = threshold_answer(headline, kind)
     return block

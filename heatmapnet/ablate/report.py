@@ -457,6 +457,15 @@ def runs_lines(arms: Dict[str, dict], metric: str, title: str) -> List[str]:
                          rows) + [""]
 
 
+def keep_cell(keep: Optional[dict]) -> str:
+    """A score threshold (:func:`heatmapnet.confidence.keep_threshold`'s json) in a table cell."""
+    if keep is None:
+        return "—"
+    if keep["score"] is None:
+        return f"drop all ({keep['right']:.0%} right)"
+    return f"≥ {keep['score']:g}: keeps {keep['kept']:.0%}, {keep['kept_hit_rate']:.0%} hit ({keep['right']:.0%} right)"
+
+
 def confidence_lines(block: dict) -> List[str]:
     """The confidence section of one budget: which arm's score is the better one to threshold,
     per arm the measures over seeds (mean ± s.d., Student-t 95% interval), the reliability
@@ -477,7 +486,7 @@ def confidence_lines(block: dict) -> List[str]:
         header, rows = ["arm"], []
         for m in measures.values():
             header += [f"{m['label']} ({direction(m['higher_is_better'])})", "95% CI (t)"]
-        header += ["hit rate", "reliability (pooled over seeds)"]
+        header += ["hit rate", "reliability (pooled over seeds)", "threshold the score at (pooled)"]
         for arm in block["arms"]:
             row = [f"`{arm}`"]
             for m in measures.values():
@@ -490,12 +499,16 @@ def confidence_lines(block: dict) -> List[str]:
             reliability = confidence["reliability"].get(arm)
             row += ["—" if hit is None else f"{hit['mean']:.3f}",
                     "—" if reliability is None or "plot" not in reliability
-                    else f"[diagram]({reliability['plot']}), ECE {reliability['ece']:.4f}"]
+                    else f"[diagram]({reliability['plot']}), ECE {reliability['ece']:.4f}",
+                    keep_cell(None if reliability is None else reliability.get("keep"))]
             rows.append(row)
         lines += table(header, rows) + [""]
         lines += ["Reliability diagrams: one per arm, of every seed's keypoints pooled (per score bin the keypoints of "
                   "all seeds counted together); the ECE beside each is that of the pooled bins, which need not equal "
-                  "the mean of the seeds' ECEs in the table.", ""]
+                  "the mean of the seeds' ECEs in the table. The threshold is the bin edge (0, 0.1, ..., 0.9, or drop "
+                  "all) at which keeping the keypoints scored at or above it and dropping the rest decides the most "
+                  "keypoints right (a hit kept, a miss dropped), read off the pooled bins of the validation split: "
+                  "the fraction kept and the hit rate among them beside it.", ""]
     else:
         lines += ["Each arm's people are scored twice, with their person scores ranking them (OKS AP, the metric) "
                   "and with the scores replaced by seeded random numbers (unranked): the difference is what ranking "
