@@ -175,7 +175,8 @@ def keep_threshold(bins: Reliability) -> Optional[KeepThreshold]:
     dropped_misses = np.concatenate([[0.0], np.cumsum(count - hits)])
     right = kept_hits + dropped_misses
     k = int(np.argmax(right))  # the first maximum: the lowest edge among ties
-    return KeepThreshold(None if k == count.size else float(bins.edges[k]), float(right[k] / total),
+    # an edge above every score keeps nothing: that is dropping all
+    return KeepThreshold(None if kept[k] == 0 else float(bins.edges[k]), float(right[k] / total),
                          float(kept[k] / total), float(kept_hits[k] / kept[k]) if kept[k] else None)
 
 

@@ -101,6 +101,10 @@ def test_the_keep_threshold_decides_the_most_keypoints_right_by_hand():
                                                                       1.0)
     # only misses: dropping every keypoint is right for all of them; no keypoints: no threshold
     assert keep_threshold(reliability([0.9, 0.95], [False, False])) == KeepThreshold(None, 1.0, 0.0, None)
+    # misses scored 0.3 and 0.35 and a hit at 0.05: every edge from 0.4 up keeps nothing, as dropping all does
+    # (2 of 3 right; keeping all: 1; from 0.1 to 0.3, the hit dropped and both misses kept: 0)
+    assert keep_threshold(reliability([0.3, 0.35, 0.05], [False, False, True])) == KeepThreshold(
+        None, pytest.approx(2 / 3), 0.0, None)
     assert keep_threshold(reliability([], [])) is None
 
 
