@@ -28,7 +28,7 @@ Keypoints with a non-finite score (NaN, inf) are left out of every measure and c
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Tuple, Union
 
@@ -156,7 +156,7 @@ class KeepThreshold:
     kept_hit_rate: Optional[float]
 
     def as_json(self) -> dict:
-        return {"score": self.score, "right": self.right, "kept": self.kept, "kept_hit_rate": self.kept_hit_rate}
+        return asdict(self)
 
 
 def keep_threshold(bins: Reliability) -> Optional[KeepThreshold]:

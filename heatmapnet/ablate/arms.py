@@ -215,8 +215,8 @@ def noise_design() -> Design:
     Each noisy arm trains at the learning rate its recipe's clean arm picked, without a sweep of its
     own: the sweep's holdout labels are clean, which a user whose labels are noisy does not have, so
     a noisy arm's own sweep would tune against information it is not meant to see; and what noise
-    costs a recipe is then measured at the recipe's rate. (It also makes the design 2 sweeps instead
-    of 12.) ``focal_fixed_sigma0.02``, another target, sweeps its own."""
+    costs a recipe is then measured at the recipe's rate. ``focal_fixed_sigma0.02``, another target,
+    sweeps its own: 3 sweeps instead of 13."""
     loss = Factor("loss", NOISE_RECIPES)
     noise = Factor("label noise", tuple(level.name for level in NOISE_LEVELS), tuple(level.label for level in NOISE_LEVELS))
     cells = {noise_arm(recipe, level): {loss.name: recipe, noise.name: level}

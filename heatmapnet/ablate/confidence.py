@@ -130,7 +130,9 @@ def confidence_block(runs: Dict[str, list], pairs: Sequence[Tuple[str, str]], na
     before they were kept); ``measures`` (:func:`compare_measure` each); bottom-up ``ranking``: per
     arm the paired test of ranked against unranked AP over seeds, Holm over the arms; top-down the
     hit rate and threshold the measures were taken at and each arm's reliability bins pooled over
-    its seeds, with the score threshold read off them (``keep``, :func:`heatmapnet.confidence.keep_threshold`); ``answer``: which arm's score is the better one to threshold."""
+    its seeds, with the score threshold read off them (``keep``,
+    :func:`heatmapnet.confidence.keep_threshold`); ``answer``: which arm's score is the better one
+    to threshold."""
     every = [run for arm_runs in runs.values() for run in arm_runs]
     if all("auroc" in run.confidence for run in every):
         kind, measures = "keypoints", KEYPOINT_MEASURES
