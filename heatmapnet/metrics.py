@@ -47,6 +47,7 @@ __all__ = [
     "ced_curve",
     "failure_rate",
     "head_size",
+    "joint_error",
     "mean_offset",
     "nme",
     "nme_bbox",
@@ -247,6 +248,29 @@ def nme_bbox(pred: Any, gt: Any, boxes: Any, visible: Any = None) -> np.ndarray:
     return _normalise(_mean_visible_error(p, g, vis), norm, "normaliser (box size sqrt(w*h))")
 
 
+def _normalised_samples(pred: Any, gt: Any, visible: Any, normaliser: Any):
+    """(pred, gt, visible, normaliser, visible count, usable) of per-sample normalised errors: a
+    sample is usable with a positive finite normaliser and at least one visible point."""
+    p, g = _pred_gt(pred, gt)
+    n, k, _ = p.shape
+    vis = _as_visible(visible, n, k)
+    norm = _as_normaliser(normaliser, n)
+    count = vis.sum(axis=1)
+    return p, g, vis, norm, count, np.isfinite(norm) & (norm > 0) & (count > 0)
+
+
+def joint_error(pred: Any, gt: Any, visible: Any, normaliser: Any) -> np.ndarray:
+    """(N,) each instance's mean error over its visible joints divided by its ``normaliser``
+    (e.g. :func:`torso_size`): the NME of a body. NaN where the normaliser is not a positive finite
+    length (a torso joint unlabelled) or no joint is visible: those instances are left out, as
+    :func:`pck` leaves them out (``invalid="skip"``)."""
+    p, g, vis, norm, count, valid = _normalised_samples(pred, gt, visible, normaliser)
+    error = np.where(vis, np.linalg.norm(p - g, axis=-1), 0.0).sum(axis=1)
+    out = np.full(len(p), np.nan)
+    out[valid] = error[valid] / count[valid] / norm[valid]
+    return out
+
+
 def pair_distance(gt: Any, indices: Sequence[IndexGroup]) -> np.ndarray:
     """(N,) distance between two gt points (or the centroids of two point groups) of each
     sample: the normaliser :func:`nme` divides by, e.g. ``indices=(36, 45)`` for 300W."""
@@ -265,12 +289,7 @@ def mean_offset(pred: Any, gt: Any, normaliser: Any, visible: Any = None) -> np.
     test set whose labels are offset from the training set's. Raises ``ValueError`` when no
     sample remains.
     """
-    p, g = _pred_gt(pred, gt)
-    n, k, _ = p.shape
-    vis = _as_visible(visible, n, k)
-    norm = _as_normaliser(normaliser, n)
-    count = vis.sum(axis=1)
-    used = np.isfinite(norm) & (norm > 0) & (count > 0)
+    p, g, vis, norm, count, used = _normalised_samples(pred, gt, visible, normaliser)
     if not used.any():
         raise ValueError("no sample with a visible keypoint and a positive normaliser")
     signed = np.where(vis[..., None], p - g, 0.0).sum(axis=1)[used] / count[used, None]

@@ -355,24 +355,15 @@ def normalised_error(records, predictions, scheme: KeypointScheme) -> Tuple[str,
     torso (over the box's larger side where the scheme names no torso; instances whose torso
     joints are not both visible are left out, as PCK leaves them out)."""
     from . import metrics
-    from .scoring import ground_truth, is_face_scheme
+    from .scoring import BODY_ERROR_NAMES, body_error, ground_truth, is_face_scheme
 
     truth = ground_truth(records, predictions)
     gt, visible = truth.keypoints, truth.visible
     if is_face_scheme(scheme):
         return "nme", float(metrics.nme(predictions.keypoints, gt, norm_indices=scheme.interocular,
                                         visible=visible).mean())
-    if scheme.torso is not None:
-        name, normaliser = "nme_torso", metrics.torso_size(gt, scheme.torso, visible)
-    else:
-        name, normaliser = "nme_box", metrics.bbox_size(truth.boxes)
-    errors = np.linalg.norm(predictions.keypoints - gt, axis=-1)
-    counts = visible.sum(axis=1)
-    valid = np.isfinite(normaliser) & (normaliser > 0) & (counts > 0)
-    if not valid.any():
-        return name, float("nan")
-    per_instance = np.where(visible, errors, 0.0).sum(axis=1)[valid] / counts[valid] / normaliser[valid]
-    return name, float(per_instance.mean())
+    found = metrics.scheme_normaliser(scheme, gt, visible, truth.boxes)
+    return BODY_ERROR_NAMES[found.name], body_error(predictions.keypoints, gt, visible, found.values)
 
 
 class SourcesEvaluator:

@@ -74,6 +74,17 @@ def face_metrics(records, predictions: TopDownPredictions, scheme: KeypointSchem
             **keypoint_confidence(predictions, truth, normaliser, threshold).as_metrics()}
 
 
+#: the name of a body's normalised joint error by its normaliser (metrics.scheme_normaliser's name)
+BODY_ERROR_NAMES = {"torso": "nme_torso", "bbox": "nme_box"}
+
+
+def body_error(pred, gt, visible, normaliser) -> float:
+    """The mean over instances of :func:`heatmapnet.metrics.joint_error` (NaN where none counts)."""
+    per_instance = metrics.joint_error(pred, gt, visible, normaliser)
+    counted = per_instance[np.isfinite(per_instance)]
+    return float(counted.mean()) if counted.size else float("nan")
+
+
 def pose_metrics(records, predictions: TopDownPredictions, scheme: KeypointScheme, eval_section) -> dict:
     truth = ground_truth(records, predictions)
     gt, visible = truth.keypoints, truth.visible
@@ -83,6 +94,7 @@ def pose_metrics(records, predictions: TopDownPredictions, scheme: KeypointSchem
     pck = metrics.pck(predictions.keypoints, gt, visible, normaliser, threshold, invalid="skip")
     offset = metrics.mean_offset(predictions.keypoints, gt, normaliser, visible)
     result = {f"pck@{threshold:g}": pck.overall, "pck_normaliser": name, "pck_skipped_instances": pck.num_skipped,
+              BODY_ERROR_NAMES[name]: body_error(predictions.keypoints, gt, visible, normaliser),
               "num_instances": int(len(gt)), "offset_x": float(offset[0]), "offset_y": float(offset[1]),
               **keypoint_confidence(predictions, truth, normaliser, threshold).as_metrics()}
     used = sorted(set(int(r) for r in predictions.record_index))

@@ -193,6 +193,8 @@ def test_pose_metrics_measure_visible_joints_of_instances_with_a_torso():
     assert result["confidence/auroc"] == 1.0
     assert result["confidence/ece"] == pytest.approx(6.1 / 27, abs=1e-12)
     assert result["confidence/hit_rate"] == pytest.approx(20 / 27, abs=1e-15)
+    # the torso-normalised joint error over the same instances: 0 and 7 * 0.3 / 14 = 0.15
+    assert result["nme_torso"] == pytest.approx(0.075, abs=1e-12)
 
 
 # ----------------------------------------------------------------------------------------------

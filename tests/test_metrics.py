@@ -12,6 +12,7 @@ from heatmapnet.metrics import (
     ced_curve,
     failure_rate,
     head_size,
+    joint_error,
     mean_offset,
     nme,
     nme_bbox,
@@ -122,6 +123,19 @@ def test_nme_rejects_bad_indices_and_shapes():
         nme(PRED3[0], GT3[0], norm_indices=(0, 1))
     with pytest.raises(ValueError, match="visible"):
         nme(PRED3, GT3, norm_indices=(0, 1), visible=[[True, True]])
+
+
+def test_joint_error_is_the_mean_visible_error_over_the_normaliser_and_nan_where_it_cannot_count():
+    # four instances of GT3 / PRED3 (errors 5, 0, 1 px)
+    gt, pred = np.repeat(GT3, 4, axis=0), np.repeat(PRED3, 4, axis=0)
+    visible = np.array([[1, 1, 1], [1, 0, 1], [0, 0, 0], [1, 1, 1]], dtype=bool)
+    normaliser = np.array([10.0, 4.0, 10.0, np.nan])
+    error = joint_error(pred, gt, visible, normaliser)
+    assert error[0] == pytest.approx(0.2)   # (5 + 0 + 1) / 3 = 2 px over 10
+    assert error[1] == pytest.approx(0.75)  # (5 + 1) / 2 = 3 px over 4
+    assert np.isnan(error[2])               # nothing visible
+    assert np.isnan(error[3])               # a torso joint unlabelled: no normaliser
+    assert np.isnan(joint_error(pred[:1], gt[:1], None, [0.0])[0])  # a zero-length torso
 
 
 def test_nme_bbox_divides_by_sqrt_of_box_area():
