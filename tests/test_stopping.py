@@ -31,9 +31,17 @@ REPO = Path(__file__).resolve().parent.parent  # the processes import heatmapnet
 
 @pytest.fixture(autouse=True)
 def handlers_back():
-    """After a stop in this process, pytest's own SIGINT handler comes back."""
+    """SIGINT as a terminal's foreground job has it, however the suite was started (a shell's
+    ``cmd &`` without job control starts it ignored, and heatmapnet, like any program, leaves an
+    ignored signal ignored: nohup's meaning; the processes started here inherit the disposition).
+    After a stop in this process, pytest's own SIGINT handler comes back."""
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     stopping.restore_handlers()
+    if ignored:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @pytest.fixture(scope="module")
