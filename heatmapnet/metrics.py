@@ -248,15 +248,10 @@ def nme_bbox(pred: Any, gt: Any, boxes: Any, visible: Any = None) -> np.ndarray:
     return _normalise(_mean_visible_error(p, g, vis), norm, "normaliser (box size sqrt(w*h))")
 
 
-def _normalised_samples(pred: Any, gt: Any, visible: Any, normaliser: Any):
-    """(pred, gt, visible, normaliser, visible count, usable) of per-sample normalised errors: a
-    sample is usable with a positive finite normaliser and at least one visible point."""
-    p, g = _pred_gt(pred, gt)
-    n, k, _ = p.shape
-    vis = _as_visible(visible, n, k)
-    norm = _as_normaliser(normaliser, n)
-    count = vis.sum(axis=1)
-    return p, g, vis, norm, count, np.isfinite(norm) & (norm > 0) & (count > 0)
+def _usable(vis: np.ndarray, norm: np.ndarray) -> np.ndarray:
+    """(N,) the samples a per-sample normalised error counts: a positive finite normaliser and at
+    least one visible point."""
+    return np.isfinite(norm) & (norm > 0) & vis.any(axis=1)
 
 
 def joint_error(pred: Any, gt: Any, visible: Any, normaliser: Any) -> np.ndarray:
@@ -264,10 +259,13 @@ def joint_error(pred: Any, gt: Any, visible: Any, normaliser: Any) -> np.ndarray
     (e.g. :func:`torso_size`): the NME of a body. NaN where the normaliser is not a positive finite
     length (a torso joint unlabelled) or no joint is visible: those instances are left out, as
     :func:`pck` leaves them out (``invalid="skip"``)."""
-    p, g, vis, norm, count, valid = _normalised_samples(pred, gt, visible, normaliser)
-    error = np.where(vis, np.linalg.norm(p - g, axis=-1), 0.0).sum(axis=1)
-    out = np.full(len(p), np.nan)
-    out[valid] = error[valid] / count[valid] / norm[valid]
+    p, g = _pred_gt(pred, gt)
+    n, k, _ = p.shape
+    vis = _as_visible(visible, n, k)
+    norm = _as_normaliser(normaliser, n)
+    valid = _usable(vis, norm)
+    out = np.full(n, np.nan)
+    out[valid] = _mean_visible_error(p[valid], g[valid], vis[valid]) / norm[valid]
     return out
 
 
@@ -289,7 +287,12 @@ def mean_offset(pred: Any, gt: Any, normaliser: Any, visible: Any = None) -> np.
     test set whose labels are offset from the training set's. Raises ``ValueError`` when no
     sample remains.
     """
-    p, g, vis, norm, count, used = _normalised_samples(pred, gt, visible, normaliser)
+    p, g = _pred_gt(pred, gt)
+    n, k, _ = p.shape
+    vis = _as_visible(visible, n, k)
+    norm = _as_normaliser(normaliser, n)
+    count = vis.sum(axis=1)
+    used = _usable(vis, norm)
     if not used.any():
         raise ValueError("no sample with a visible keypoint and a positive normaliser")
     signed = np.where(vis[..., None], p - g, 0.0).sum(axis=1)[used] / count[used, None]
